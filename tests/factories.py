@@ -1,0 +1,112 @@
+"""Small factories for test data: the demo school, drafts, and requests driven to a state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from workflow.demo import DEMO_SECRET, create_people
+from workflow.models import AuditEvent, OutboxMail, Request, User
+from workflow.runtime import Runtime
+
+SECRET = DEMO_SECRET
+QUOTE = {"name": "bao-gia-1.pdf", "sha256": "a" * 64}
+QUOTE2 = {"name": "bao-gia-2.pdf", "sha256": "b" * 64}
+
+
+@dataclass
+class School:
+    runtime: Runtime
+
+    @classmethod
+    def create(cls, runtime: Runtime) -> School:
+        with runtime.transaction() as session:
+            create_people(runtime, session)
+        return cls(runtime)
+
+    def user(self, login: str) -> User:
+        with self.runtime.transaction() as session:
+            user = self.runtime.directory(session).get_user(login)
+            assert user is not None
+            session.expunge(user)
+            return user
+
+    def draft(self, owner: str = "hanh", **content: Any) -> str:
+        values: dict[str, Any] = {
+            "title": "Gia hạn phần mềm quản lý tài sản công 2025",
+            "line": "SW-ASSET",
+            "source": "NSNN-TX",
+            "budget_year": 2025,
+            "amount": "1.800.000",
+            "attachments": [QUOTE],
+        }
+        values.update(content)
+        with self.runtime.transaction() as session:
+            service = self.runtime.service(session)
+            user = service.directory.get_user(owner)
+            assert user is not None
+            return service.create_draft(user, school_year="2024-2025", **values).number
+
+    def act(
+        self, number: str, trigger: str, login: str, secret: str = SECRET, **kwargs: Any
+    ) -> AuditEvent:
+        with self.runtime.transaction() as session:
+            service = self.runtime.service(session)
+            user = service.directory.get_user(login)
+            assert user is not None
+            event = service.act(number, trigger, user, secret, **kwargs)
+            session.expunge(event)
+            return event
+
+    def request(self, number: str) -> Request | None:
+        with self.runtime.transaction() as session:
+            row = session.get(Request, number)
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def snapshot(self, number: str) -> tuple[Any, ...]:
+        """Everything a refused action must leave untouched: the request, the log, the outbox."""
+        with self.runtime.transaction() as session:
+            row = session.get(Request, number)
+            request = (
+                None
+                if row is None
+                else tuple(getattr(row, c.key) for c in Request.__table__.columns)
+            )
+            events = session.scalar(select(func.count()).select_from(AuditEvent))
+            head = session.scalar(select(func.max(AuditEvent.seq)))
+            mails = session.scalars(select(OutboxMail.message_id).order_by(OutboxMail.id)).all()
+            return request, events, head, tuple(mails)
+
+    def to_state(self, state: str, **content: Any) -> str:
+        """A fresh request by hanh, driven to ``state`` along the ordinary path."""
+        number = self.draft(**content)
+        paths = {
+            "draft": [],
+            "submitted": [("submit", "hanh")],
+            "returned": [("submit", "hanh"), ("return", "long")],
+            "forwarded": [("submit", "hanh"), ("forward", "long")],
+            "approved": [("submit", "hanh"), ("forward", "long"), ("approve", "toan")],
+            "rejected": [("submit", "hanh"), ("reject", "long")],
+            "withdrawn": [("withdraw", "hanh")],
+        }
+        for trigger, login in paths[state]:
+            comment = "Thiếu báo giá thứ hai." if trigger in ("return", "reject") else None
+            self.act(number, trigger, login, comment=comment)
+        return number
+
+    def mails(self) -> list[OutboxMail]:
+        with self.runtime.transaction() as session:
+            rows = session.scalars(select(OutboxMail).order_by(OutboxMail.id)).all()
+            for row in rows:
+                session.expunge(row)
+            return list(rows)
+
+
+def pay_data(
+    amount: int = 1_800_000, voucher: str = "PC-2025-0031", paid_on: str = "2025-01-13"
+) -> dict[str, Any]:
+    return {"voucher": voucher, "paid_on": paid_on, "amount_paid_vnd": amount}

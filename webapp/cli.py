@@ -1,0 +1,239 @@
+"""CLI commands (`flask --app wsgi ...`): thin wrappers around workflow functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from workflow import demo as demo_data
+from workflow.audit import make_checkpoint
+from workflow.bundle import export_bundle
+from workflow.errors import WorkflowError
+from workflow.keys import InstitutionKey
+from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
+from workflow.livecheck import verify_live
+from workflow.runtime import Runtime
+from workflow.verify import Report
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["runtime"]
+    return runtime
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.command("init-db")
+def init_db() -> None:
+    """Create the schema and the log's genesis event."""
+    try:
+        created = _runtime().init_db()
+    except WorkflowError as exc:
+        _fail(exc.message)
+    click.echo("Database initialised." if created else "Database already initialised.")
+
+
+@click.command("demo")
+@click.option(
+    "--requests", "count", default=0, show_default=True, help="Signed demo requests to create."
+)
+def demo(count: int) -> None:
+    """Create the demo school's users (and optionally a history of requests); print the logins."""
+    runtime = _runtime()
+    try:
+        if not (runtime.settings.keys_dir / "institution.key").exists():
+            key = InstitutionKey.create(
+                runtime.settings.keys_dir, passphrase=runtime.settings.institution_passphrase
+            )
+            click.echo(f"Institution key created, fingerprint {key.fingerprint}")
+        runtime.init_db()
+        with runtime.transaction() as session:
+            demo_data.create_people(runtime, session)
+        with runtime.transaction() as session:
+            has_history = runtime.service(session).count_requests() > 0
+        tally = demo_data.create_history(runtime, count) if count and not has_history else {}
+    except WorkflowError as exc:
+        _fail(exc.message)
+    click.echo("Demo school: Trường Tiểu học Demo (2024-2025)")
+    click.echo(
+        f"Every demo account: password {demo_data.DEMO_PASSWORD!r}, signing secret {demo_data.DEMO_SECRET!r}"
+    )
+    for person in demo_data.PEOPLE:
+        click.echo(
+            f"  {person.login:<6} {person.name:<20} {', '.join(person.roles):<20} {person.title}"
+        )
+    if tally:
+        click.echo("Requests by state: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
+
+
+@click.group("users")
+def users() -> None:
+    """Manage user accounts."""
+
+
+@users.command("create")
+@click.option("--login", required=True)
+@click.option("--name", required=True)
+@click.option("--email", required=True)
+@click.option(
+    "--roles",
+    required=True,
+    help="Comma-separated: proposer,reviewer,approver,accountant,auditor,admin",
+)
+@click.option("--language", default="vi", type=click.Choice(["vi", "en"]))
+@click.password_option("--password", help="Login password (asked if not given).")
+@click.option(
+    "--signing-secret", default=None, help="Signing secret; asked for when the roles sign."
+)
+def users_create(
+    login: str,
+    name: str,
+    email: str,
+    roles: str,
+    language: str,
+    password: str,
+    signing_secret: str | None,
+) -> None:
+    """Create a user, grant roles and issue a signing key (institution-signed events)."""
+    role_list = [r.strip() for r in roles.split(",") if r.strip()]
+    signs = bool(set(role_list) & {"proposer", "reviewer", "approver", "accountant"})
+    if signs and signing_secret is None:
+        signing_secret = click.prompt("Signing secret", hide_input=True, confirmation_prompt=True)
+    runtime = _runtime()
+    try:
+        with runtime.transaction() as session:
+            runtime.directory(session).create_user(
+                login=login,
+                name=name,
+                email=email,
+                roles=role_list,
+                password=password,
+                signing_secret=signing_secret if signs else None,
+                language=language,
+            )
+    except WorkflowError as exc:
+        _fail(exc.message)
+    click.echo(f"User {login} created with roles {', '.join(role_list)}.")
+
+
+@click.group("keys")
+def keys() -> None:
+    """Institution key."""
+
+
+@keys.command("init-institution")
+def keys_init_institution() -> None:
+    """Create the institution key under keys/ and print its fingerprint."""
+    runtime = _runtime()
+    try:
+        key = InstitutionKey.create(
+            runtime.settings.keys_dir, passphrase=runtime.settings.institution_passphrase
+        )
+    except WorkflowError as exc:
+        _fail(exc.message)
+    click.echo(f"Institution key written to {runtime.settings.keys_dir / 'institution.key'}")
+    click.echo(f"Fingerprint: {key.fingerprint}")
+
+
+@keys.command("fingerprint")
+def keys_fingerprint() -> None:
+    """Print the institution key fingerprint (the auditors' trust anchor)."""
+    try:
+        click.echo(_runtime().institution.fingerprint)
+    except WorkflowError as exc:
+        _fail(exc.message)
+
+
+@click.command("checkpoint")
+def checkpoint() -> None:
+    """Sign a checkpoint over the whole log and print it."""
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        note = make_checkpoint(session, institution=runtime.institution, now=runtime.now())
+    click.echo(note.note, nl=False)
+
+
+@click.group("audit")
+def audit() -> None:
+    """Export and verify the audit log."""
+
+
+@audit.command("export")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+def audit_export(out: Path) -> None:
+    """Write the audit bundle (zip) an auditor verifies with audit-verify."""
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        manifest = export_bundle(session, out, institution=runtime.institution, now=runtime.now())
+    click.echo(f"Wrote {out}: {manifest['event_count']} events, head {manifest['head_hash']}")
+    click.echo(f"Institution key fingerprint: {manifest['institution']['fingerprint']}")
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Verify the live database against its own log (and every request row against its replay)."""
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        report = verify_live(session, institution=runtime.institution, now=runtime.now())
+    _print_report(report)
+    sys.exit(0 if report.valid else 1)
+
+
+def _print_report(report: Report) -> None:
+    click.echo(
+        f"{report.event_count} events, {len(report.requests)} requests, institution {report.institution_fingerprint}"
+    )
+    if report.valid:
+        click.echo("VALID: the log verifies and every request row equals the replay of its events.")
+        return
+    click.echo(f"INVALID: {len(report.problems)} problem(s)")
+    for p in report.problems:
+        where = f" [{p.request}]" if p.request else ""
+        click.echo(f"  seq {p.seq if p.seq is not None else '-'}  {p.kind}{where}  {p.detail}")
+
+
+@click.group("ledger")
+def ledger() -> None:
+    """The approved-expense ledger."""
+
+
+@ledger.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--school-year")
+@click.option("--budget-year", type=int)
+@click.option("--line")
+@click.option("--source")
+@click.option("--state", type=click.Choice(["approved", "paid"]))
+def ledger_export(
+    fmt: str,
+    output: Path,
+    school_year: str | None,
+    budget_year: int | None,
+    line: str | None,
+    source: str | None,
+    state: str | None,
+) -> None:
+    """Export the ledger of approved and paid requests as CSV (UTF-8 with BOM) or XLSX."""
+    runtime = _runtime()
+    selection = LedgerFilter(school_year, budget_year, line, source, state)
+    with runtime.transaction() as session:
+        rows = rows_from_database(session, selection, runtime.definitions)
+        if fmt == "csv":
+            with output.open("w", encoding="utf-8", newline="") as handle:
+                write_csv(rows, handle)
+        else:
+            write_xlsx(rows, str(output))
+    click.echo(f"Wrote {output}")
+
+
+def register(app: Flask) -> None:
+    """Attach every command to the app's CLI."""
+    for command in (init_db, demo, users, keys, checkpoint, audit, ledger):
+        app.cli.add_command(command)

@@ -1,0 +1,1 @@
+"""Domain core of the school expense approval engine (no Flask in here)."""

@@ -1,0 +1,142 @@
+"""The signed, hash-chained event log: append (serialized on the head) and checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .canonical import GENESIS_PREV, canonical_json, event_hash, signing_message
+from .checkpoint import Checkpoint, sign_checkpoint
+from .keys import INSTITUTION_ACTOR, InstitutionKey, Signer
+from .merkle import leaf_hash, root_from_leaf_hashes
+from .models import AuditEvent, CheckpointRow, LogHead
+
+EVENT_VERSION = 1
+
+
+class LogNotInitialised(Exception):
+    """The log has no head row yet: run init-db."""
+
+
+def format_ts(moment: datetime) -> str:
+    """UTC timestamp as stored in events: 2026-11-22T09:15:03Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lock_head(session: Session) -> LogHead:
+    """Lock the log head for this transaction (row lock on PostgreSQL; SQLite is IMMEDIATE)."""
+    head = session.scalars(select(LogHead).where(LogHead.id == 1).with_for_update()).first()
+    if head is None:
+        raise LogNotInitialised("The audit log is not initialised: run `flask --app wsgi init-db`.")
+    return head
+
+
+def append_event(
+    session: Session,
+    *,
+    signer: Signer,
+    ts: datetime,
+    action: str,
+    actor: str,
+    role: str,
+    request: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    definition: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    comment: str | None = None,
+) -> AuditEvent:
+    """Append one signed event after the current head; the caller's transaction commits it."""
+    head = lock_head(session)
+    body = {
+        "v": EVENT_VERSION,
+        "origin": head.origin,
+        "seq": head.seq + 1,
+        "prev": head.hash,
+        "ts": format_ts(ts),
+        "request": request,
+        "action": action,
+        "from": from_state,
+        "to": to_state,
+        "actor": actor,
+        "role": role,
+        "key": signer.key_id,
+        "definition": definition,
+        "data": dict(data or {}),
+        "comment": comment,
+    }
+    body_bytes = canonical_json(body)
+    row = AuditEvent(
+        seq=body["seq"],
+        hash=event_hash(body_bytes),
+        prev=head.hash,
+        request=request,
+        action=action,
+        actor=actor,
+        key_id=signer.key_id,
+        ts=body["ts"],
+        body=body_bytes,
+        sig=signer.sign(signing_message(body_bytes)),
+    )
+    session.add(row)
+    head.seq, head.hash = row.seq, row.hash
+    session.flush()
+    return row
+
+
+def init_log(
+    session: Session, *, origin: str, institution: InstitutionKey, ts: datetime
+) -> AuditEvent:
+    """Create the head and the genesis event that names the institution key."""
+    session.add(LogHead(id=1, origin=origin, seq=0, hash=GENESIS_PREV))
+    session.flush()
+    return append_event(
+        session,
+        signer=institution,
+        ts=ts,
+        action="log.init",
+        actor=INSTITUTION_ACTOR,
+        role=INSTITUTION_ACTOR,
+        data={
+            "institution_key": institution.public_raw.hex(),
+            "fingerprint": institution.fingerprint,
+        },
+    )
+
+
+def event_leaf(event_hash_hex: str, sig: bytes) -> bytes:
+    """Merkle leaf of an event: its hash followed by its signature, so checkpoints bind both."""
+    return leaf_hash(bytes.fromhex(event_hash_hex) + sig)
+
+
+def iter_events(session: Session, *, after: int = 0, batch: int = 2000) -> Iterator[AuditEvent]:
+    """Events in order, fetched in batches (constant memory on large logs)."""
+    last = after
+    while True:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def make_checkpoint(session: Session, *, institution: InstitutionKey, now: datetime) -> Checkpoint:
+    """Sign a checkpoint over the whole log now (re-using the latest if nothing is new)."""
+    head = lock_head(session)
+    latest = session.get(CheckpointRow, head.seq)
+    if latest is not None:
+        return Checkpoint(head.origin, latest.size, bytes.fromhex(latest.root), latest.note)
+    leaves = [event_leaf(e.hash, e.sig) for e in iter_events(session)]
+    root = root_from_leaf_hashes(leaves)
+    checkpoint = sign_checkpoint(head.origin, len(leaves), root, institution.private)
+    session.add(
+        CheckpointRow(size=checkpoint.size, root=root.hex(), note=checkpoint.note, created_at=now)
+    )
+    session.flush()
+    return checkpoint

@@ -1,0 +1,428 @@
+"""Load and validate definitions (workflows and budget catalogues) from TOML data."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .canonical import sha256_hex
+from .errors import DefinitionError
+from .vocabulary import GUARD_NAMES, LANGUAGES, NORM_KINDS, RECIPIENTS, ROLES
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class StateDef:
+    name: str
+    label: Labels
+    final: bool = False
+    wait_days: int | None = None
+
+
+@dataclass(frozen=True)
+class TransitionDef:
+    trigger: str
+    sources: tuple[str, ...]
+    dest: str
+    roles: tuple[str, ...]
+    guards: tuple[str, ...]
+    label: Labels
+    comment_required: bool = False
+    binds_content: bool = False
+    notify: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    name: str
+    version: int
+    initial: str
+    title: Labels
+    states: Mapping[str, StateDef]
+    transitions: tuple[TransitionDef, ...]
+    path: str
+    sha256: str
+
+    def find(self, state: str, trigger: str) -> TransitionDef | None:
+        """Return the transition fired by ``trigger`` from ``state``, if any."""
+        for transition in self.transitions:
+            if transition.trigger == trigger and state in transition.sources:
+                return transition
+        return None
+
+    def triggers_from(self, state: str) -> list[TransitionDef]:
+        """Transitions leaving ``state``, in definition order."""
+        return [t for t in self.transitions if state in t.sources]
+
+
+@dataclass(frozen=True)
+class Norm:
+    kind: str
+    amount_vnd: int
+    years: int = 1
+    unit: Labels | None = None
+    max_quantity: int | None = None
+
+
+@dataclass(frozen=True)
+class BudgetLine:
+    code: str
+    name: Labels
+    norm: Norm
+    allocation_vnd: int
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BudgetCatalogue:
+    school_year: str
+    budget_years: tuple[int, ...]
+    school: Labels
+    quotes_above_vnd: int
+    min_quotes: int
+    sources: Mapping[str, Labels]
+    lines: Mapping[str, BudgetLine]
+    path: str
+    sha256: str
+
+
+@dataclass
+class DefinitionSet:
+    """Every definition file of a deployment (or of a bundle), addressable by content hash."""
+
+    workflows: dict[str, WorkflowDefinition] = field(default_factory=dict)
+    catalogues: dict[str, BudgetCatalogue] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # sha256 -> exact bytes
+    paths: dict[str, str] = field(default_factory=dict)  # sha256 -> relative path
+    by_hash: dict[str, WorkflowDefinition | BudgetCatalogue] = field(default_factory=dict)
+
+    @classmethod
+    def from_directory(cls, root: str | Path) -> DefinitionSet:
+        """Load every *.toml under ``root``: top level = workflows, budgets/ = catalogues."""
+        base = Path(root)
+        files = {
+            p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*.toml"))
+        }
+        if not files:
+            raise DefinitionError(str(base), "-", "no definition files found")
+        return cls.from_files(files, label=str(base))
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], *, label: str = "") -> DefinitionSet:
+        """Load definitions from a mapping of relative path to bytes (used by the verifier)."""
+        result = cls()
+        for rel, data in files.items():
+            display = f"{label}/{rel}" if label else rel
+            name = rel.rsplit("/", 1)[-1]
+            if "budgets/" in rel or rel.startswith("budgets"):
+                result._add(load_catalogue(data, display, rel_name=name), rel, data)
+            else:
+                result._add(load_workflow(data, display), rel, data)
+        return result
+
+    def _add(self, item: WorkflowDefinition | BudgetCatalogue, rel: str, data: bytes) -> None:
+        self.files[item.sha256] = data
+        self.paths[item.sha256] = rel
+        self.by_hash[item.sha256] = item
+        if isinstance(item, WorkflowDefinition):
+            self.workflows[item.name] = item
+        else:
+            self.catalogues[item.school_year] = item
+
+    def workflow(self, name: str = "expense_approval") -> WorkflowDefinition:
+        """The workflow in force with this name."""
+        try:
+            return self.workflows[name]
+        except KeyError:
+            raise DefinitionError("definitions/", name, "no such workflow") from None
+
+    def catalogue(self, school_year: str) -> BudgetCatalogue:
+        """The budget catalogue of a school year."""
+        try:
+            return self.catalogues[school_year]
+        except KeyError:
+            raise DefinitionError(
+                "definitions/budgets/", school_year, "no such catalogue"
+            ) from None
+
+
+# --- parsing helpers -------------------------------------------------------------------------
+
+
+def _parse_toml(data: bytes, path: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DefinitionError(path, "-", f"not valid UTF-8 TOML: {exc}") from None
+
+
+def _table(doc: Mapping[str, Any], key: str, path: str, where: str = "") -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise DefinitionError(path, f"{where}{key}", "missing table")
+    return value
+
+
+def _labels(value: Any, path: str, key: str) -> Labels:
+    if not isinstance(value, dict) or any(
+        not isinstance(value.get(lang), str) or not value[lang].strip() for lang in LANGUAGES
+    ):
+        raise DefinitionError(path, key, "needs a name in Vietnamese (vi) and English (en)")
+    return {lang: value[lang] for lang in LANGUAGES}
+
+
+def _positive_int(value: Any, path: str, key: str, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise DefinitionError(
+            path,
+            key,
+            f"must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}",
+        )
+    return value
+
+
+def _names(value: Any, path: str, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DefinitionError(path, key, "must be a list of names")
+    return tuple(value)
+
+
+# --- workflows -------------------------------------------------------------------------------
+
+
+def load_workflow(data: bytes, path: str) -> WorkflowDefinition:
+    """Parse and validate one workflow definition file."""
+    doc = _parse_toml(data, path)
+    head = _table(doc, "workflow", path)
+    name = head.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise DefinitionError(path, "workflow.name", "must be a lower-case identifier")
+    version = _positive_int(head.get("version"), path, "workflow.version")
+    states = _load_states(_table(doc, "states", path), path)
+    initial = head.get("initial")
+    if initial not in states:
+        raise DefinitionError(path, "workflow.initial", f"unknown state {initial!r}")
+    raw_transitions = doc.get("transitions")
+    if not isinstance(raw_transitions, list) or not raw_transitions:
+        raise DefinitionError(path, "transitions", "at least one transition is needed")
+    transitions = tuple(
+        _load_transition(raw, path, f"transitions[{i}]", states)
+        for i, raw in enumerate(raw_transitions)
+    )
+    definition = WorkflowDefinition(
+        name=name,
+        version=version,
+        initial=str(initial),
+        title=_labels(head.get("title"), path, "workflow.title"),
+        states=states,
+        transitions=transitions,
+        path=path,
+        sha256=sha256_hex(data),
+    )
+    _check_graph(definition)
+    return definition
+
+
+def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
+    states: dict[str, StateDef] = {}
+    for name, raw in table.items():
+        key = f"states.{name}"
+        if not isinstance(raw, dict):
+            raise DefinitionError(path, key, "must be a table")
+        unknown = set(raw) - {"label", "final", "wait_days"}
+        if unknown:
+            raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
+        wait = raw.get("wait_days")
+        states[name] = StateDef(
+            name=name,
+            label=_labels(raw.get("label"), path, f"{key}.label"),
+            final=bool(raw.get("final", False)),
+            wait_days=None if wait is None else _positive_int(wait, path, f"{key}.wait_days"),
+        )
+    if not states:
+        raise DefinitionError(path, "states", "no states defined")
+    return states
+
+
+_TRANSITION_KEYS = {
+    "trigger",
+    "source",
+    "dest",
+    "roles",
+    "guards",
+    "label",
+    "comment_required",
+    "binds_content",
+    "notify",
+}
+
+
+def _load_transition(
+    raw: Any, path: str, key: str, states: Mapping[str, StateDef]
+) -> TransitionDef:
+    if not isinstance(raw, dict):
+        raise DefinitionError(path, key, "must be a table")
+    unknown = set(raw) - _TRANSITION_KEYS
+    if unknown:
+        raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
+    trigger = raw.get("trigger")
+    if not isinstance(trigger, str) or not re.fullmatch(r"[a-z][a-z_]*", trigger):
+        raise DefinitionError(path, f"{key}.trigger", "must be a lower-case verb")
+    sources = _names(raw.get("source"), path, f"{key}.source")
+    for state in (*sources, raw.get("dest")):
+        if state not in states:
+            raise DefinitionError(path, f"{key} ({trigger})", f"unknown state {state!r}")
+    roles = _names(raw.get("roles"), path, f"{key}.roles")
+    if not roles:
+        raise DefinitionError(path, f"{key}.roles", "at least one role is needed")
+    for role in roles:
+        if role not in ROLES:
+            raise DefinitionError(path, f"{key}.roles", f"unknown role {role!r}")
+    guards = _names(raw.get("guards", []), path, f"{key}.guards")
+    for guard in guards:
+        if guard not in GUARD_NAMES:
+            raise DefinitionError(path, f"{key}.guards", f"unknown guard {guard!r}")
+    notify = _names(raw.get("notify", []), path, f"{key}.notify")
+    for recipient in notify:
+        if recipient not in RECIPIENTS:
+            raise DefinitionError(path, f"{key}.notify", f"unknown recipient {recipient!r}")
+    return TransitionDef(
+        trigger=trigger,
+        sources=sources,
+        dest=str(raw["dest"]),
+        roles=roles,
+        guards=guards,
+        label=_labels(raw.get("label"), path, f"{key}.label"),
+        comment_required=bool(raw.get("comment_required", False)),
+        binds_content=bool(raw.get("binds_content", False)),
+        notify=notify,
+    )
+
+
+def _check_graph(definition: WorkflowDefinition) -> None:
+    path = definition.path
+    seen: set[tuple[str, str]] = set()
+    for i, t in enumerate(definition.transitions):
+        for source in t.sources:
+            if (t.trigger, source) in seen:
+                raise DefinitionError(
+                    path, f"transitions[{i}]", f"duplicate trigger {t.trigger!r} from {source!r}"
+                )
+            seen.add((t.trigger, source))
+            if definition.states[source].final:
+                raise DefinitionError(
+                    path, f"transitions[{i}]", f"final state {source!r} cannot have a way out"
+                )
+    reachable = {definition.initial}
+    queue = deque([definition.initial])
+    while queue:
+        current = queue.popleft()
+        for t in definition.triggers_from(current):
+            if t.dest not in reachable:
+                reachable.add(t.dest)
+                queue.append(t.dest)
+    for name, state in definition.states.items():
+        if name not in reachable:
+            raise DefinitionError(path, f"states.{name}", "unreachable from the initial state")
+        if not state.final and not definition.triggers_from(name):
+            raise DefinitionError(path, f"states.{name}", "not final but has no way out")
+
+
+# --- budget catalogues ---------------------------------------------------------------------
+
+
+def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatalogue:
+    """Parse and validate one budget catalogue (budget lines, norms, allocations, sources)."""
+    doc = _parse_toml(data, path)
+    head = _table(doc, "catalogue", path)
+    school_year = head.get("school_year")
+    if not isinstance(school_year, str) or not re.fullmatch(r"\d{4}-\d{4}", school_year):
+        raise DefinitionError(path, "catalogue.school_year", "must look like 2024-2025")
+    first, second = (int(y) for y in school_year.split("-"))
+    if second != first + 1:
+        raise DefinitionError(path, "catalogue.school_year", "years must be consecutive")
+    if rel_name and rel_name != f"{school_year}.toml":
+        raise DefinitionError(
+            path, "catalogue.school_year", f"file must be named {school_year}.toml"
+        )
+    budget_years = head.get("budget_years", [first, second])
+    if not isinstance(budget_years, list) or not budget_years:
+        raise DefinitionError(path, "catalogue.budget_years", "must list the budget years")
+    years = tuple(_positive_int(y, path, "catalogue.budget_years") for y in budget_years)
+    sources_table = _table(doc, "sources", path)
+    sources = {
+        code: _labels(
+            raw.get("name") if isinstance(raw, dict) else None, path, f"sources.{code}.name"
+        )
+        for code, raw in sources_table.items()
+    }
+    lines_table = _table(doc, "lines", path)
+    lines = {code: _load_line(code, raw, path, sources) for code, raw in lines_table.items()}
+    if not lines:
+        raise DefinitionError(path, "lines", "no budget lines defined")
+    return BudgetCatalogue(
+        school_year=school_year,
+        budget_years=years,
+        school=_labels(head.get("school"), path, "catalogue.school"),
+        quotes_above_vnd=_positive_int(
+            head.get("quotes_above_vnd"), path, "catalogue.quotes_above_vnd"
+        ),
+        min_quotes=_positive_int(head.get("min_quotes"), path, "catalogue.min_quotes"),
+        sources=sources,
+        lines=lines,
+        path=path,
+        sha256=sha256_hex(data),
+    )
+
+
+def _load_line(code: str, raw: Any, path: str, sources: Mapping[str, Labels]) -> BudgetLine:
+    key = f"lines.{code}"
+    if not re.fullmatch(r"[A-Z][A-Z0-9-]*", code):
+        raise DefinitionError(path, key, "line codes are upper-case, e.g. SW-ASSET")
+    if not isinstance(raw, dict):
+        raise DefinitionError(path, key, "must be a table")
+    norm_raw = raw.get("norm")
+    if not isinstance(norm_raw, dict):
+        raise DefinitionError(path, f"{key}.norm", "missing norm")
+    kind = norm_raw.get("kind")
+    if kind not in NORM_KINDS:
+        raise DefinitionError(path, f"{key}.norm.kind", f"must be one of {list(NORM_KINDS)}")
+    unit = norm_raw.get("unit")
+    if kind == "per_unit" and unit is None:
+        raise DefinitionError(path, f"{key}.norm.unit", "a per-unit norm needs a unit")
+    years = norm_raw.get("years", 1)
+    if kind == "per_years" and "years" not in norm_raw:
+        raise DefinitionError(path, f"{key}.norm.years", "a per-years norm needs years")
+    max_quantity = norm_raw.get("max_quantity")
+    norm = Norm(
+        kind=str(kind),
+        amount_vnd=_positive_int(norm_raw.get("amount_vnd"), path, f"{key}.norm.amount_vnd"),
+        years=_positive_int(years, path, f"{key}.norm.years"),
+        unit=None if unit is None else _labels(unit, path, f"{key}.norm.unit"),
+        max_quantity=None
+        if max_quantity is None
+        else _positive_int(max_quantity, path, f"{key}.norm.max_quantity"),
+    )
+    line_sources = _names(raw.get("sources"), path, f"{key}.sources")
+    if not line_sources:
+        raise DefinitionError(path, f"{key}.sources", "at least one funding source is needed")
+    for source in line_sources:
+        if source not in sources:
+            raise DefinitionError(path, f"{key}.sources", f"unknown funding source {source!r}")
+    return BudgetLine(
+        code=code,
+        name=_labels(raw.get("name"), path, f"{key}.name"),
+        norm=norm,
+        allocation_vnd=_positive_int(
+            raw.get("allocation_vnd"), path, f"{key}.allocation_vnd", allow_zero=True
+        ),
+        sources=line_sources,
+    )

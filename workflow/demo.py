@@ -1,0 +1,193 @@
+"""The demo school of SCENARIOS.md: its people and, on request, a signed history of requests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from .directory import Directory
+from .errors import WorkflowError
+from .models import User
+from .runtime import Runtime
+
+DEMO_PASSWORD = "demo-2024"  # demo accounts only; printed by `flask demo`
+DEMO_SECRET = "123456"  # demo signing secret (a real one is chosen by each user)
+DEMO_SCRYPT_N = 2**12  # demo keys unlock fast; real keys use the default cost
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    login: str
+    name: str
+    roles: tuple[str, ...]
+    title: str
+
+
+PEOPLE = (
+    DemoPerson("hanh", "Võ Thị Hạnh", ("proposer",), "IT staff / nhân viên CNTT"),
+    DemoPerson("nga", "Hồ Thị Nga", ("proposer",), "library staff / nhân viên thư viện"),
+    DemoPerson(
+        "long", "Nguyễn Văn Long", ("reviewer", "proposer"), "deputy principal / phó hiệu trưởng"
+    ),
+    DemoPerson("toan", "Nguyễn Văn Toàn", ("approver", "proposer"), "principal / hiệu trưởng"),
+    DemoPerson("mai", "Trần Thị Mai", ("accountant",), "accountant / kế toán"),
+    DemoPerson("kiem", "Lê Văn Kiểm", ("auditor",), "district inspector / thanh tra Phòng GDĐT"),
+    DemoPerson("admin", "Quản trị hệ thống", ("admin",), "admin / quản trị"),
+)
+
+# (line, title, amount or (quantity, unit price), source)
+TEMPLATES: tuple[tuple[str, str, int | tuple[int, int], str], ...] = (
+    ("SW-ASSET", "Gia hạn phần mềm quản lý tài sản công", 1_800_000, "NSNN-TX"),
+    ("SW-IMAS", "Gia hạn phần mềm kế toán Imas", 1_800_000, "NSNN-TX"),
+    ("WEB", "Duy trì tên miền và hosting trang web trường", 2_400_000, "NSNN-TX"),
+    ("PRINT", "In tài liệu tập huấn chuyển đổi số", 450_000, "NSNN-TX"),
+    ("PRINT", "In báo cáo sơ kết học kỳ", 320_000, "THU-DL"),
+    ("TRAINER", "Thuê báo cáo viên tập huấn phần mềm thư viện", (2, 1_000_000), "NSNN-TX"),
+    ("LMS", "Tài khoản bồi dưỡng giáo viên trên LMS", (25, 1_200_000), "NSNN-TX"),
+    ("SW-LIB", "Phần mềm quản lý thư viện và thiết bị", 18_000_000, "NSNN-TX"),
+    ("SW-KDCL", "Phần mềm kiểm định chất lượng (3 năm)", 6_000_000, "NSNN-TX"),
+    ("CASHLESS", "Triển khai thu phí không dùng tiền mặt", 9_500_000, "THU-DL"),
+    ("ENETVIET", "Sổ liên lạc điện tử EnetViet tháng", (450, 15_000), "THU-DL"),
+)
+
+TARGETS = (
+    "paid",
+    "approved",
+    "forwarded",
+    "submitted",
+    "returned",
+    "rejected",
+    "withdrawn",
+    "draft",
+)
+
+
+class DemoClock:
+    """A clock that walks through the school year, so the history looks lived in."""
+
+    def __init__(self, start: datetime, rng: random.Random) -> None:
+        self.now, self.rng = start, rng
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, low_minutes: int = 20, high_minutes: int = 60 * 30) -> None:
+        self.now += timedelta(minutes=self.rng.randint(low_minutes, high_minutes))
+
+
+def create_people(
+    runtime: Runtime, session: Session, *, domain: str = "th-demo.edu.vn"
+) -> list[User]:
+    """Create the demo accounts (idempotent), each with a signing key under the demo secret."""
+    directory = Directory(
+        session, institution=runtime.institution, clock=runtime.clock, scrypt_n=DEMO_SCRYPT_N
+    )
+    users = []
+    for person in PEOPLE:
+        user = directory.get_user(person.login)
+        if user is None:
+            user = directory.create_user(
+                login=person.login,
+                name=person.name,
+                email=f"{person.login}@{domain}",
+                roles=person.roles,
+                password=DEMO_PASSWORD,
+                signing_secret=DEMO_SECRET if person.roles != ("auditor",) else None,
+            )
+        users.append(user)
+    return users
+
+
+def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[str, int]:
+    """Create ``count`` requests spread over every state, every step really signed."""
+    rng = random.Random(seed)
+    clock = DemoClock(datetime(2024, 9, 9, 0, 40), rng)
+    tally: dict[str, int] = {}
+    for index in range(count):
+        target = TARGETS[index % len(TARGETS)] if index < len(TARGETS) * 2 else rng.choice(TARGETS)
+        with runtime.transaction() as session:
+            state = _one_request(runtime, session, clock, rng, target)
+        tally[state] = tally.get(state, 0) + 1
+        clock.advance(10, 60 * 8)
+    return tally
+
+
+def _one_request(
+    runtime: Runtime, session: Session, clock: DemoClock, rng: random.Random, target: str
+) -> str:
+    service = runtime.service(session, clock=clock)
+    directory = service.directory
+    people = {p.login: directory.get_user(p.login) for p in PEOPLE}
+    proposer = people[rng.choice(["hanh", "hanh", "nga", "long"])]
+    assert proposer is not None
+    line, title, amount, source = rng.choice(TEMPLATES)
+    content: dict[str, object] = {
+        "title": title,
+        "line": line,
+        "source": source,
+        "budget_year": clock.now.year,
+        "description": "Theo kế hoạch CNTT năm học 2024-2025.",
+    }
+    if isinstance(amount, tuple):
+        content.update(quantity=amount[0], unit_price_vnd=amount[1])
+    else:
+        content["amount"] = amount
+    content["attachments"] = [
+        {"name": f"bao-gia-{i + 1}.pdf", "sha256": f"{rng.getrandbits(256):064x}"} for i in range(2)
+    ]
+    draft = service.create_draft(proposer, school_year="2024-2025", **content)
+    number = draft.number
+    if target == "draft":
+        return "draft"
+
+    def step(
+        trigger: str, actor: str, comment: str | None = None, data: dict[str, object] | None = None
+    ) -> bool:
+        clock.advance()
+        user = people[actor]
+        assert user is not None
+        try:
+            with session.begin_nested():
+                service.act(number, trigger, user, DEMO_SECRET, comment=comment, data=data)
+        except WorkflowError:
+            return False
+        return True
+
+    reviewer = "toan" if proposer.login == "long" else "long"
+    plan: list[Callable[[], bool]] = [lambda: step("submit", proposer.login)]
+    if target == "withdrawn":
+        plan.append(lambda: step("withdraw", proposer.login, "Không còn nhu cầu."))
+    if target == "returned":
+        plan.append(lambda: step("return", reviewer, "Thiếu báo giá thứ hai."))
+    if target in ("forwarded", "approved", "paid", "rejected"):
+        plan.append(lambda: step("forward", reviewer, "Hợp lý.") if reviewer == "long" else False)
+    if target == "rejected":
+        plan.append(lambda: step("reject", "toan", "Chưa cần thiết trong học kỳ này."))
+    if target in ("approved", "paid"):
+        plan.append(lambda: step("approve", "toan"))
+    if target == "paid":
+        plan.append(
+            lambda: step(
+                "pay",
+                "mai",
+                data={
+                    "voucher": f"PC-{clock.now.year}-{rng.randint(1, 9999):04d}",
+                    "paid_on": clock.now.date().isoformat(),
+                    "amount_paid_vnd": service.current(number).projection["amount_vnd"],  # type: ignore[index]
+                },
+            )
+        )
+    for action in plan:
+        if not action():
+            break
+    current = service.current(number)
+    if current.state == "submitted" and target not in ("submitted",):
+        # A refusal (norm, allocation, no second reviewer): the reviewer sends it back or rejects.
+        if reviewer == "long":
+            step("reject", "long", "Vượt định mức hoặc hết phân bổ của dòng ngân sách.")
+        current = service.current(number)
+    return current.state

@@ -1,0 +1,292 @@
+"""Named guards referenced from definitions; each passes silently or raises GuardRefused.
+
+The same functions run in the engine (before an event is written) and in the offline verifier
+(when an event is replayed), so a validly signed but forbidden step is caught by both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .budget import BudgetBook
+from .definitions import BudgetCatalogue, BudgetLine
+from .errors import DataInvalid, GuardRefused
+from .money import MAX_AMOUNT_VND, format_vnd
+
+MAX_TITLE = 200
+MAX_DESCRIPTION = 4000
+MAX_QUANTITY = 100_000
+MAX_ATTACHMENTS = 20
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """Everything a guard may look at: no database, no clock beyond the event's own date."""
+
+    actor: str
+    owner: str
+    forwarded_by: str | None
+    content: Mapping[str, Any]
+    catalogue: BudgetCatalogue | None
+    book: BudgetBook
+    data: Mapping[str, Any] = field(default_factory=dict)
+    today: date | None = None
+
+
+Guard = Callable[[GuardContext], None]
+
+
+def _line(ctx: GuardContext) -> BudgetLine:
+    if ctx.catalogue is None:
+        raise GuardRefused("Không có kế hoạch ngân sách cho năm học này.", rule="catalogue")
+    line = ctx.catalogue.lines.get(str(ctx.content.get("line")))
+    if line is None:
+        raise GuardRefused(
+            f"Không có dòng ngân sách «{ctx.content.get('line')}».",
+            rule="line",
+            line=ctx.content.get("line"),
+        )
+    return line
+
+
+def actor_is_owner(ctx: GuardContext) -> None:
+    """Only the proposer may act on their own request."""
+    if ctx.actor != ctx.owner:
+        raise GuardRefused(
+            "Chỉ người lập đề xuất mới được thực hiện thao tác này.",
+            rule="actor_is_owner",
+            owner=ctx.owner,
+        )
+
+
+def actor_not_owner(ctx: GuardContext) -> None:
+    """Separation of duties: nobody reviews, approves or pays their own request."""
+    if ctx.actor == ctx.owner:
+        raise GuardRefused(
+            "Không được xem xét, duyệt hoặc chi cho đề xuất do chính mình lập.",
+            rule="actor_not_owner",
+        )
+
+
+def actor_not_forwarder(ctx: GuardContext) -> None:
+    """Separation of duties: the approver is not the reviewer who forwarded the request."""
+    if ctx.forwarded_by is not None and ctx.actor == ctx.forwarded_by:
+        raise GuardRefused(
+            "Người đã trình đề xuất không được tự duyệt đề xuất đó.", rule="actor_not_forwarder"
+        )
+
+
+def source_allowed(ctx: GuardContext) -> None:
+    """The funding source must be one the budget line allows."""
+    line = _line(ctx)
+    source = ctx.content.get("source")
+    if source not in line.sources:
+        raise GuardRefused(
+            f"Nguồn kinh phí «{source}» không được dùng cho «{line.name['vi']}».",
+            rule="source_allowed",
+            line=line.code,
+            source=source,
+            allowed=list(line.sources),
+        )
+
+
+def within_norm(ctx: GuardContext) -> None:
+    """The amount respects the line's norm (per time, per unit, per year or per N years)."""
+    line = _line(ctx)
+    norm = line.norm
+    amount = int(ctx.content["amount_vnd"])
+    name = line.name["vi"]
+    if norm.kind == "per_time" and amount > norm.amount_vnd:
+        raise GuardRefused(
+            f"Vượt định mức «{name}»: tối đa {format_vnd(norm.amount_vnd)} mỗi lần, "
+            f"đề nghị {format_vnd(amount)}.",
+            rule="within_norm",
+            line=line.code,
+            norm=norm.amount_vnd,
+            amount=amount,
+        )
+    if norm.kind == "per_unit":
+        unit_price = int(ctx.content.get("unit_price_vnd") or 0)
+        quantity = int(ctx.content.get("quantity") or 0)
+        unit = (norm.unit or {}).get("vi", "")
+        if unit_price > norm.amount_vnd:
+            raise GuardRefused(
+                f"Vượt định mức «{name}»: đơn giá tối đa {format_vnd(norm.amount_vnd)}/{unit}, "
+                f"đề nghị {format_vnd(unit_price)}/{unit}.",
+                rule="within_norm",
+                line=line.code,
+                norm=norm.amount_vnd,
+                amount=unit_price,
+            )
+        if norm.max_quantity is not None and quantity > norm.max_quantity:
+            raise GuardRefused(
+                f"Vượt định mức «{name}»: tối đa {norm.max_quantity} {unit}, đề nghị {quantity}.",
+                rule="within_norm",
+                line=line.code,
+                norm=norm.max_quantity,
+                amount=quantity,
+            )
+    if norm.kind in ("per_year", "per_years"):
+        year = int(ctx.content["budget_year"])
+        first = year - norm.years + 1
+        used = ctx.book.used_in_years(line.code, first, year)
+        left = max(norm.amount_vnd - used, 0)
+        if amount > left:
+            period = f"năm {year}" if norm.years == 1 else f"{norm.years} năm {first}–{year}"
+            raise GuardRefused(
+                f"Vượt định mức «{name}»: {format_vnd(norm.amount_vnd)} cho {period}, "
+                f"đã dùng {format_vnd(used)}, còn {format_vnd(left)}, đề nghị {format_vnd(amount)}.",
+                rule="within_norm",
+                line=line.code,
+                norm=norm.amount_vnd,
+                used=used,
+                left=left,
+                amount=amount,
+            )
+
+
+def allocation_left(catalogue: BudgetCatalogue, line: BudgetLine, book: BudgetBook) -> int:
+    """What is left of a line's allocation in a school year's plan."""
+    used = book.used_of_allocation(catalogue.school_year, line.code)
+    return max(line.allocation_vnd - used, 0)
+
+
+def within_allocation(ctx: GuardContext) -> None:
+    """The amount fits in what is left of the line's allocation."""
+    line = _line(ctx)
+    assert ctx.catalogue is not None  # checked by _line
+    amount = int(ctx.content["amount_vnd"])
+    left = allocation_left(ctx.catalogue, line, ctx.book)
+    if amount > left:
+        raise GuardRefused(
+            f"Vượt phân bổ «{line.name['vi']}»: còn lại {format_vnd(left)} trên "
+            f"{format_vnd(line.allocation_vnd)}, đề nghị {format_vnd(amount)}.",
+            rule="within_allocation",
+            line=line.code,
+            allocation=line.allocation_vnd,
+            left=left,
+            amount=amount,
+        )
+
+
+def quotes_attached(ctx: GuardContext) -> None:
+    """Larger requests carry several supplier quotes."""
+    if ctx.catalogue is None:
+        return
+    amount = int(ctx.content["amount_vnd"])
+    attachments = ctx.content.get("attachments") or []
+    if amount > ctx.catalogue.quotes_above_vnd and len(attachments) < ctx.catalogue.min_quotes:
+        raise GuardRefused(
+            f"Đề xuất trên {format_vnd(ctx.catalogue.quotes_above_vnd)} cần ít nhất "
+            f"{ctx.catalogue.min_quotes} báo giá đính kèm (hiện có {len(attachments)}).",
+            rule="quotes_attached",
+            needed=ctx.catalogue.min_quotes,
+            found=len(attachments),
+        )
+
+
+def payment_recorded(ctx: GuardContext) -> None:
+    """A payment names its voucher, its date and an amount no larger than approved."""
+    check_payment(ctx.data, approved_amount=int(ctx.content["amount_vnd"]), today=ctx.today)
+
+
+GUARDS: Mapping[str, Guard] = {
+    "actor_is_owner": actor_is_owner,
+    "actor_not_owner": actor_not_owner,
+    "actor_not_forwarder": actor_not_forwarder,
+    "source_allowed": source_allowed,
+    "within_norm": within_norm,
+    "within_allocation": within_allocation,
+    "quotes_attached": quotes_attached,
+    "payment_recorded": payment_recorded,
+}
+
+
+# --- data validation shared by engine and verifier -----------------------------------------
+
+_VOUCHER = re.compile(r"^[\w./-]{1,40}$", re.UNICODE)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_payment(data: Mapping[str, Any], *, approved_amount: int, today: date | None) -> None:
+    """Validate the payment record carried by a pay event."""
+    voucher = data.get("voucher")
+    if not isinstance(voucher, str) or not _VOUCHER.match(voucher.strip()):
+        raise DataInvalid("Cần số chứng từ (ví dụ PC-2025-0031).", field="voucher")
+    paid_on = data.get("paid_on")
+    try:
+        paid_date = date.fromisoformat(str(paid_on))
+    except ValueError:
+        raise DataInvalid("Ngày thanh toán không hợp lệ.", field="paid_on") from None
+    if today is not None and paid_date > today:
+        raise DataInvalid("Ngày thanh toán không được ở tương lai.", field="paid_on")
+    amount = data.get("amount_paid_vnd")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise DataInvalid("Số tiền đã chi phải lớn hơn 0.", field="amount_paid_vnd")
+    if amount > approved_amount:
+        raise DataInvalid(
+            f"Số tiền đã chi {format_vnd(amount)} vượt số đã duyệt {format_vnd(approved_amount)}.",
+            field="amount_paid_vnd",
+        )
+
+
+def check_content(content: Mapping[str, Any], catalogue: BudgetCatalogue | None) -> None:
+    """Validate the content a request binds: title, line, amounts, year, attachments."""
+    title = content.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise DataInvalid("Cần tiêu đề cho đề xuất.", field="title")
+    if len(title) > MAX_TITLE:
+        raise DataInvalid(f"Tiêu đề dài quá {MAX_TITLE} ký tự.", field="title")
+    description = content.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise DataInvalid(f"Mô tả dài quá {MAX_DESCRIPTION} ký tự.", field="description")
+    if catalogue is None:
+        raise DataInvalid("Không có kế hoạch ngân sách cho năm học này.", field="school_year")
+    line = catalogue.lines.get(str(content.get("line")))
+    if line is None:
+        raise DataInvalid("Chọn một dòng ngân sách trong kế hoạch.", field="line")
+    if content.get("source") not in catalogue.sources:
+        raise DataInvalid("Chọn nguồn kinh phí.", field="source")
+    year = content.get("budget_year")
+    if year not in catalogue.budget_years:
+        raise DataInvalid(
+            f"Năm ngân sách phải là một trong {', '.join(map(str, catalogue.budget_years))}.",
+            field="budget_year",
+        )
+    amount = _int_field(content, "amount_vnd", MAX_AMOUNT_VND, "Số tiền")
+    quantity = _int_field(content, "quantity", MAX_QUANTITY, "Số lượng")
+    unit_price = _int_field(content, "unit_price_vnd", MAX_AMOUNT_VND, "Đơn giá")
+    if quantity * unit_price != amount:
+        raise DataInvalid(
+            f"Số tiền {format_vnd(amount)} phải bằng số lượng × đơn giá "
+            f"({quantity} × {format_vnd(unit_price)}).",
+            field="amount_vnd",
+        )
+    if line.norm.kind != "per_unit" and quantity != 1:
+        raise DataInvalid("Dòng ngân sách này không tính theo số lượng.", field="quantity")
+    _check_attachments(content.get("attachments", []))
+
+
+def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: str) -> int:
+    value = content.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise DataInvalid(f"{label} phải là số nguyên dương.", field=name)
+    return value
+
+
+def _check_attachments(attachments: Any) -> None:
+    if not isinstance(attachments, Sequence) or isinstance(attachments, str):
+        raise DataInvalid("Danh sách tệp đính kèm không hợp lệ.", field="attachments")
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise DataInvalid(f"Tối đa {MAX_ATTACHMENTS} tệp đính kèm.", field="attachments")
+    for item in attachments:
+        if (
+            not isinstance(item, Mapping)
+            or not isinstance(item.get("name"), str)
+            or not _SHA256.match(str(item.get("sha256", "")))
+        ):
+            raise DataInvalid("Tệp đính kèm không hợp lệ.", field="attachments")

@@ -1,0 +1,170 @@
+"""The approved-expense ledger: rows from the database or from a replay, as CSV or XLSX."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .budget import COMMITTED_STATES
+from .definitions import DefinitionSet
+from .models import Request
+from .projection import Projection
+
+COLUMNS = (
+    ("number", "Số đề xuất"),
+    ("school_year", "Năm học"),
+    ("budget_year", "Năm ngân sách"),
+    ("line", "Mã dòng"),
+    ("line_name", "Dòng ngân sách"),
+    ("source", "Nguồn kinh phí"),
+    ("title", "Nội dung"),
+    ("owner", "Người đề xuất"),
+    ("approved_by", "Người duyệt"),
+    ("state", "Trạng thái"),
+    ("amount_vnd", "Số tiền duyệt (đ)"),
+    ("amount_paid_vnd", "Số tiền đã chi (đ)"),
+    ("voucher", "Số chứng từ"),
+    ("paid_on", "Ngày chi"),
+    ("approved_hash", "Mã băm sự kiện duyệt"),
+)
+MONEY_COLUMNS = ("amount_vnd", "amount_paid_vnd")
+
+
+@dataclass(frozen=True)
+class LedgerFilter:
+    school_year: str | None = None
+    budget_year: int | None = None
+    line: str | None = None
+    source: str | None = None
+    state: str | None = None
+
+    def matches(self, projection: Mapping[str, Any]) -> bool:
+        return (
+            projection.get("state") in COMMITTED_STATES
+            and (self.school_year is None or projection.get("school_year") == self.school_year)
+            and (self.budget_year is None or projection.get("budget_year") == self.budget_year)
+            and (self.line is None or projection.get("line") == self.line)
+            and (self.source is None or projection.get("source") == self.source)
+            and (self.state is None or projection.get("state") == self.state)
+        )
+
+
+def ledger_row(projection: Mapping[str, Any], definitions: DefinitionSet | None) -> dict[str, Any]:
+    """One ledger row of an approved or paid request."""
+    line_name = ""
+    if definitions is not None:
+        catalogue = definitions.catalogues.get(str(projection.get("school_year")))
+        line = catalogue.lines.get(str(projection.get("line"))) if catalogue else None
+        line_name = line.name["vi"] if line else ""
+    row = {name: projection.get(name) for name, _ in COLUMNS if name != "line_name"}
+    row["line_name"] = line_name
+    return row
+
+
+def rows_from_database(
+    session: Session, ledger_filter: LedgerFilter, definitions: DefinitionSet | None
+) -> Iterator[dict[str, Any]]:
+    """Ledger rows straight from the request table, streamed in number order."""
+    query = select(Request).where(Request.state.in_(COMMITTED_STATES)).order_by(Request.number)
+    for name in ("school_year", "budget_year", "line", "source", "state"):
+        value = getattr(ledger_filter, name)
+        if value is not None:
+            query = query.where(getattr(Request, name) == value)
+    for row in session.scalars(query.execution_options(yield_per=1000)):
+        yield ledger_row(
+            {c.key: getattr(row, c.key) for c in Request.__table__.columns}, definitions
+        )
+
+
+def rows_from_replay(
+    projections: Mapping[str, Projection],
+    ledger_filter: LedgerFilter,
+    definitions: DefinitionSet | None,
+) -> list[dict[str, Any]]:
+    """Ledger rows computed from a replay of the log (what an auditor derives from a bundle)."""
+    return [
+        ledger_row(projections[number], definitions)
+        for number in sorted(projections)
+        if ledger_filter.matches(projections[number])
+    ]
+
+
+def totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    result = dict.fromkeys(MONEY_COLUMNS, 0)
+    for row in rows:
+        for name in MONEY_COLUMNS:
+            result[name] += int(row.get(name) or 0)
+    return result
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+    """CSV with a UTF-8 BOM (so Excel shows Vietnamese correctly) and a totals row."""
+    for chunk in csv_chunks(rows):
+        out.write(chunk)
+
+
+def csv_chunks(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """The CSV as a stream of chunks (for a streamed HTTP response)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    buffer.write("\ufeff")
+    writer.writerow([label for _, label in COLUMNS])
+    sums = dict.fromkeys(MONEY_COLUMNS, 0)
+    for count, row in enumerate(rows, 1):
+        for name in MONEY_COLUMNS:
+            sums[name] += int(row.get(name) or 0)
+        writer.writerow(["" if row.get(name) is None else row.get(name) for name, _ in COLUMNS])
+        if count % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    writer.writerow(
+        ["Tổng cộng" if name == "number" else sums.get(name, "") for name, _ in COLUMNS]
+    )
+    yield buffer.getvalue()
+
+
+def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
+    """XLSX in write-only (streamed) mode, đồng formatted, with a totals row."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("So chi CNTT")
+    bold = Font(bold=True)
+    header = []
+    for _, label in COLUMNS:
+        cell = WriteOnlyCell(sheet, value=label)
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    money_format = '#,##0 "₫"'
+    sums = dict.fromkeys(MONEY_COLUMNS, 0)
+    for row in rows:
+        for name in MONEY_COLUMNS:
+            sums[name] += int(row.get(name) or 0)
+        cells = []
+        for name, _ in COLUMNS:
+            cell = WriteOnlyCell(sheet, value=row.get(name))
+            if name in MONEY_COLUMNS:
+                cell.number_format = money_format
+            cells.append(cell)
+        sheet.append(cells)
+    total_cells = []
+    for name, _ in COLUMNS:
+        if name in MONEY_COLUMNS:
+            cell = WriteOnlyCell(sheet, value=sums[name])
+            cell.number_format = money_format
+        else:
+            cell = WriteOnlyCell(sheet, value="Tổng cộng" if name == "number" else None)
+        cell.font = bold
+        total_cells.append(cell)
+    sheet.append(total_cells)
+    workbook.save(out)

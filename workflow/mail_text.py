@@ -1,0 +1,95 @@
+"""Mail wording in Vietnamese and English (kept in the core so the outbox needs no web layer)."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .money import format_vnd
+
+SUBJECTS = {
+    "vi": {
+        "submit": "[{number}] Đề xuất mới chờ xem xét: {title}",
+        "forward": "[{number}] Đề xuất chờ hiệu trưởng duyệt: {title}",
+        "return": "[{number}] Đề xuất bị trả lại: {title}",
+        "reject": "[{number}] Đề xuất bị từ chối: {title}",
+        "approve": "[{number}] Đề xuất đã được duyệt chi: {title}",
+        "pay": "[{number}] Đề xuất đã được thanh toán: {title}",
+        "withdraw": "[{number}] Đề xuất đã được rút: {title}",
+        "remind": "[{number}] Nhắc việc: đề xuất đang chờ bạn xử lý: {title}",
+        "checkpoint": "Điểm kiểm tra nhật ký {origin}: {size} sự kiện",
+    },
+    "en": {
+        "submit": "[{number}] New request awaiting review: {title}",
+        "forward": "[{number}] Request awaiting approval: {title}",
+        "return": "[{number}] Request returned: {title}",
+        "reject": "[{number}] Request rejected: {title}",
+        "approve": "[{number}] Request approved: {title}",
+        "pay": "[{number}] Request paid: {title}",
+        "withdraw": "[{number}] Request withdrawn: {title}",
+        "remind": "[{number}] Reminder: a request is waiting for you: {title}",
+        "checkpoint": "Log checkpoint {origin}: {size} events",
+    },
+}
+
+BODIES = {
+    "vi": {
+        "greeting": "Chào {name},",
+        "what": "{actor} đã thực hiện «{action}» với đề xuất {number}.",
+        "remind": "Đề xuất {number} đang chờ bạn xử lý từ {since}.",
+        "amount": "Số tiền: {amount}",
+        "comment": "Ý kiến: {comment}",
+        "link": "Mở đề xuất (cần đăng nhập, thao tác ký cần xác nhận bằng mã ký):",
+        "footer": "Thư tự động từ hệ thống duyệt chi. Vui lòng không trả lời thư này.",
+    },
+    "en": {
+        "greeting": "Hello {name},",
+        "what": "{actor} did “{action}” on request {number}.",
+        "remind": "Request {number} has been waiting for you since {since}.",
+        "amount": "Amount: {amount}",
+        "comment": "Comment: {comment}",
+        "link": "Open the request (login required; signed steps ask for your signing secret):",
+        "footer": "Automatic mail from the expense approval system. Please do not reply.",
+    },
+}
+
+
+def render(
+    *,
+    kind: str,
+    language: str,
+    recipient_name: str,
+    number: str,
+    title: str,
+    amount_vnd: int | None,
+    actor_name: str = "",
+    action_label: str = "",
+    comment: str | None = None,
+    since: str = "",
+    link: str,
+) -> tuple[str, str, str]:
+    """Return (subject, plain text, HTML) for one mail about a request."""
+    lang = language if language in SUBJECTS else "vi"
+    words = BODIES[lang]
+    subject = SUBJECTS[lang][kind].format(number=number, title=title[:80])
+    lines = [words["greeting"].format(name=recipient_name), ""]
+    if kind == "remind":
+        lines.append(words["remind"].format(number=number, since=since))
+    else:
+        lines.append(words["what"].format(actor=actor_name, action=action_label, number=number))
+    lines.append(f"«{title}»" if lang == "vi" else f"“{title}”")
+    if amount_vnd is not None:
+        lines.append(words["amount"].format(amount=format_vnd(amount_vnd)))
+    if comment:
+        lines.append(words["comment"].format(comment=comment))
+    lines += ["", words["link"], link, "", "--", words["footer"]]
+    text = "\n".join(lines) + "\n"
+    html_lines = "".join(
+        f"<p>{escape(line)}</p>" if line and line != link else "" for line in lines if line != "--"
+    )
+    html = (
+        '<!doctype html><html><body style="font-family:sans-serif;font-size:16px">'
+        f'{html_lines}<p><a href="{escape(link)}" style="display:inline-block;padding:12px 18px;'
+        f'background:#0b5cab;color:#fff;text-decoration:none;border-radius:6px">{escape(number)}</a></p>'
+        "</body></html>"
+    )
+    return subject, text, html

@@ -1,0 +1,198 @@
+"""SQLAlchemy 2.0 typed models. `requests` is a projection of `audit_events`, nothing more."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(254))
+    roles: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(5), default="vi")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+    @property
+    def role_list(self) -> list[str]:
+        return [r for r in self.roles.split(",") if r]
+
+    def has_role(self, role: str) -> bool:
+        return role in self.role_list
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))
+    encrypted_private: Mapped[bytes] = mapped_column(LargeBinary)
+    kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
+    registered_seq: Mapped[int] = mapped_column(BigInteger)
+    revoked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class AuditEvent(Base):
+    """One signed event; rows are never updated or deleted (database triggers refuse it)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prev: Mapped[str] = mapped_column(String(64))
+    request: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[str] = mapped_column(String(20))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # the exact canonical bytes that were signed
+    sig: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogHead(Base):
+    """The single row appends lock on, so the chain can never fork."""
+
+    __tablename__ = "log_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(200))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class CheckpointRow(Base):
+    __tablename__ = "checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DefinitionFile(Base):
+    """Every definition file an event ever named, kept so old events stay verifiable."""
+
+    __tablename__ = "definition_files"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Counter(Base):
+    __tablename__ = "counters"
+
+    school_year: Mapped[str] = mapped_column(String(9), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class Draft(Base):
+    """The proposer's editable working copy; its content is bound into the log at submit."""
+
+    __tablename__ = "drafts"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    school_year: Mapped[str] = mapped_column(String(9), index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    line: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    budget_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_price_vnd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount_vnd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Request(Base):
+    """Projection of a request's events (workflow.projection.PROJECTION_FIELDS)."""
+
+    __tablename__ = "requests"
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    school_year: Mapped[str] = mapped_column(String(9), index=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    line: Mapped[str | None] = mapped_column(String(32), index=True)
+    source: Mapped[str | None] = mapped_column(String(32))
+    budget_year: Mapped[int | None] = mapped_column(Integer)
+    quantity: Mapped[int | None] = mapped_column(Integer)
+    unit_price_vnd: Mapped[int | None] = mapped_column(BigInteger)
+    amount_vnd: Mapped[int | None] = mapped_column(BigInteger)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    forwarded_by: Mapped[str | None] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(64))
+    approved_hash: Mapped[str | None] = mapped_column(String(64))
+    paid_by: Mapped[str | None] = mapped_column(String(64))
+    voucher: Mapped[str | None] = mapped_column(String(40))
+    paid_on: Mapped[str | None] = mapped_column(String(10))
+    amount_paid_vnd: Mapped[int | None] = mapped_column(BigInteger)
+    last_comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[str | None] = mapped_column(String(20))
+    updated_at: Mapped[str | None] = mapped_column(String(20))
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    definition: Mapped[str | None] = mapped_column(String(64))
+
+
+class OutboxMail(Base):
+    """A mail queued in the same transaction as the event that caused it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20), default="event")
+    event_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    request: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recipient: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(5))
+    subject: Mapped[str] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ReminderSent(Base):
+    """When a reminder about a request waiting in a state was last sent."""
+
+    __tablename__ = "reminders"
+
+    request: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(DateTime)

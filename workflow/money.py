@@ -1,0 +1,73 @@
+"""Amounts in đồng: parse what Vietnamese users type, format the Vietnamese way."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from .errors import AmountInvalid
+
+MAX_AMOUNT_VND = 100_000_000_000  # 100 tỷ: far above any single school IT request
+EXAMPLES = "1.800.000, 1,800,000, 1800000, 1tr8 hoặc 1,8tr"
+
+_GROUPED = re.compile(r"^\d{1,3}(?:([.,])\d{3})(?:\1\d{3})*$")
+_PLAIN = re.compile(r"^\d+$")
+_TR_INFIX = re.compile(r"^(\d{1,6})tr(\d{1,3})?$")  # 1tr8 = 1,800,000; 1tr85 = 1,850,000
+_TR_DECIMAL = re.compile(r"^(\d{1,6}(?:[.,]\d{1,6})?)(?:tr|triệu|trieu)$")
+_CURRENCY = re.compile(r"(₫|đồng|dong|vnđ|vnd|đ)$")
+
+
+def parse_amount(text: object) -> int:
+    """Parse an amount in đồng; refuse anything ambiguous rather than misread it."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise AmountInvalid(_message("empty"), reason="empty")
+    raw = str(text).strip().lower().replace(" ", "").replace("\u00a0", "")
+    raw = _CURRENCY.sub("", raw)
+    if raw.startswith("-"):
+        raise AmountInvalid(_message("negative"), reason="negative")
+    value = _parse_digits(raw)
+    if value is None:
+        raise AmountInvalid(_message("unreadable", text=str(text)[:40]), reason="unreadable")
+    if value <= 0:
+        raise AmountInvalid(_message("zero"), reason="zero")
+    if value > MAX_AMOUNT_VND:
+        raise AmountInvalid(_message("too_large"), reason="too_large")
+    return value
+
+
+def _parse_digits(raw: str) -> int | None:
+    if not raw:
+        return None
+    if _PLAIN.match(raw):
+        return int(raw)
+    if _GROUPED.match(raw):
+        return int(re.sub(r"[.,]", "", raw))
+    infix = _TR_INFIX.match(raw)
+    if infix:
+        millions, fraction = infix.group(1), infix.group(2) or ""
+        return int(millions) * 1_000_000 + int(fraction.ljust(3, "0") or "0") * 1_000
+    decimal = _TR_DECIMAL.match(raw)
+    if decimal:
+        try:
+            amount = Decimal(decimal.group(1).replace(",", ".")) * 1_000_000
+        except InvalidOperation:
+            return None
+        return int(amount) if amount == amount.to_integral_value() else None
+    return None
+
+
+def _message(reason: str, text: str = "") -> str:
+    messages = {
+        "empty": "Chưa nhập số tiền.",
+        "negative": "Số tiền không được âm.",
+        "zero": "Số tiền phải lớn hơn 0.",
+        "too_large": f"Số tiền vượt quá mức tối đa {format_vnd(MAX_AMOUNT_VND)}.",
+        "unreadable": f"Không hiểu số tiền «{text}». Ví dụ hợp lệ: {EXAMPLES}.",
+    }
+    return messages[reason]
+
+
+def format_vnd(amount: int) -> str:
+    """Format đồng the Vietnamese way: 1.800.000 ₫."""
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount):,}".replace(",", ".") + " ₫"

@@ -1,0 +1,96 @@
+"""Request rows as a projection of the log: one pure fold used by the engine and the verifier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CONTENT_FIELDS = (
+    "title",
+    "description",
+    "line",
+    "source",
+    "budget_year",
+    "quantity",
+    "unit_price_vnd",
+    "amount_vnd",
+    "attachments",
+)
+
+PROJECTION_FIELDS = (
+    "number",
+    "school_year",
+    "owner",
+    "state",
+    *CONTENT_FIELDS,
+    "forwarded_by",
+    "approved_by",
+    "approved_hash",
+    "paid_by",
+    "voucher",
+    "paid_on",
+    "amount_paid_vnd",
+    "last_comment",
+    "created_at",
+    "updated_at",
+    "last_seq",
+    "definition",
+)
+
+Projection = dict[str, Any]
+
+
+def school_year_of(number: str) -> str:
+    """'2024-2025/0017' -> '2024-2025'."""
+    return number.split("/", 1)[0]
+
+
+def content_of(projection: Mapping[str, Any]) -> dict[str, Any]:
+    """The content fields of a request, as bound into events."""
+    return {name: projection.get(name) for name in CONTENT_FIELDS}
+
+
+def empty_projection(number: str, owner: str, state: str) -> Projection:
+    """A request before its first event: known only by number, owner and initial state."""
+    projection: Projection = dict.fromkeys(PROJECTION_FIELDS)
+    projection.update(number=number, school_year=school_year_of(number), owner=owner, state=state)
+    projection["attachments"] = []
+    return projection
+
+
+def apply_event(
+    projection: Projection | None, body: Mapping[str, Any], event_hash: str
+) -> Projection:
+    """Fold one request event into the request's projection and return the new projection."""
+    if projection is None:
+        projection = empty_projection(str(body["request"]), str(body["actor"]), str(body["from"]))
+        projection["created_at"] = body["ts"]
+    else:
+        projection = dict(projection)
+    data: Mapping[str, Any] = body.get("data") or {}
+    content = data.get("content")
+    if isinstance(content, Mapping):
+        projection.update({name: content.get(name) for name in CONTENT_FIELDS})
+    action = body["action"]
+    if action == "submit":
+        projection.update(forwarded_by=None, approved_by=None, approved_hash=None)
+    elif action == "forward":
+        projection["forwarded_by"] = body["actor"]
+    elif action == "approve":
+        projection.update(approved_by=body["actor"], approved_hash=event_hash)
+    elif action == "pay":
+        payment: Mapping[str, Any] = data.get("payment") or {}
+        projection.update(
+            paid_by=body["actor"],
+            voucher=payment.get("voucher"),
+            paid_on=payment.get("paid_on"),
+            amount_paid_vnd=payment.get("amount_paid_vnd"),
+        )
+    projection.update(
+        state=body["to"],
+        last_comment=body.get("comment"),
+        updated_at=body["ts"],
+        last_seq=body["seq"],
+        definition=body["definition"],
+    )
+    return projection

@@ -1,0 +1,126 @@
+"""Wiring: settings from the environment, the engine, definitions and keys, services per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .audit import init_log
+from .clock import Clock, utcnow
+from .db import create_schema, make_engine, session_factory
+from .definitions import DefinitionSet
+from .directory import Directory
+from .errors import InstitutionKeyMissing
+from .keys import DEFAULT_SCRYPT_N, InstitutionKey
+from .models import LogHead
+from .service import ApprovalService
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'instance' / 'expenses.sqlite'}"
+    definitions_dir: Path = PROJECT_ROOT / "definitions"
+    keys_dir: Path = PROJECT_ROOT / "keys"
+    origin: str = "th-demo.edu.vn/expenses"
+    base_url: str = "http://127.0.0.1:5000"
+    scrypt_n: int = DEFAULT_SCRYPT_N
+    institution_passphrase: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read EXPENSES_* / DATABASE_URL variables; anything unset keeps its default."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        return cls(
+            database_url=env.get("DATABASE_URL", defaults.database_url),
+            definitions_dir=Path(env.get("EXPENSES_DEFINITIONS", defaults.definitions_dir)),
+            keys_dir=Path(env.get("EXPENSES_KEYS", defaults.keys_dir)),
+            origin=env.get("EXPENSES_ORIGIN", defaults.origin),
+            base_url=env.get("EXPENSES_BASE_URL", defaults.base_url),
+            scrypt_n=int(env.get("EXPENSES_SCRYPT_N", defaults.scrypt_n)),
+            institution_passphrase=env.get("INSTITUTION_KEY_PASSPHRASE") or None,
+        )
+
+
+class Runtime:
+    """One deployment: its database, its definitions, its institution key."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        if settings.database_url.startswith("sqlite:///"):
+            Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        self.engine: Engine = make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self.definitions = DefinitionSet.from_directory(settings.definitions_dir)
+        self._institution: InstitutionKey | None = None
+
+    @property
+    def institution(self) -> InstitutionKey:
+        """The institution key, loaded on first use."""
+        if self._institution is None:
+            self._institution = InstitutionKey.from_directory(
+                self.settings.keys_dir, passphrase=self.settings.institution_passphrase
+            )
+        return self._institution
+
+    def init_db(self) -> bool:
+        """Create the schema and the log's genesis event; returns False if already initialised."""
+        create_schema(self.engine)
+        with self.transaction() as session:
+            if session.get(LogHead, 1) is not None:
+                return False
+            init_log(
+                session, origin=self.settings.origin, institution=self.institution, ts=self.clock()
+            )
+        return True
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work commits at the end, or rolls back on any exception."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def directory(self, session: Session, *, clock: Clock | None = None) -> Directory:
+        institution = self._institution
+        if institution is None:
+            try:
+                institution = self.institution
+            except InstitutionKeyMissing:  # reading works without it; signing fails closed
+                institution = None
+        return Directory(
+            session,
+            institution=institution,
+            clock=clock or self.clock,
+            scrypt_n=self.settings.scrypt_n,
+        )
+
+    def service(self, session: Session, *, clock: Clock | None = None) -> ApprovalService:
+        return ApprovalService(
+            session,
+            definitions=self.definitions,
+            directory=self.directory(session, clock=clock),
+            clock=clock or self.clock,
+            base_url=self.settings.base_url,
+        )
+
+    def now(self) -> datetime:
+        return self.clock()

@@ -1,0 +1,392 @@
+"""The one way to change a request: act(), in one transaction with its event and its mails."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .audit import append_event, lock_head
+from .budget import COMMITTED_STATES, BudgetBook, commitment_of
+from .clock import Clock, utcnow
+from .definitions import BudgetCatalogue, BudgetLine, DefinitionSet, WorkflowDefinition
+from .directory import Directory
+from .errors import (
+    CommentRequired,
+    ConcurrentChange,
+    DataInvalid,
+    RequestNotFound,
+    WorkflowError,
+)
+from .guards import GuardContext, allocation_left, check_content
+from .machine import machine_for
+from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
+from .money import parse_amount
+from .notify import queue_event_mails
+from .projection import CONTENT_FIELDS, PROJECTION_FIELDS, Projection, apply_event, content_of
+
+MAX_COMMENT = 2000
+
+
+@dataclass(frozen=True)
+class Current:
+    """Where a request stands: its state, owner, projection (if any) and draft (if any)."""
+
+    number: str
+    state: str
+    owner: str
+    projection: Projection | None
+    draft: Draft | None
+
+
+def projection_of(row: Request) -> Projection:
+    """A request row as a projection dict (the form replay produces)."""
+    return {name: getattr(row, name) for name in PROJECTION_FIELDS}
+
+
+def draft_content(draft: Draft) -> dict[str, Any]:
+    """The content of a draft in the form events bind."""
+    return {
+        "title": draft.title,
+        "description": draft.description or "",
+        "line": draft.line,
+        "source": draft.source,
+        "budget_year": draft.budget_year,
+        "quantity": draft.quantity,
+        "unit_price_vnd": draft.unit_price_vnd,
+        "amount_vnd": draft.amount_vnd,
+        "attachments": list(draft.attachments or []),
+    }
+
+
+class ApprovalService:
+    """Drafts and transitions of expense requests."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        definitions: DefinitionSet,
+        directory: Directory,
+        clock: Clock = utcnow,
+        base_url: str = "http://localhost:5000",
+        workflow: str = "expense_approval",
+    ) -> None:
+        self.session = session
+        self.definitions = definitions
+        self.directory = directory
+        self.clock = clock
+        self.base_url = base_url
+        self.workflow: WorkflowDefinition = definitions.workflow(workflow)
+        self.machine = machine_for(self.workflow)
+
+    # --- drafts -------------------------------------------------------------------------------
+
+    def create_draft(self, owner: User, *, school_year: str, **content: Any) -> Draft:
+        """Open a new draft with its number for the school year (no event until submit)."""
+        catalogue = self.definitions.catalogue(school_year)
+        if not owner.has_role("proposer"):
+            raise DataInvalid("Tài khoản của bạn không được lập đề xuất.", field="owner")
+        now = self.clock()
+        draft = Draft(
+            number=self._next_number(catalogue.school_year),
+            school_year=catalogue.school_year,
+            owner=owner.login,
+            title="",
+            description="",
+            quantity=1,
+            attachments=[],
+            created_at=now,
+            updated_at=now,
+        )
+        self._fill_draft(draft, catalogue, content)
+        self.session.add(draft)
+        self.session.flush()
+        return draft
+
+    def update_draft(self, number: str, actor: User, **content: Any) -> Draft:
+        """Edit a draft or a returned request; only its owner, only while editable."""
+        current = self.current(number, lock=True)
+        if current.owner != actor.login:
+            raise DataInvalid("Chỉ người lập đề xuất mới được sửa.", field="owner")
+        if current.state not in ("draft", "returned") or current.draft is None:
+            raise DataInvalid("Đề xuất đã gửi, không sửa được nữa.", field="state")
+        self._fill_draft(
+            current.draft, self.definitions.catalogue(current.draft.school_year), content
+        )
+        current.draft.updated_at = self.clock()
+        self.session.flush()
+        return current.draft
+
+    def _fill_draft(
+        self, draft: Draft, catalogue: BudgetCatalogue, content: Mapping[str, Any]
+    ) -> None:
+        unknown = set(content) - {*CONTENT_FIELDS, "amount"}
+        if unknown:
+            raise DataInvalid(
+                f"Trường không hợp lệ: {', '.join(sorted(unknown))}.", field="content"
+            )
+        for name in ("title", "description", "line", "source"):
+            if name in content:
+                value = content[name]
+                if value is not None and not isinstance(value, str):
+                    raise DataInvalid("Giá trị không hợp lệ.", field=name)
+                setattr(
+                    draft,
+                    name,
+                    (value or "").strip() if name in ("title", "description") else value,
+                )
+        if "budget_year" in content:
+            year = content["budget_year"]
+            try:
+                draft.budget_year = int(year) if year not in (None, "") else None
+            except (TypeError, ValueError):
+                raise DataInvalid("Năm ngân sách không hợp lệ.", field="budget_year") from None
+        if "attachments" in content:
+            draft.attachments = list(content["attachments"] or [])
+        line = catalogue.lines.get(draft.line or "")
+        amount_text = content.get("amount", content.get("amount_vnd"))
+        if line is not None and line.norm.kind == "per_unit":
+            if "quantity" in content:
+                draft.quantity = _parse_quantity(content["quantity"])
+            if "unit_price_vnd" in content:
+                draft.unit_price_vnd = parse_amount(content["unit_price_vnd"])
+            if draft.unit_price_vnd is not None:
+                draft.amount_vnd = draft.quantity * draft.unit_price_vnd
+        elif amount_text is not None:
+            draft.quantity = 1
+            draft.amount_vnd = draft.unit_price_vnd = parse_amount(amount_text)
+
+    def _next_number(self, school_year: str) -> str:
+        counter = self.session.scalars(
+            select(Counter).where(Counter.school_year == school_year).with_for_update()
+        ).first()
+        if counter is None:
+            counter = Counter(school_year=school_year, last=0)
+            self.session.add(counter)
+        counter.last += 1
+        return f"{school_year}/{counter.last:04d}"
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def current(self, number: str, *, lock: bool = False) -> Current:
+        """The request's current state; with lock=True its rows are locked for this transaction."""
+        if not isinstance(number, str) or len(number) > 32:
+            raise RequestNotFound("Không tìm thấy đề xuất.", number=str(number)[:32])
+        request_query = select(Request).where(Request.number == number)
+        draft_query = select(Draft).where(Draft.number == number)
+        if lock:
+            request_query = request_query.with_for_update()
+            draft_query = draft_query.with_for_update()
+        row = self.session.scalars(request_query).first()
+        draft = self.session.scalars(draft_query).first()
+        if row is not None:
+            return Current(number, row.state, row.owner, projection_of(row), draft)
+        if draft is not None:
+            return Current(number, self.workflow.initial, draft.owner, None, draft)
+        raise RequestNotFound(f"Không tìm thấy đề xuất {number}.", number=number)
+
+    def book_for_line(self, line: str) -> BudgetBook:
+        """Commitments on one budget line, across plans (what the norm and allocation guards see)."""
+        rows = self.session.scalars(
+            select(Request).where(Request.line == line, Request.state.in_(COMMITTED_STATES))
+        ).all()
+        book = BudgetBook()
+        for row in rows:
+            book.set(row.number, commitment_of(projection_of(row)))
+        return book
+
+    def budget_status(self, school_year: str, line_code: str) -> dict[str, int] | None:
+        """Allocation, used and left for a budget line (for forms and queues)."""
+        catalogue = self.definitions.catalogues.get(school_year)
+        line: BudgetLine | None = catalogue.lines.get(line_code) if catalogue else None
+        if catalogue is None or line is None:
+            return None
+        left = allocation_left(catalogue, line, self.book_for_line(line_code))
+        return {"allocation": line.allocation_vnd, "left": left, "used": line.allocation_vnd - left}
+
+    def check_guards(self, number: str, trigger: str, actor: User) -> WorkflowError | None:
+        """Would ``trigger`` pass its guards now? Returns the refusal, or None (for queues)."""
+        try:
+            current = self.current(number)
+            transition = self.machine.transition_for(current.state, trigger)
+            content = self._content_for(current, transition.binds_content)
+            self.machine.fire(current.state, trigger, self._context(current, actor, content, {}))
+        except WorkflowError as refusal:
+            return refusal
+        return None
+
+    # --- acting -------------------------------------------------------------------------------
+
+    def act(
+        self,
+        number: str,
+        trigger: str,
+        actor: User,
+        secret: str,
+        comment: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        expected_seq: int | None = None,
+    ) -> AuditEvent:
+        """Fire ``trigger`` on a request as ``actor``, signed with the actor's key.
+
+        Every check runs before anything is written; a refusal raises a WorkflowError and the
+        caller rolls the transaction back, so request, log and outbox stay exactly as they were.
+        """
+        # 1. Serialize: lock the log head first (one writer at a time), then the request.
+        lock_head(self.session)
+        current = self.current(number, lock=True)
+        if expected_seq is not None and (current.projection or {}).get("last_seq") != expected_seq:
+            raise self._concurrent_change(current)
+        # 2. Is the trigger possible from this state, and under which of the actor's roles?
+        transition = self.machine.transition_for(current.state, trigger)
+        if not actor.active:
+            raise DataInvalid("Tài khoản đã bị khóa.", field="actor")
+        role = self.machine.role_for(transition, actor.role_list)
+        # 3. Comment and data the transition needs.
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > MAX_COMMENT:
+            raise DataInvalid(f"Ý kiến dài quá {MAX_COMMENT} ký tự.", field="comment")
+        if transition.comment_required and comment is None:
+            raise CommentRequired(
+                f"Cần ghi ý kiến khi «{transition.label['vi']}».", trigger=trigger
+            )
+        content = self._content_for(current, transition.binds_content)
+        payment = _payment_data(data) if trigger == "pay" else {}
+        # 4. Guards (ownership, separation of duties, norms, allocation) through the machine.
+        new_state = self.machine.fire(
+            current.state, trigger, self._context(current, actor, content, payment)
+        )
+        # 5. Unlock the actor's key for this one signature (wrong secret: nothing written).
+        signer = self.directory.unlock_key(actor, secret)
+        # 6. Write: the event, the projection, the mails; the caller commits all or nothing.
+        catalogue = self.definitions.catalogues.get(number.split("/")[0])
+        event_data: dict[str, Any] = {"content": content}
+        if catalogue is not None:
+            event_data["budget"] = catalogue.sha256
+            self._record_definition(catalogue.sha256)
+        if payment:
+            event_data["payment"] = payment
+        self._record_definition(self.workflow.sha256)
+        event = append_event(
+            self.session,
+            signer=signer,
+            ts=self.clock(),
+            action=trigger,
+            actor=actor.login,
+            role=role,
+            request=number,
+            from_state=current.state,
+            to_state=new_state,
+            definition=self.workflow.sha256,
+            data=event_data,
+            comment=comment,
+        )
+        projection = apply_event(current.projection, json.loads(event.body), event.hash)
+        self._store_projection(projection)
+        queue_event_mails(
+            self.session,
+            origin=json.loads(event.body)["origin"],
+            event_seq=event.seq,
+            transition=transition,
+            projection=projection,
+            actor=actor,
+            comment=comment,
+            base_url=self.base_url,
+            now=self.clock(),
+        )
+        self.session.flush()
+        return event
+
+    def _content_for(self, current: Current, binds_content: bool) -> dict[str, Any]:
+        catalogue = self.definitions.catalogues.get(current.number.split("/")[0])
+        if binds_content and current.draft is not None:
+            content = draft_content(current.draft)
+            check_content(content, catalogue)
+            return content
+        if current.projection is None:
+            raise RequestNotFound("Đề xuất chưa có nội dung.", number=current.number)
+        return content_of(current.projection)
+
+    def _context(
+        self, current: Current, actor: User, content: Mapping[str, Any], payment: Mapping[str, Any]
+    ) -> GuardContext:
+        line = str(content.get("line") or "")
+        return GuardContext(
+            actor=actor.login,
+            owner=current.owner,
+            forwarded_by=(current.projection or {}).get("forwarded_by"),
+            content=content,
+            catalogue=self.definitions.catalogues.get(current.number.split("/")[0]),
+            book=self.book_for_line(line),
+            data=payment,
+            today=self.clock().date(),
+        )
+
+    def _concurrent_change(self, current: Current) -> ConcurrentChange:
+        last = None
+        if current.projection is not None:
+            last = self.session.get(AuditEvent, current.projection["last_seq"])
+        if last is None:
+            return ConcurrentChange(
+                "Đề xuất vừa thay đổi, hãy tải lại trang.", number=current.number
+            )
+        actor = self.directory.get_user(last.actor)
+        name = actor.name if actor else last.actor
+        return ConcurrentChange(
+            f"{name} đã «{last.action}» đề xuất này lúc {last.ts} trước bạn.",
+            number=current.number,
+            actor=last.actor,
+            action=last.action,
+            at=last.ts,
+        )
+
+    def _store_projection(self, projection: Projection) -> None:
+        row = self.session.get(Request, projection["number"])
+        if row is None:
+            row = Request(number=projection["number"])
+            self.session.add(row)
+        for name in PROJECTION_FIELDS:
+            setattr(row, name, projection[name])
+
+    def _record_definition(self, sha256: str) -> None:
+        if self.session.get(DefinitionFile, sha256) is None:
+            self.session.add(
+                DefinitionFile(
+                    sha256=sha256,
+                    path=self.definitions.paths[sha256],
+                    content=self.definitions.files[sha256],
+                )
+            )
+
+    def count_requests(self) -> int:
+        return int(self.session.scalar(select(func.count()).select_from(Request)) or 0)
+
+
+def _parse_quantity(value: Any) -> int:
+    try:
+        quantity = int(str(value).strip())
+    except ValueError:
+        raise DataInvalid("Số lượng phải là số nguyên dương.", field="quantity") from None
+    if not 0 < quantity <= 100_000:
+        raise DataInvalid("Số lượng phải là số nguyên dương.", field="quantity")
+    return quantity
+
+
+def _payment_data(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    data = dict(data or {})
+    amount = data.get("amount_paid_vnd")
+    if isinstance(amount, str):
+        amount = parse_amount(amount)
+    paid_on = data.get("paid_on")
+    return {
+        "voucher": str(data.get("voucher") or "").strip(),
+        "paid_on": paid_on.isoformat() if isinstance(paid_on, date) else str(paid_on or ""),
+        "amount_paid_vnd": amount,
+    }

@@ -1,0 +1,18 @@
+"""The closed vocabulary definitions may use: roles, guard names, recipients, norm kinds."""
+
+from __future__ import annotations
+
+ROLES = ("proposer", "reviewer", "approver", "accountant", "auditor", "admin")
+GUARD_NAMES = (
+    "actor_is_owner",
+    "actor_not_owner",
+    "actor_not_forwarder",
+    "source_allowed",
+    "within_norm",
+    "within_allocation",
+    "quotes_attached",
+    "payment_recorded",
+)
+RECIPIENTS = ("proposer", "reviewers", "approvers", "accountants")
+NORM_KINDS = ("per_time", "per_unit", "per_year", "per_years")
+LANGUAGES = ("vi", "en")
