@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
 
 from workflow import demo as demo_data
 from workflow.audit import make_checkpoint
@@ -30,6 +31,7 @@ def _fail(message: str) -> None:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db() -> None:
     """Create the schema and the log's genesis event."""
     try:
@@ -40,6 +42,7 @@ def init_db() -> None:
 
 
 @click.command("demo")
+@with_appcontext
 @click.option(
     "--requests", "count", default=0, show_default=True, help="Signed demo requests to create."
 )
@@ -72,7 +75,7 @@ def demo(count: int) -> None:
         click.echo("Requests by state: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
 
 
-@click.group("users")
+@click.group("users", cls=AppGroup)
 def users() -> None:
     """Manage user accounts."""
 
@@ -122,7 +125,7 @@ def users_create(
     click.echo(f"User {login} created with roles {', '.join(role_list)}.")
 
 
-@click.group("keys")
+@click.group("keys", cls=AppGroup)
 def keys() -> None:
     """Institution key."""
 
@@ -151,6 +154,7 @@ def keys_fingerprint() -> None:
 
 
 @click.command("checkpoint")
+@with_appcontext
 def checkpoint() -> None:
     """Sign a checkpoint over the whole log and print it."""
     runtime = _runtime()
@@ -159,7 +163,7 @@ def checkpoint() -> None:
     click.echo(note.note, nl=False)
 
 
-@click.group("audit")
+@click.group("audit", cls=AppGroup)
 def audit() -> None:
     """Export and verify the audit log."""
 
@@ -198,7 +202,7 @@ def _print_report(report: Report) -> None:
         click.echo(f"  seq {p.seq if p.seq is not None else '-'}  {p.kind}{where}  {p.detail}")
 
 
-@click.group("ledger")
+@click.group("ledger", cls=AppGroup)
 def ledger() -> None:
     """The approved-expense ledger."""
 

@@ -1,0 +1,93 @@
+"""Keys: encrypted at rest, unlocked only by the owner's secret, rotated and revoked through the log."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from workflow.checkpoint import CheckpointInvalid, note_key_id, open_checkpoint, sign_checkpoint
+from workflow.errors import InstitutionKeyMissing, WrongSecret
+from workflow.keys import InstitutionKey, seal_new_key, unlock
+from workflow.livecheck import verify_live
+from workflow.models import SigningKey
+
+from .factories import SECRET, School
+
+
+def test_private_keys_are_encrypted_at_rest(school: School, settings) -> None:  # type: ignore[no-untyped-def]
+    with school.runtime.transaction() as session:
+        key = session.scalars(select(SigningKey).where(SigningKey.login == "hanh")).one()
+        private_raw = unlock(
+            key.key_id, key.encrypted_private, key.kdf, SECRET
+        ).private.private_bytes_raw()
+        assert private_raw not in key.encrypted_private
+    if settings.database_url.startswith("sqlite"):
+        database = Path(settings.database_url.removeprefix("sqlite:///")).read_bytes()
+        assert private_raw not in database
+    with pytest.raises(WrongSecret):
+        unlock(key.key_id, key.encrypted_private, key.kdf, "654321")
+
+
+def test_short_secret_refused() -> None:
+    with pytest.raises(WrongSecret, match="ít nhất 6"):
+        seal_new_key("123", scrypt_n=2**10)
+
+
+def test_rotation_revokes_the_old_key_and_signs_with_the_new(school: School) -> None:
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        directory = runtime.directory(session)
+        old = directory.active_key("hanh")
+        new = directory.issue_key(directory.get_user("hanh"), "moi-moi-99")  # type: ignore[arg-type]
+        assert (
+            old is not None and old.revoked_seq is not None and old.revoked_seq < new.registered_seq
+        )
+    number = school.draft()
+    with pytest.raises(WrongSecret):
+        school.act(number, "submit", "hanh", secret=SECRET)
+    event = school.act(number, "submit", "hanh", secret="moi-moi-99")
+    assert event.key_id == new.key_id
+    with runtime.transaction() as session:
+        assert verify_live(session, institution=runtime.institution, now=runtime.now()).valid
+
+
+def test_institution_key_file_is_private_and_optionally_encrypted(tmp_path: Path) -> None:
+    key = InstitutionKey.create(tmp_path / "a")
+    assert (tmp_path / "a" / "institution.key").stat().st_mode & 0o077 == 0
+    assert not InstitutionKey.readable_by_others(tmp_path / "a")
+    assert key.fingerprint in (tmp_path / "a" / "institution.pub").read_text()
+    with pytest.raises(InstitutionKeyMissing, match="already exists"):
+        InstitutionKey.create(tmp_path / "a")
+    InstitutionKey.create(tmp_path / "b", passphrase="truong-demo")
+    with pytest.raises(InstitutionKeyMissing):
+        InstitutionKey.from_directory(tmp_path / "b")
+    assert InstitutionKey.from_directory(tmp_path / "b", passphrase="truong-demo").fingerprint
+    with pytest.raises(InstitutionKeyMissing, match="init-institution"):
+        InstitutionKey.from_directory(tmp_path / "none")
+
+
+def test_checkpoint_is_a_c2sp_signed_note(tmp_path: Path) -> None:
+    key = InstitutionKey.create(tmp_path)
+    root = hashlib.sha256(b"root").digest()
+    checkpoint = sign_checkpoint("th-demo.edu.vn/expenses", 42, root, key.private)
+    text, signature_line = checkpoint.note.split("\n\n")
+    assert text == f"th-demo.edu.vn/expenses\n42\n{base64.b64encode(root).decode()}"
+    assert signature_line.startswith("\u2014 th-demo.edu.vn/expenses ") and signature_line.endswith(
+        "\n"
+    )
+    blob = base64.b64decode(signature_line.split(" ")[-1])
+    expected_id = hashlib.sha256(b"th-demo.edu.vn/expenses\n\x01" + key.public_raw).digest()[:4]
+    assert blob[:4] == expected_id == note_key_id("th-demo.edu.vn/expenses", key.public_raw)
+    key.private.public_key().verify(blob[4:], (text + "\n").encode())
+    assert open_checkpoint(checkpoint.note, key.public_raw).size == 42
+    other = InstitutionKey.create(tmp_path / "other")
+    with pytest.raises(CheckpointInvalid, match="no signature"):
+        open_checkpoint(checkpoint.note, other.public_raw)
+    with pytest.raises(CheckpointInvalid):
+        open_checkpoint(checkpoint.note.replace("\n42\n", "\n43\n"), key.public_raw)
+    with pytest.raises(CheckpointInvalid, match="origin"):
+        open_checkpoint(checkpoint.note, key.public_raw, origin="other.example/log")
