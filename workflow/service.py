@@ -23,7 +23,7 @@ from .errors import (
     RequestNotFound,
     WorkflowError,
 )
-from .guards import GuardContext, allocation_left, check_content
+from .guards import GuardContext, allocation_left, check_content, within_allocation, within_norm
 from .machine import machine_for
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .money import parse_amount
@@ -209,6 +209,24 @@ class ApprovalService:
             return None
         left = allocation_left(catalogue, line, self.book_for_line(line_code))
         return {"allocation": line.allocation_vnd, "left": left, "used": line.allocation_vnd - left}
+
+    def budget_refusal(self, school_year: str, content: Mapping[str, Any]) -> WorkflowError | None:
+        """Would this content pass the norm and allocation guards now? (for forms and demo data)"""
+        catalogue = self.definitions.catalogues.get(school_year)
+        ctx = GuardContext(
+            actor="",
+            owner="",
+            forwarded_by=None,
+            content=content,
+            catalogue=catalogue,
+            book=self.book_for_line(str(content.get("line") or "")),
+        )
+        try:
+            within_norm(ctx)
+            within_allocation(ctx)
+        except WorkflowError as refusal:
+            return refusal
+        return None
 
     def check_guards(self, number: str, trigger: str, actor: User) -> WorkflowError | None:
         """Would ``trigger`` pass its guards now? Returns the refusal, or None (for queues)."""
