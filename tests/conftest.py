@@ -22,9 +22,10 @@ class SteppingClock:
 
     def __init__(self, start: datetime = datetime(2025, 1, 13, 0, 40)) -> None:
         self.now = start
+        self.step = timedelta(minutes=1)
 
     def __call__(self) -> datetime:
-        self.now += timedelta(minutes=1)
+        self.now += self.step
         return self.now
 
 

@@ -82,3 +82,17 @@ def test_commands_fail_plainly_without_the_institution_key(tmp_path: Path) -> No
     result = runner.invoke(args=["init-db"])
     assert result.exit_code == 1
     assert "init-institution" in result.output
+
+
+def test_notify_commands_print_mail_in_development(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "--requests", "8"]).exit_code == 0
+    sent = runner.invoke(args=["notify", "send"])
+    assert sent.exit_code == 0 and "Subject: [2024-2025/" in sent.output
+    assert "sent 0," in runner.invoke(args=["notify", "send"]).output.splitlines()[-1]
+    assert (
+        runner.invoke(args=["notify", "worker", "--rounds", "1", "--interval", "0"]).exit_code == 0
+    )
+    assert "reminder(s) queued" in runner.invoke(args=["notify", "remind"]).output
+    assert runner.invoke(args=["notify", "failed"]).output == ""

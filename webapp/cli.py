@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -10,12 +12,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from workflow import demo as demo_data
-from workflow.audit import make_checkpoint
 from workflow.bundle import export_bundle
 from workflow.errors import WorkflowError
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
 from workflow.livecheck import verify_live
+from workflow.mailer import DeliveryReport, failed_mails
 from workflow.runtime import Runtime
 from workflow.verify import Report
 
@@ -159,7 +161,7 @@ def checkpoint() -> None:
     """Sign a checkpoint over the whole log and print it."""
     runtime = _runtime()
     with runtime.transaction() as session:
-        note = make_checkpoint(session, institution=runtime.institution, now=runtime.now())
+        note = runtime.checkpoint(session)
     click.echo(note.note, nl=False)
 
 
@@ -174,6 +176,7 @@ def audit_export(out: Path) -> None:
     """Write the audit bundle (zip) an auditor verifies with audit-verify."""
     runtime = _runtime()
     with runtime.transaction() as session:
+        runtime.checkpoint(session)
         manifest = export_bundle(session, out, institution=runtime.institution, now=runtime.now())
     click.echo(f"Wrote {out}: {manifest['event_count']} events, head {manifest['head_hash']}")
     click.echo(f"Institution key fingerprint: {manifest['institution']['fingerprint']}")
@@ -237,7 +240,73 @@ def ledger_export(
     click.echo(f"Wrote {output}")
 
 
+@click.group("notify", cls=AppGroup)
+def notify() -> None:
+    """E-mail: deliver the outbox, reminders, digests."""
+
+
+def _print_delivery(report: DeliveryReport) -> None:
+    click.echo(f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}")
+    for error in report.errors:
+        click.echo(f"  {error}", err=True)
+
+
+@notify.command("send")
+def notify_send() -> None:
+    """Deliver every mail that is due (SMTP from EXPENSES_SMTP_*; printed when no host is set)."""
+    _print_delivery(_runtime().deliver_mail())
+
+
+@notify.command("remind")
+def notify_remind() -> None:
+    """Queue reminders for requests waiting longer than their state allows."""
+    click.echo(f"{_runtime().remind()} reminder(s) queued")
+
+
+@notify.command("digest")
+def notify_digest() -> None:
+    """Fold the day's held mails into one digest per user who asked for it."""
+    click.echo(f"{_runtime().digest()} digest(s) queued")
+
+
+@notify.command("failed")
+def notify_failed() -> None:
+    """List mails that could not be delivered."""
+    runtime = _runtime()
+    with runtime.transaction() as session:
+        for mail in failed_mails(session):
+            click.echo(
+                f"{mail.id}\t{mail.email}\t{mail.attempts}\t{mail.subject}\t{mail.last_error}"
+            )
+
+
+@notify.command("worker")
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between rounds.")
+@click.option("--rounds", default=0, help="Stop after this many rounds (0: run until stopped).")
+@click.option(
+    "--digest-hour", default=16, show_default=True, help="Local hour (UTC+7) for daily digests."
+)
+def notify_worker(interval: float, rounds: int, digest_hour: int) -> None:
+    """Deliver, remind and digest in a loop (for deployments without cron)."""
+    runtime = _runtime()
+    done_digest_on = None
+    count = 0
+    while True:
+        report = runtime.deliver_mail()
+        if report.sent or report.retrying or report.failed:
+            _print_delivery(report)
+        runtime.remind()
+        local = runtime.now() + timedelta(hours=7)
+        if local.hour == digest_hour and done_digest_on != local.date():
+            runtime.digest()
+            done_digest_on = local.date()
+        count += 1
+        if rounds and count >= rounds:
+            return
+        time.sleep(interval)
+
+
 def register(app: Flask) -> None:
     """Attach every command to the app's CLI."""
-    for command in (init_db, demo, users, keys, checkpoint, audit, ledger):
+    for command in (init_db, demo, users, keys, checkpoint, audit, ledger, notify):
         app.cli.add_command(command)

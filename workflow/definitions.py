@@ -23,6 +23,7 @@ class StateDef:
     label: Labels
     final: bool = False
     wait_days: int | None = None
+    remind: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,15 +238,22 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
         key = f"states.{name}"
         if not isinstance(raw, dict):
             raise DefinitionError(path, key, "must be a table")
-        unknown = set(raw) - {"label", "final", "wait_days"}
+        unknown = set(raw) - {"label", "final", "wait_days", "remind"}
         if unknown:
             raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
         wait = raw.get("wait_days")
+        remind = _names(raw.get("remind", []), path, f"{key}.remind")
+        for recipient in remind:
+            if recipient not in RECIPIENTS:
+                raise DefinitionError(path, f"{key}.remind", f"unknown recipient {recipient!r}")
+        if remind and wait is None:
+            raise DefinitionError(path, f"{key}.remind", "reminders need wait_days")
         states[name] = StateDef(
             name=name,
             label=_labels(raw.get("label"), path, f"{key}.label"),
             final=bool(raw.get("final", False)),
             wait_days=None if wait is None else _positive_int(wait, path, f"{key}.wait_days"),
+            remind=remind,
         )
     if not states:
         raise DefinitionError(path, "states", "no states defined")

@@ -93,3 +93,41 @@ def render(
         "</body></html>"
     )
     return subject, text, html
+
+
+def render_digest(
+    *, language: str, recipient_name: str, items: list[tuple[str, str]]
+) -> tuple[str, str, str]:
+    """One daily mail listing what happened to the requests the user follows."""
+    lang = language if language in SUBJECTS else "vi"
+    if lang == "vi":
+        subject = f"Tổng hợp trong ngày: {len(items)} đề xuất cần chú ý"
+        intro = f"Chào {recipient_name},\n\nCác đề xuất cần bạn chú ý:"
+    else:
+        subject = f"Daily digest: {len(items)} requests need your attention"
+        intro = f"Hello {recipient_name},\n\nRequests that need your attention:"
+    text = intro + "\n\n" + "\n".join(f"- {s}\n  {link}" for s, link in items) + "\n"
+    html = (
+        '<!doctype html><html><body style="font-family:sans-serif;font-size:16px">'
+        f"<p>{escape(intro)}</p><ul>"
+        + "".join(f'<li><a href="{escape(link)}">{escape(s)}</a></li>' for s, link in items)
+        + "</ul></body></html>"
+    )
+    return subject, text, html
+
+
+def render_checkpoint(
+    *, origin: str, size: int, note: str, fingerprint: str
+) -> tuple[str, str, str]:
+    """A signed checkpoint sent to a witness: keep it; it proves the log's state today."""
+    subject = SUBJECTS["vi"]["checkpoint"].format(origin=origin, size=size)
+    text = (
+        "Điểm kiểm tra (checkpoint) đã ký của nhật ký duyệt chi. Vui lòng lưu thư này:\n"
+        "nó chứng minh trạng thái nhật ký hôm nay (C2SP tlog-checkpoint).\n"
+        f"Dấu vân tay khóa của trường: {fingerprint}\n"
+        "Kiểm tra: audit-verify BUNDLE.zip --trust checkpoint.txt\n\n" + note
+    )
+    html = (
+        f'<!doctype html><html><body><pre style="font-size:14px">{escape(text)}</pre></body></html>'
+    )
+    return subject, text, html

@@ -32,6 +32,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))
     roles: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str] = mapped_column(String(5), default="vi")
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)  # one daily mail instead of many
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -180,9 +181,12 @@ class OutboxMail(Base):
     subject: Mapped[str] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
+    # pending -> sending (claimed until claimed_until) -> sent | pending (retry) | failed;
+    # held (waiting for the daily digest) -> digested.
     status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

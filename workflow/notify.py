@@ -1,39 +1,37 @@
-"""Transactional outbox: mails are rows written with the event that causes them."""
+"""Transactional outbox: mails are rows written in the same transaction as their cause."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .definitions import TransitionDef
-from .mail_text import render
-from .models import OutboxMail, User
+from .checkpoint import Checkpoint
+from .definitions import TransitionDef, WorkflowDefinition
+from .mail_text import render, render_checkpoint, render_digest
+from .models import OutboxMail, ReminderSent, Request, User
 
 RECIPIENT_ROLES = {"reviewers": "reviewer", "approvers": "approver", "accountants": "accountant"}
 
 
-def recipients_for(
-    session: Session,
-    transition: TransitionDef,
-    projection: Mapping[str, Any],
-    actor: str,
+def resolve_recipients(
+    session: Session, names: Iterable[str], projection: Mapping[str, Any], *, actor: str | None
 ) -> list[User]:
-    """Who must hear of a committed transition: never the actor, never someone who cannot act."""
+    """Who a recipient list means for one request: never the actor, never someone who cannot act."""
     users = {u.login: u for u in session.scalars(select(User).where(User.active.is_(True)))}
     owner = projection.get("owner")
     chosen: dict[str, User] = {}
-    for name in transition.notify:
+    for name in names:
         if name == "proposer":
             candidates: Iterable[User] = [users[owner]] if owner in users else []
         else:
             role = RECIPIENT_ROLES[name]
-            excluded = {owner}
+            excluded = {owner}  # nobody acts on their own request
             if name == "approvers":
-                excluded.add(projection.get("forwarded_by"))
+                excluded.add(projection.get("forwarded_by"))  # nor approves what they forwarded
             candidates = [u for u in users.values() if u.has_role(role) and u.login not in excluded]
         for user in candidates:
             if user.login != actor:
@@ -45,6 +43,40 @@ def message_id(origin: str, kind: str, ref: str, login: str) -> str:
     """A stable Message-ID: a retry of the same mail carries the same id."""
     domain = origin.split("/", 1)[0] or "localhost"
     return f"<{kind}.{ref}.{login}@{domain}>"
+
+
+def _queue(
+    session: Session,
+    *,
+    user: User | None,
+    email: str,
+    language: str,
+    kind: str,
+    mid: str,
+    content: tuple[str, str, str],
+    now: datetime,
+    event_seq: int | None = None,
+    request: str | None = None,
+) -> OutboxMail:
+    subject, text, html = content
+    mail = OutboxMail(
+        message_id=mid,
+        kind=kind,
+        event_seq=event_seq,
+        request=request,
+        recipient=user.login if user else email,
+        email=email,
+        language=language,
+        subject=subject,
+        body_text=text,
+        body_html=html,
+        status="held" if user is not None and user.digest and kind == "event" else "pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(mail)
+    return mail
 
 
 def queue_event_mails(
@@ -62,8 +94,8 @@ def queue_event_mails(
     """Queue the mails of one committed transition (same transaction as the event)."""
     number = str(projection["number"])
     mails = []
-    for user in recipients_for(session, transition, projection, actor.login):
-        subject, text, html = render(
+    for user in resolve_recipients(session, transition.notify, projection, actor=actor.login):
+        content = render(
             kind=transition.trigger,
             language=user.language,
             recipient_name=user.name,
@@ -75,27 +107,165 @@ def queue_event_mails(
             comment=comment,
             link=request_link(base_url, number),
         )
-        mail = OutboxMail(
-            message_id=message_id(origin, "event", str(event_seq), user.login),
-            kind="event",
-            event_seq=event_seq,
-            request=number,
-            recipient=user.login,
-            email=user.email,
-            language=user.language,
-            subject=subject,
-            body_text=text,
-            body_html=html,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
+        mails.append(
+            _queue(
+                session,
+                user=user,
+                email=user.email,
+                language=user.language,
+                kind="event",
+                mid=message_id(origin, "event", str(event_seq), user.login),
+                content=content,
+                now=now,
+                event_seq=event_seq,
+                request=number,
+            )
         )
-        session.add(mail)
-        mails.append(mail)
     return mails
 
 
 def request_link(base_url: str, number: str) -> str:
     """Link straight to a request page (login and signing confirmation are asked there)."""
     return f"{base_url.rstrip('/')}/requests/{number}"
+
+
+def queue_reminders(
+    session: Session, *, workflow: WorkflowDefinition, origin: str, base_url: str, now: datetime
+) -> list[OutboxMail]:
+    """Remind whoever must act on requests waiting too long; at most once per waiting period."""
+    mails = []
+    for state in workflow.states.values():
+        if not state.remind or state.wait_days is None:
+            continue
+        period = timedelta(days=state.wait_days)
+        cutoff = (now - period).strftime("%Y-%m-%dT%H:%M:%SZ")
+        waiting = session.scalars(
+            select(Request).where(Request.state == state.name, Request.updated_at <= cutoff)
+        ).all()
+        for row in waiting:
+            assert row.last_seq is not None
+            sent = session.get(ReminderSent, (row.number, row.last_seq))
+            if sent is not None and now - sent.sent_at < period:
+                continue
+            projection = {
+                "number": row.number,
+                "owner": row.owner,
+                "forwarded_by": row.forwarded_by,
+            }
+            stamp = now.strftime("%Y%m%d")
+            for user in resolve_recipients(session, state.remind, projection, actor=None):
+                content = render(
+                    kind="remind",
+                    language=user.language,
+                    recipient_name=user.name,
+                    number=row.number,
+                    title=row.title or "",
+                    amount_vnd=row.amount_vnd,
+                    since=_display_ts(row.updated_at),
+                    link=request_link(base_url, row.number),
+                )
+                mails.append(
+                    _queue(
+                        session,
+                        user=user,
+                        email=user.email,
+                        language=user.language,
+                        kind="reminder",
+                        mid=message_id(origin, "remind", f"{row.last_seq}.{stamp}", user.login),
+                        content=content,
+                        now=now,
+                        request=row.number,
+                    )
+                )
+            if sent is None:
+                session.add(ReminderSent(request=row.number, state_seq=row.last_seq, sent_at=now))
+            else:
+                sent.sent_at = now
+    session.flush()
+    return mails
+
+
+def queue_digests(
+    session: Session, *, origin: str, base_url: str, now: datetime
+) -> list[OutboxMail]:
+    """Fold each digest user's held mails into one mail."""
+    held = session.scalars(
+        select(OutboxMail).where(OutboxMail.status == "held").order_by(OutboxMail.id)
+    ).all()
+    by_user: dict[str, list[OutboxMail]] = {}
+    for mail in held:
+        by_user.setdefault(mail.recipient, []).append(mail)
+    mails = []
+    for login, items in by_user.items():
+        user = session.scalars(select(User).where(User.login == login)).first()
+        if user is None:
+            continue
+        content = render_digest(
+            language=user.language,
+            recipient_name=user.name,
+            items=[(m.subject, request_link(base_url, m.request or "")) for m in items],
+        )
+        mails.append(
+            _queue(
+                session,
+                user=user,
+                email=user.email,
+                language=user.language,
+                kind="digest",
+                mid=message_id(origin, "digest", f"{now:%Y%m%d}.{items[-1].id}", login),
+                content=content,
+                now=now,
+            )
+        )
+        for item in items:
+            item.status = "digested"
+    session.flush()
+    return mails
+
+
+def queue_checkpoint_mails(
+    session: Session,
+    *,
+    checkpoint: Checkpoint,
+    fingerprint: str,
+    witnesses: Iterable[str],
+    now: datetime,
+) -> list[OutboxMail]:
+    """Send a new signed checkpoint to outside witnesses (the district office)."""
+    mails = []
+    for address in witnesses:
+        mid = message_id(
+            checkpoint.origin, "checkpoint", str(checkpoint.size), address.replace("@", "-at-")
+        )
+        if (
+            session.scalars(select(OutboxMail).where(OutboxMail.message_id == mid)).first()
+            is not None
+        ):
+            continue
+        content = render_checkpoint(
+            origin=checkpoint.origin,
+            size=checkpoint.size,
+            note=checkpoint.note,
+            fingerprint=fingerprint,
+        )
+        mails.append(
+            _queue(
+                session,
+                user=None,
+                email=address,
+                language="vi",
+                kind="checkpoint",
+                mid=mid,
+                content=content,
+                now=now,
+            )
+        )
+    session.flush()
+    return mails
+
+
+def _display_ts(ts: str | None) -> str:
+    if not ts:
+        return ""
+    moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ") + timedelta(hours=7)
+    return moment.strftime("%d/%m/%Y %H:%M")

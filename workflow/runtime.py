@@ -8,18 +8,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from .audit import init_log
+from .audit import init_log, make_checkpoint
+from .checkpoint import Checkpoint
 from .clock import Clock, utcnow
 from .db import create_schema, make_engine, session_factory
 from .definitions import DefinitionSet
 from .directory import Directory
 from .errors import InstitutionKeyMissing
 from .keys import DEFAULT_SCRYPT_N, InstitutionKey
+from .mailer import DeliveryReport, SmtpSettings, deliver_due
 from .models import LogHead
+from .notify import queue_checkpoint_mails, queue_digests, queue_reminders
 from .service import ApprovalService
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +38,8 @@ class Settings:
     base_url: str = "http://127.0.0.1:5000"
     scrypt_n: int = DEFAULT_SCRYPT_N
     institution_passphrase: str | None = field(default=None, repr=False)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    witnesses: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +54,10 @@ class Settings:
             base_url=env.get("EXPENSES_BASE_URL", defaults.base_url),
             scrypt_n=int(env.get("EXPENSES_SCRYPT_N", defaults.scrypt_n)),
             institution_passphrase=env.get("INSTITUTION_KEY_PASSPHRASE") or None,
+            smtp=SmtpSettings.from_env(env),
+            witnesses=tuple(
+                a.strip() for a in env.get("EXPENSES_WITNESSES", "").split(",") if a.strip()
+            ),
         )
 
 
@@ -124,3 +134,43 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def checkpoint(self, session: Session) -> Checkpoint:
+        """Sign a checkpoint now and queue it for the configured witnesses."""
+        checkpoint = make_checkpoint(session, institution=self.institution, now=self.now())
+        queue_checkpoint_mails(
+            session,
+            checkpoint=checkpoint,
+            fingerprint=self.institution.fingerprint,
+            witnesses=self.settings.witnesses,
+            now=self.now(),
+        )
+        return checkpoint
+
+    def deliver_mail(self, **kwargs: Any) -> DeliveryReport:
+        """Send the outbox mails that are due (see workflow.mailer)."""
+        return deliver_due(self.transaction, settings=self.settings.smtp, now=self.now(), **kwargs)
+
+    def remind(self) -> int:
+        """Queue reminders for requests that wait too long; returns how many mails."""
+        with self.transaction() as session:
+            mails = queue_reminders(
+                session,
+                workflow=self.definitions.workflow(),
+                origin=self.settings.origin,
+                base_url=self.settings.base_url,
+                now=self.now(),
+            )
+            return len(mails)
+
+    def digest(self) -> int:
+        """Fold held mails into one daily digest per user; returns how many digests."""
+        with self.transaction() as session:
+            return len(
+                queue_digests(
+                    session,
+                    origin=self.settings.origin,
+                    base_url=self.settings.base_url,
+                    now=self.now(),
+                )
+            )

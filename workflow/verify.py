@@ -574,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     trusted = None
     if args.trust:
         try:
-            trusted = Path(args.trust).read_text(encoding="utf-8")
+            # NOTE: a checkpoint kept from an e-mail may have CRLF line ends; notes only use LF.
+            trusted = Path(args.trust).read_text(encoding="utf-8").replace("\r\n", "\n")
         except OSError as exc:
             print(f"audit-verify: cannot read {args.trust}: {exc}", file=sys.stderr)
             return 2
