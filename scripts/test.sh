@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install everything into .venv and run the checks: ruff (lint + format), mypy on workflow/, pytest.
-# Set TEST_DATABASE_URL=postgresql+psycopg://... to run the suite against PostgreSQL too.
+# Install everything into .venv and run the checks: ruff (lint + format), mypy on workflow/, then the
+# pytest suite on SQLite and, where PostgreSQL is installed, again on a throw-away PostgreSQL cluster.
+# REQUIRE_POSTGRES=1 (set by CI) makes a missing PostgreSQL an error instead of a skipped run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -9,4 +10,18 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+
+echo "== pytest on SQLite"
 .venv/bin/python -m pytest "$@"
+
+if ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+  echo "== pytest on PostgreSQL"
+  eval "$(bash scripts/pg.sh start)"
+  trap 'bash scripts/pg.sh stop' EXIT
+  .venv/bin/python -m pytest "$@"
+elif [ "${REQUIRE_POSTGRES:-0}" = 1 ]; then
+  echo "PostgreSQL is required but not installed (apt-get install postgresql)" >&2
+  exit 1
+else
+  echo "== PostgreSQL not installed: the PostgreSQL run was skipped"
+fi

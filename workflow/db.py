@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-
-from .models import Base
 
 SQLITE_TRIGGERS = [
     """CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
@@ -57,17 +55,10 @@ def is_postgres(engine: Engine) -> bool:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table and the append-only triggers (idempotent)."""
-    Base.metadata.create_all(engine)
-    install_triggers(engine)
+    """Apply the alembic migrations (tables and append-only triggers); idempotent."""
+    from .migrate import upgrade
 
-
-def install_triggers(engine: Engine) -> None:
-    """Install the triggers that refuse UPDATE, DELETE (and TRUNCATE) of audit events."""
-    statements = POSTGRES_TRIGGERS if is_postgres(engine) else SQLITE_TRIGGERS
-    with engine.begin() as connection:
-        for statement in statements:
-            connection.execute(text(statement))
+    upgrade(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

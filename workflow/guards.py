@@ -268,7 +268,7 @@ def check_content(content: Mapping[str, Any], catalogue: BudgetCatalogue | None)
         )
     if line.norm.kind != "per_unit" and quantity != 1:
         raise DataInvalid("Dòng ngân sách này không tính theo số lượng.", field="quantity")
-    _check_attachments(content.get("attachments", []))
+    check_attachments(content.get("attachments", []))
 
 
 def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: str) -> int:
@@ -278,7 +278,8 @@ def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: str) 
     return value
 
 
-def _check_attachments(attachments: Any) -> None:
+def check_attachments(attachments: Any) -> None:
+    """Attachments are a short list of {name, sha256} records."""
     if not isinstance(attachments, Sequence) or isinstance(attachments, str):
         raise DataInvalid("Danh sách tệp đính kèm không hợp lệ.", field="attachments")
     if len(attachments) > MAX_ATTACHMENTS:
@@ -290,3 +291,20 @@ def _check_attachments(attachments: Any) -> None:
             or not _SHA256.match(str(item.get("sha256", "")))
         ):
             raise DataInvalid("Tệp đính kèm không hợp lệ.", field="attachments")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(value: Any, *, field: str, limit: int, multiline: bool = False) -> str:
+    """A user's text: a string, within its length, without control characters; stripped."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataInvalid("Giá trị không hợp lệ.", field=field)
+    text = value.strip()
+    if len(text) > limit:
+        raise DataInvalid(f"Dài quá {limit} ký tự.", field=field)
+    if _CONTROL.search(text) or (not multiline and ("\n" in text or "\r" in text)):
+        raise DataInvalid("Có ký tự không hợp lệ.", field=field)
+    return text

@@ -23,6 +23,8 @@ def parse_amount(text: object) -> int:
         raise AmountInvalid(_message("empty"), reason="empty")
     raw = str(text).strip().lower().replace(" ", "").replace("\u00a0", "")
     raw = _CURRENCY.sub("", raw)
+    if len(raw) > 32:  # NOTE: also keeps int() away from its 4300-digit limit
+        raise AmountInvalid(_message("unreadable", text=str(text)[:40]), reason="unreadable")
     if raw.startswith("-"):
         raise AmountInvalid(_message("negative"), reason="negative")
     value = _parse_digits(raw)

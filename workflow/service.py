@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -23,7 +24,17 @@ from .errors import (
     RequestNotFound,
     WorkflowError,
 )
-from .guards import GuardContext, allocation_left, check_content, within_allocation, within_norm
+from .guards import (
+    MAX_DESCRIPTION,
+    MAX_TITLE,
+    GuardContext,
+    allocation_left,
+    check_attachments,
+    check_content,
+    clean_text,
+    within_allocation,
+    within_norm,
+)
 from .machine import machine_for
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .money import parse_amount
@@ -31,6 +42,7 @@ from .notify import queue_event_mails
 from .projection import CONTENT_FIELDS, PROJECTION_FIELDS, Projection, apply_event, content_of
 
 MAX_COMMENT = 2000
+_NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
 
 
 @dataclass(frozen=True)
@@ -131,16 +143,17 @@ class ApprovalService:
             raise DataInvalid(
                 f"Trường không hợp lệ: {', '.join(sorted(unknown))}.", field="content"
             )
-        for name in ("title", "description", "line", "source"):
+        for name, limit in (
+            ("title", MAX_TITLE),
+            ("description", MAX_DESCRIPTION),
+            ("line", 32),
+            ("source", 32),
+        ):
             if name in content:
-                value = content[name]
-                if value is not None and not isinstance(value, str):
-                    raise DataInvalid("Giá trị không hợp lệ.", field=name)
-                setattr(
-                    draft,
-                    name,
-                    (value or "").strip() if name in ("title", "description") else value,
+                text = clean_text(
+                    content[name], field=name, limit=limit, multiline=name == "description"
                 )
+                setattr(draft, name, text if name in ("title", "description") else (text or None))
         if "budget_year" in content:
             year = content["budget_year"]
             try:
@@ -148,7 +161,9 @@ class ApprovalService:
             except (TypeError, ValueError):
                 raise DataInvalid("Năm ngân sách không hợp lệ.", field="budget_year") from None
         if "attachments" in content:
-            draft.attachments = list(content["attachments"] or [])
+            attachments = content["attachments"] or []
+            check_attachments(attachments)
+            draft.attachments = [dict(a) for a in attachments]
         line = catalogue.lines.get(draft.line or "")
         amount_text = content.get("amount", content.get("amount_vnd"))
         if line is not None and line.norm.kind == "per_unit":
@@ -176,7 +191,7 @@ class ApprovalService:
 
     def current(self, number: str, *, lock: bool = False) -> Current:
         """The request's current state; with lock=True its rows are locked for this transaction."""
-        if not isinstance(number, str) or len(number) > 32:
+        if not isinstance(number, str) or not _NUMBER.fullmatch(number):
             raise RequestNotFound("Không tìm thấy đề xuất.", number=str(number)[:32])
         request_query = select(Request).where(Request.number == number)
         draft_query = select(Draft).where(Draft.number == number)
@@ -268,9 +283,7 @@ class ApprovalService:
             raise DataInvalid("Tài khoản đã bị khóa.", field="actor")
         role = self.machine.role_for(transition, actor.role_list)
         # 3. Comment and data the transition needs.
-        comment = (comment or "").strip() or None
-        if comment is not None and len(comment) > MAX_COMMENT:
-            raise DataInvalid(f"Ý kiến dài quá {MAX_COMMENT} ký tự.", field="comment")
+        comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
             raise CommentRequired(
                 f"Cần ghi ý kiến khi «{transition.label['vi']}».", trigger=trigger

@@ -1,0 +1,11 @@
+-- Least privilege for the application's PostgreSQL role (run as the schema owner after init-db).
+-- The application may only INSERT and SELECT audit events; the triggers refuse UPDATE, DELETE and
+-- TRUNCATE even for the owner, and verification catches any edit that bypasses both.
+-- Replace expenses_app with your role name.
+-- and: GRANT CONNECT ON DATABASE <your database> TO expenses_app;
+GRANT USAGE ON SCHEMA public TO expenses_app;
+GRANT SELECT, INSERT ON audit_events, checkpoints, definition_files TO expenses_app;
+GRANT SELECT, INSERT, UPDATE ON log_head, counters, users, signing_keys, drafts, requests,
+    outbox, reminders TO expenses_app;
+GRANT SELECT ON alembic_version TO expenses_app;
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO expenses_app;
