@@ -83,3 +83,25 @@ def runtime(settings: Settings, clock: SteppingClock) -> Iterator[Runtime]:
 def school(runtime: Runtime) -> factories.School:
     """The demo school's people, each with a real signing key."""
     return factories.School.create(runtime)
+
+
+@pytest.fixture
+def app(runtime: Runtime, school: factories.School, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The web app on the test's database, with the demo school in it."""
+    from webapp import create_app
+
+    application = create_app(
+        {
+            "SETTINGS": runtime.settings,
+            "CLOCK": runtime.clock,
+            "TESTING": True,
+            "ATTACHMENTS_DIR": str(tmp_path / "attachments"),
+            "RATELIMIT_ENABLED": True,
+        }
+    )
+    application.extensions["runtime"].engine.dispose()
+    application.extensions["runtime"] = runtime
+    from webapp.extensions import limiter
+
+    limiter.reset()
+    return application

@@ -1,33 +1,78 @@
-"""Flask application factory: thin web and CLI layer over workflow services."""
+"""Flask application factory: a thin web and CLI layer over workflow services."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g, request, session
+from flask_login import current_user
+from werkzeug.routing import BaseConverter
 
 from workflow.keys import InstitutionKey
 from workflow.runtime import Runtime, Settings
+
+from .extensions import babel, csrf, limiter, login_manager
+
+DEV_SECRET_KEY = "dev-only-not-secret"
+LANGUAGES = ("vi", "en")
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+class RequestNumberConverter(BaseConverter):
+    """Request numbers such as 2024-2025/0017 (they contain a slash)."""
+
+    regex = r"\d{4}-\d{4}/\d{4,6}"
+
+
+class UnsafeConfiguration(RuntimeError):
+    """Production start-up refused: the message says what to fix."""
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app; configuration from the environment, overridden by ``test_config``."""
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(SECRET_KEY=DEV_SECRET_KEY, ENV="development")
+    app.config.from_mapping(
+        SECRET_KEY=DEV_SECRET_KEY,
+        ENV="development",
+        MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES * 4,
+        BABEL_DEFAULT_LOCALE="vi",
+        BABEL_DEFAULT_TIMEZONE="Asia/Ho_Chi_Minh",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI="memory://",
+        LOGIN_RATE_LIMIT="10 per minute",
+    )
     app.config.from_prefixed_env("EXPENSES")
     if test_config:
         app.config.from_mapping(test_config)
+    production = app.config["ENV"] == "production"
+    app.config.setdefault("SESSION_COOKIE_SECURE", production)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", production)
     settings = app.config.get("SETTINGS") or Settings.from_env()
-    if app.config["ENV"] == "production":
+    if production:
         check_production(app, settings)
-    app.extensions["runtime"] = Runtime(
-        settings, **({"clock": app.config["CLOCK"]} if "CLOCK" in app.config else {})
-    )
+    clock = app.config.get("CLOCK")
+    app.extensions["runtime"] = Runtime(settings, **({"clock": clock} if clock else {}))
 
-    from . import cli
+    app.url_map.converters["reqno"] = RequestNumberConverter
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_hooks(app)
+    _register_errors(app)
+
+    from . import cli, templating
 
     cli.register(app)
+    templating.register(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -37,20 +82,124 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-DEV_SECRET_KEY = "dev-only-not-secret"
+def _init_extensions(app: Flask) -> None:
+    from . import i18n
+
+    i18n.compile_catalogs()
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "strong"
+    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI", "memory://")
+    limiter.init_app(app)
 
 
-class UnsafeConfiguration(RuntimeError):
-    """Production start-up refused: the message says what to fix."""
+def _register_blueprints(app: Flask) -> None:
+    from .admin import bp as admin_bp
+    from .audit import bp as audit_bp
+    from .auth import bp as auth_bp
+    from .ledger import bp as ledger_bp
+    from .requests import bp as requests_bp
+    from .review import bp as review_bp
+
+    for blueprint in (auth_bp, requests_bp, review_bp, ledger_bp, audit_bp, admin_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_errors(app: Flask) -> None:
+    from flask import render_template
+    from flask_babel import gettext as _
+    from flask_wtf.csrf import CSRFError
+    from werkzeug.exceptions import HTTPException
+
+    titles = {
+        400: lambda: _("Bad request"),
+        403: lambda: _("Not allowed"),
+        404: lambda: _("Not found"),
+        413: lambda: _("File too large"),
+        429: lambda: _("Too many attempts"),
+        500: lambda: _("Something went wrong"),
+    }
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[str, int]:
+        code = error.code or 500
+        messages = {
+            403: _("You may not do this."),
+            404: _("This page or request does not exist, or it is not yours to see."),
+            413: _("The upload is larger than allowed (10 MB per file)."),
+            429: _("Too many attempts. Wait a minute and try again."),
+        }
+        description = (
+            error.description
+            if code == 403 and error.description and "permission" not in error.description
+            else None
+        )
+        message = description or messages.get(code, _("Please go back and try again."))
+        title = titles.get(code, titles[400])()
+        return render_template("error.html", code=code, title=title, message=message), code
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError) -> tuple[str, int]:
+        return render_template(
+            "error.html",
+            code=400,
+            title=titles[400](),
+            message=_("The form expired. Go back, reload the page and try again."),
+        ), 400
+
+    @app.errorhandler(500)
+    def server_error(error: Exception) -> tuple[str, int]:
+        db = g.pop("db", None)
+        if db is not None:
+            db.rollback()
+            db.close()
+        return render_template(
+            "error.html",
+            code=500,
+            title=titles[500](),
+            message=_("Nothing was recorded. Please try again."),
+        ), 500
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.teardown_request
+    def close_session(error: BaseException | None) -> None:
+        db = g.pop("db", None)
+        if db is not None:
+            if error is not None:
+                db.rollback()
+            db.close()
+
+    @app.after_request
+    def security_headers(response: Any) -> Any:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(self), geolocation=(), microphone=()"
+        )
+        if request.endpoint and request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def select_locale() -> str:
+    """The user's chosen language, else the session's, else Vietnamese."""
+    if current_user and getattr(current_user, "is_authenticated", False):
+        return str(current_user.language)
+    chosen = session.get("lang")
+    return chosen if chosen in LANGUAGES else "vi"
 
 
 def check_production(app: Flask, settings: Settings) -> None:
     """Refuse to start in production without a secret key, with debug on, or an exposed key."""
     problems = []
-    if (
-        app.config.get("SECRET_KEY") in (None, "", DEV_SECRET_KEY)
-        or len(str(app.config["SECRET_KEY"])) < 32
-    ):
+    secret = str(app.config.get("SECRET_KEY") or "")
+    if secret == DEV_SECRET_KEY or len(secret) < 32:
         problems.append("set EXPENSES_SECRET_KEY to a random value of at least 32 characters")
     if app.debug or app.config.get("DEBUG"):
         problems.append("turn debug off (FLASK_DEBUG=0)")
@@ -61,8 +210,6 @@ def check_production(app: Flask, settings: Settings) -> None:
         )
     elif InstitutionKey.readable_by_others(settings.keys_dir):
         problems.append(f"{key_file} is readable by other users: chmod 600 it")
-    if settings.database_url.startswith("sqlite") and not app.config.get("ALLOW_SQLITE", True):
-        problems.append("use PostgreSQL (DATABASE_URL) for a district deployment")
     if problems:
         raise UnsafeConfiguration("Refusing to start in production: " + "; ".join(problems) + ".")
 

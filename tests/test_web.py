@@ -1,0 +1,258 @@
+"""The four journeys (and the auditor's and admin's) through the Flask test client."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+from workflow.verify import verify_bundle
+
+from .factories import School
+from .web import Browser, text
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
+PDF = b"%PDF-1.4\n%quote\n" + b"0" * 100
+
+
+def _new_request(browser: Browser, **fields: object) -> str:
+    browser.get("/requests/new")
+    data = {
+        "title": "Gia hạn phần mềm quản lý tài sản công 2025",
+        "line": "SW-ASSET",
+        "amount": "1.800.000",
+        "source": "NSNN-TX",
+        "budget_year": "2025",
+        "description": "Theo kế hoạch.",
+    }
+    data.update(fields)  # type: ignore[arg-type]
+    response = browser.post("/requests/new", data, content_type="multipart/form-data")
+    assert response.status_code == 302, text(response)[:2000]
+    return response.headers["Location"].split("/requests/")[1]
+
+
+def test_login_is_vietnamese_by_default_and_refuses_bad_passwords(app) -> None:  # type: ignore[no-untyped-def]
+    browser = Browser(app)
+    page = text(browser.get("/login"))
+    assert "Đăng nhập" in page and 'lang="vi"' in page
+    response = browser.post("/login", {"login": "hanh", "password": "wrong-password"})
+    assert "Sai tên đăng nhập hoặc mật khẩu." in text(response)
+
+
+def test_login_attempts_are_rate_limited(app) -> None:  # type: ignore[no-untyped-def]
+    browser = Browser(app)
+    codes = [
+        browser.post("/login", {"login": "hanh", "password": "x"}).status_code for _ in range(12)
+    ]
+    assert codes[:10] == [200] * 10 and codes[-1] == 429
+
+
+def test_security_headers_and_csrf(app) -> None:  # type: ignore[no-untyped-def]
+    browser = Browser(app)
+    response = browser.get("/login")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    forged = browser.client.post("/login", data={"login": "hanh", "password": "demo-2024"})
+    assert forged.status_code == 400
+    browser.login("hanh")
+    cookie = browser.client.get_cookie("session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert "<script>" not in text(browser.get("/requests/mine")).replace(
+        '<script src="/static/app.js" defer></script>', ""
+    )
+
+
+def test_staff_journey_with_attachment_submit_and_wrong_secret(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    hanh = Browser(app).login("hanh")
+    form = text(hanh.get("/requests/new"))
+    assert 'data-left="3.600.000 ₫"' in form and "Định mức và phần còn lại" in form
+    number = _new_request(
+        hanh, attachments=[(io.BytesIO(JPEG), "bao-gia.jpg"), (io.BytesIO(PDF), "bao-gia-2.pdf")]
+    )
+    page = text(hanh.get(f"/requests/{number}"))
+    assert (
+        "1.800.000 ₫" in page
+        and "bao-gia.jpg" in page
+        and "còn 3.600.000 ₫ trên 3.600.000 ₫" in page
+    )
+    refused = hanh.act(number, "submit", secret="000000")
+    assert refused.status_code == 422 and "Mã ký không đúng" in text(refused)
+    assert school.request(number) is None
+    assert hanh.act(number, "submit").status_code == 302
+    assert school.request(number).state == "submitted"  # type: ignore[union-attr]
+    mine = text(hanh.get("/requests/mine"))
+    assert number in mine and "Chờ xem xét" in mine, mine[
+        mine.find("<main>") : mine.find("</main>")
+    ]
+    image = hanh.get(
+        f"/requests/{number}/attachments/{school.request(number).attachments[0]['sha256']}"
+    )  # type: ignore[union-attr]
+    assert image.status_code == 200 and image.data == JPEG
+    image.close()
+
+
+def test_norm_refusal_is_shown_and_nothing_written(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    nga = Browser(app).login("nga")
+    number = _new_request(nga, title="In tài liệu tập huấn", line="PRINT", amount="650.000")
+    before = school.snapshot(number)
+    response = nga.act(number, "submit")
+    assert response.status_code == 422
+    assert "tối đa 500.000 ₫ mỗi lần" in text(response)
+    assert school.snapshot(number) == before
+
+
+def test_reviewer_queue_forward_and_return(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    first = school.to_state("submitted")
+    second = school.to_state("submitted", line="WEB", amount="2.400.000")
+    long = Browser(app).login("long")
+    queue = text(long.get("/review"))
+    assert queue.index(first) < queue.index(second)  # oldest first
+    assert "Trong định mức, còn 3.600.000 ₫ trên 3.600.000 ₫" in queue
+    assert long.act(first, "forward", comment="hợp lý").status_code == 302
+    missing = long.act(second, "return")
+    assert missing.status_code == 422 and "Cần ghi ý kiến" in text(missing)
+    assert long.act(second, "return", comment="thiếu báo giá thứ hai").status_code == 302
+    assert school.request(first).state == "forwarded"  # type: ignore[union-attr]
+    assert school.request(second).state == "returned"  # type: ignore[union-attr]
+
+
+def test_principal_bulk_approves_with_one_confirmation(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    numbers = [
+        school.to_state("forwarded"),
+        school.to_state("forwarded", line="WEB", amount="2.400.000"),
+    ]
+    toan = Browser(app).login("toan")
+    page = text(toan.get("/approvals"))
+    assert all(n in page for n in numbers)
+    response = toan.post("/approvals", {"numbers": numbers, "secret": "123456"})
+    assert response.status_code == 302
+    assert [school.request(n).state for n in numbers] == ["approved", "approved"]  # type: ignore[union-attr]
+
+
+def test_accountant_pays_and_exports(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    number = school.to_state("approved")
+    mai = Browser(app).login("mai")
+    assert number in text(mai.get("/payments"))
+    paid = mai.act(
+        number, "pay", voucher="PC-2025-0031", paid_on="2025-01-13", amount_paid="1.800.000"
+    )
+    assert paid.status_code == 302, text(paid)[:3000]
+    ledger = text(mai.get("/ledger?budget_year=2025&state=paid"))
+    assert "PC-2025-0031" in ledger and "13/01/2025" in ledger and "1.800.000 ₫" in ledger
+    assert number not in text(mai.get("/ledger?state=approved"))
+    csv_response = mai.get("/ledger.csv?state=paid")
+    assert csv_response.data.startswith("\ufeff".encode())
+    csv_response.close()
+    rows = list(csv.reader(io.StringIO(csv_response.data.decode("utf-8-sig"))))
+    assert rows[1][0] == number and rows[1][-1] == school.request(number).approved_hash  # type: ignore[union-attr]
+    xlsx = mai.get("/ledger.xlsx")
+    sheet = load_workbook(io.BytesIO(xlsx.data)).active
+    xlsx.close()
+    assert (
+        sheet.cell(row=2, column=1).value == number
+        and sheet.cell(row=3, column=11).value == 1_800_000
+    )
+
+
+def test_auditor_verifies_and_downloads_the_bundle(app, school: School, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    school.to_state("approved")
+    kiem = Browser(app).login("kiem")
+    status = text(kiem.get("/audit"))
+    assert school.runtime.institution.fingerprint in status
+    verified = text(kiem.post("/audit/verify"))
+    assert "Hợp lệ" in verified
+    bundle = kiem.post("/audit/bundle.zip")
+    assert bundle.status_code == 200 and zipfile.is_zipfile(io.BytesIO(bundle.data))
+    bundle.close()
+    (tmp_path / "b.zip").write_bytes(bundle.data)
+    assert verify_bundle(
+        tmp_path / "b.zip", institution_key=school.runtime.institution.fingerprint
+    ).valid
+    assert kiem.act("2024-2025/0001", "approve").status_code == 403  # read-only
+
+
+def test_concurrent_decision_names_who_acted_first(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    number = school.to_state("forwarded")
+    toan = Browser(app).login("toan")
+    toan.get(f"/requests/{number}")
+    seen = school.request(number).last_seq  # type: ignore[union-attr]
+    school.act(number, "reject", "toan", comment="Chưa cần.")  # from another phone
+    response = toan.post(
+        f"/requests/{number}/act", {"trigger": "approve", "secret": "123456", "expected_seq": seen}
+    )
+    page = text(toan.get(response.headers["Location"]))
+    assert "Nguyễn Văn Toàn đã «reject»" in page and "Từ chối" in page
+
+
+def test_language_switch_is_remembered(app) -> None:  # type: ignore[no-untyped-def]
+    hanh = Browser(app).login("hanh")
+    hanh.post("/language", {"language": "en"})
+    assert "My requests" in text(hanh.get("/requests/mine"))
+    again = Browser(app).login("hanh")
+    assert "My requests" in text(again.get("/requests/mine"))
+
+
+def test_uploads_refused_cleanly(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    hanh = Browser(app).login("hanh")
+    cases = [
+        (b"", "empty.jpg", "rỗng"),
+        (b"MZ this is a program, not a photo", "quote.jpg", "không phải ảnh"),
+        (b"\xff\xd8\xff" + b"0" * (10 * 1024 * 1024), "huge.jpg", "lớn hơn 10 MB"),
+    ]
+    for data, name, message in cases:
+        hanh.get("/requests/new")
+        response = hanh.post(
+            "/requests/new",
+            {
+                "title": "x",
+                "line": "PRINT",
+                "amount": "100.000",
+                "source": "NSNN-TX",
+                "budget_year": "2025",
+                "attachments": [(io.BytesIO(data), name)],
+            },
+            content_type="multipart/form-data",
+        )
+        assert message in text(response), name
+        response.close()
+    assert school.snapshot("2024-2025/0001")[0] is None
+    with school.runtime.transaction() as session:
+        from workflow.models import Draft
+
+        assert session.query(Draft).count() == 0
+
+
+def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    admin = Browser(app).login("admin")
+    admin.get("/admin/users")
+    response = admin.post(
+        "/admin/users",
+        {
+            "login": "lan",
+            "name": "Phạm Thị Lan",
+            "email": "lan@th-demo.edu.vn",
+            "language": "vi",
+            "password": "mat-khau-lan",
+            "roles": ["reviewer"],
+        },
+    )
+    assert response.status_code == 302
+    lan = Browser(app).login("lan", "mat-khau-lan")
+    assert "Bạn chưa có khóa ký" in text(lan.get("/signing-key"))
+    set_key = lan.post(
+        "/signing-key",
+        {"secret": "bi-mat-lan", "confirm": "bi-mat-lan", "password": "mat-khau-lan"},
+    )
+    assert set_key.status_code == 302
+    number = school.to_state("submitted")
+    assert lan.act(number, "forward", secret="bi-mat-lan").status_code == 302
+    admin.get("/admin/users")
+    assert admin.post("/admin/users/lan/revoke-key").status_code == 302
+    other = school.to_state("submitted")
+    refused = lan.act(other, "forward", secret="bi-mat-lan")
+    assert refused.status_code == 422 and "chưa có khóa ký" in text(refused)

@@ -1,0 +1,117 @@
+"""Admin: accounts, roles and signing keys (each change an institution-signed event); failed mail."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from workflow.errors import WorkflowError
+from workflow.mailer import failed_mails
+from workflow.models import SigningKey, User
+
+from ..context import db, directory, roles_required
+from ..errors import message_for
+from . import bp
+from .forms import ConfirmForm, RolesForm, UserForm
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles_required("admin")
+def users() -> str | Response:
+    """Accounts with their roles and keys; create an account."""
+    form = UserForm()
+    if form.validate_on_submit():
+        try:
+            directory().create_user(
+                login=form.login.data,
+                name=form.name.data,
+                email=form.email.data,
+                roles=form.roles.data,
+                password=form.password.data,
+                signing_secret=None,
+                language=form.language.data,
+            )
+            db().commit()
+        except WorkflowError as error:
+            db().rollback()
+            flash(message_for(error), "error")
+        else:
+            flash(
+                _(
+                    "Account %(login)s created. The user chooses a signing secret at first sign-in.",
+                    login=form.login.data,
+                ),
+                "success",
+            )
+            return redirect(url_for(".users"))
+    people = db().scalars(select(User).order_by(User.login)).all()
+    keys = {
+        k.login: k for k in db().scalars(select(SigningKey).where(SigningKey.revoked_seq.is_(None)))
+    }
+    return render_template(
+        "admin/users.html",
+        people=people,
+        keys=keys,
+        form=form,
+        roles_form=RolesForm(),
+        confirm=ConfirmForm(),
+    )
+
+
+def _user(login: str) -> User:
+    user = directory().get_user(login)
+    if user is None:
+        abort(404)
+    return user
+
+
+@bp.post("/users/<login>/roles")
+@roles_required("admin")
+def set_roles(login: str) -> Response:
+    """Grant exactly the chosen roles (an institution-signed event)."""
+    form = RolesForm()
+    if form.validate_on_submit():
+        try:
+            directory().set_roles(_user(login), form.roles.data)
+            db().commit()
+            flash(_("Roles of %(login)s saved.", login=login), "success")
+        except WorkflowError as error:
+            db().rollback()
+            flash(message_for(error), "error")
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<login>/revoke-key")
+@roles_required("admin")
+def revoke_key(login: str) -> Response:
+    """Revoke a user's signing key (lost phone, forgotten secret); they then choose a new one."""
+    if ConfirmForm().validate_on_submit():
+        key = directory().active_key(_user(login).login)
+        if key is not None:
+            directory().revoke_key(key, reason="revoked by admin")
+            db().commit()
+            flash(
+                _("Key of %(login)s revoked. They will set a new signing secret.", login=login),
+                "success",
+            )
+    return redirect(url_for(".users"))
+
+
+@bp.post("/users/<login>/active")
+@roles_required("admin")
+def toggle_active(login: str) -> Response:
+    """Lock or unlock an account."""
+    if ConfirmForm().validate_on_submit():
+        user = _user(login)
+        user.active = not user.active
+        db().commit()
+    return redirect(url_for(".users"))
+
+
+@bp.get("/mail")
+@roles_required("admin")
+def mail() -> str:
+    """Mails that could not be delivered."""
+    return render_template("admin/mail.html", mails=list(failed_mails(db())))

@@ -1,0 +1,66 @@
+"""The auditor: verification of the live log on demand, timelines, and the audit bundle."""
+
+from __future__ import annotations
+
+from flask import Response, render_template, send_file
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+
+from workflow.bundle import export_bundle
+from workflow.livecheck import verify_live
+from workflow.models import AuditEvent, CheckpointRow, Request
+
+from ..context import db, roles_required, runtime
+from ..uploads import temporary_path
+from . import bp
+
+AUDIT_ROLES = ("auditor", "admin", "approver")
+
+
+def _overview() -> dict[str, object]:
+    latest = db().scalars(select(CheckpointRow).order_by(CheckpointRow.size.desc())).first()
+    requests = db().scalars(select(Request).order_by(Request.number.desc()).limit(200)).all()
+    return {
+        "fingerprint": runtime().institution.fingerprint,
+        "origin": runtime().settings.origin,
+        "events": db().scalar(select(func.count()).select_from(AuditEvent)),
+        "checkpoint": latest,
+        "requests": requests,
+        "form": FlaskForm(),
+    }
+
+
+@bp.get("/audit")
+@roles_required(*AUDIT_ROLES)
+def status() -> str:
+    """Trust anchor, latest checkpoint, and the requests whose timelines can be opened."""
+    return render_template("audit/status.html", report=None, **_overview())
+
+
+@bp.post("/audit/verify")
+@roles_required(*AUDIT_ROLES)
+def verify() -> str:
+    """Verify the live log now: signatures, chain, checkpoints, replay, and every row against it."""
+    rt = runtime()
+    form = FlaskForm()
+    report = None
+    if form.validate_on_submit():
+        report = verify_live(db(), institution=rt.institution, now=rt.now())
+        db().commit()  # keeps the checkpoint the verification made
+    return render_template("audit/status.html", report=report, **_overview())
+
+
+@bp.post("/audit/bundle.zip")
+@roles_required(*AUDIT_ROLES)
+def bundle() -> Response:
+    """Download the audit bundle for offline verification with audit-verify."""
+    rt = runtime()
+    path = temporary_path(".zip")
+    rt.checkpoint(db())
+    export_bundle(db(), path, institution=rt.institution, now=rt.now())
+    db().commit()
+    response = send_file(
+        path, as_attachment=True, download_name="audit-bundle.zip", mimetype="application/zip"
+    )
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response

@@ -1,0 +1,121 @@
+"""Per-request access to the database session, the services and the signed-in account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import abort, current_app, g
+from flask_login import current_user
+from sqlalchemy.orm import Session
+
+from workflow.directory import Directory
+from workflow.errors import RequestNotFound
+from workflow.models import User
+from workflow.runtime import Runtime
+from workflow.service import ApprovalService, Current
+
+F = TypeVar("F", bound=Callable[..., Any])
+LOG_VIEWERS = {"reviewer", "approver", "accountant", "auditor"}
+
+
+@dataclass
+class Account:
+    """The signed-in user as flask-login sees it (a detached copy of the row)."""
+
+    id: int
+    login: str
+    name: str
+    email: str
+    roles: tuple[str, ...]
+    language: str
+    active: bool
+
+    @classmethod
+    def of(cls, user: User) -> Account:
+        return cls(
+            user.id,
+            user.login,
+            user.name,
+            user.email,
+            tuple(user.role_list),
+            user.language,
+            user.active,
+        )
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+def runtime() -> Runtime:
+    return cast(Runtime, current_app.extensions["runtime"])
+
+
+def db() -> Session:
+    """The request's database session (closed in teardown)."""
+    if "db" not in g:
+        g.db = runtime().sessions()
+    return cast(Session, g.db)
+
+
+def service() -> ApprovalService:
+    return runtime().service(db())
+
+
+def directory() -> Directory:
+    return runtime().directory(db())
+
+
+def me() -> User:
+    """The signed-in user's row in this request's session."""
+    user = directory().get_user(current_user.login)
+    if user is None or not user.active:
+        abort(403)
+    return user
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """403 unless the signed-in user holds one of the roles."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
+            if not any(current_user.has_role(role) for role in roles):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def can_view(account: Account, current: Current) -> bool:
+    """The owner sees their request; reviewers, approvers, accountants and auditors see the log."""
+    if current.owner == account.login:
+        return True
+    return current.projection is not None and bool(LOG_VIEWERS & set(account.roles))
+
+
+def visible_request(number: str) -> Current:
+    """The request, or 404 when it does not exist or is not the user's to see."""
+    try:
+        current = service().current(number)
+    except RequestNotFound:
+        abort(404)
+    if not can_view(current_user, current):
+        abort(404)
+    return current

@@ -1,0 +1,89 @@
+"""The accountant: approved requests awaiting payment, and the ledger with its exports."""
+
+from __future__ import annotations
+
+from flask import Response, render_template, request, send_file, stream_with_context
+from sqlalchemy import select
+
+from workflow.ledger import LedgerFilter, csv_chunks, rows_from_database, totals, write_xlsx
+from workflow.models import Request, User
+
+from ..context import db, roles_required, runtime
+from ..uploads import temporary_path
+from . import bp
+
+LEDGER_ROLES = ("accountant", "auditor", "approver")
+
+
+@bp.get("/payments")
+@roles_required("accountant")
+def payments() -> str:
+    """Approved requests waiting to be paid, oldest first."""
+    rows = (
+        db()
+        .scalars(select(Request).where(Request.state == "approved").order_by(Request.updated_at))
+        .all()
+    )
+    names = {u.login: u.name for u in db().scalars(select(User))}
+    return render_template("ledger/payments.html", rows=rows, names=names)
+
+
+def _filter() -> LedgerFilter:
+    args = request.args
+    budget_year = args.get("budget_year", "")
+    return LedgerFilter(
+        school_year=args.get("school_year") or None,
+        budget_year=int(budget_year) if budget_year.isdigit() else None,
+        line=args.get("line") or None,
+        source=args.get("source") or None,
+        state=args.get("state") if args.get("state") in ("approved", "paid") else None,
+    )
+
+
+@bp.get("/ledger")
+@roles_required(*LEDGER_ROLES)
+def ledger() -> str:
+    """Approved and paid expenses, filtered, with totals."""
+    selection = _filter()
+    rows = list(rows_from_database(db(), selection, runtime().definitions))
+    return render_template(
+        "ledger/ledger.html",
+        rows=rows,
+        totals=totals(rows),
+        selection=selection,
+        query=request.query_string.decode(),
+    )
+
+
+@bp.get("/ledger.csv")
+@roles_required(*LEDGER_ROLES)
+def ledger_csv() -> Response:
+    """The ledger as CSV (UTF-8 with BOM, so Excel shows Vietnamese), streamed."""
+    selection = _filter()
+    session = runtime().sessions()
+
+    def generate():  # type: ignore[no-untyped-def]
+        try:
+            yield from csv_chunks(rows_from_database(session, selection, runtime().definitions))
+        finally:
+            session.close()
+
+    response = Response(stream_with_context(generate()), mimetype="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = 'attachment; filename="so-chi-cntt.csv"'
+    return response
+
+
+@bp.get("/ledger.xlsx")
+@roles_required(*LEDGER_ROLES)
+def ledger_xlsx() -> Response:
+    """The ledger as XLSX with formatted đồng and a totals row."""
+    path = temporary_path(".xlsx")
+    write_xlsx(rows_from_database(db(), _filter(), runtime().definitions), path)
+    response = send_file(
+        path,
+        as_attachment=True,
+        download_name="so-chi-cntt.xlsx",
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response

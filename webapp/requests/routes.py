@@ -1,0 +1,399 @@
+"""Staff journey: new request from a phone, my requests, the request page with its signed steps."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from workflow.errors import ConcurrentChange, WorkflowError
+from workflow.models import AuditEvent, Draft, Request, User
+from workflow.service import Current, draft_content
+
+from .. import MAX_UPLOAD_BYTES
+from ..choices import choices
+from ..context import db, me, roles_required, runtime, service, visible_request
+from ..errors import is_forbidden, message_for
+from ..uploads import UploadRefused, path_for, store
+from . import bp
+from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
+
+HOME_BY_ROLE = (
+    ("reviewer", "review.queue"),
+    ("approver", "review.approvals"),
+    ("accountant", "ledger.payments"),
+    ("auditor", "audit.status"),
+    ("proposer", "requests.mine"),
+    ("admin", "admin.users"),
+)
+SCHOOL_YEAR = "2024-2025"
+
+
+@bp.get("/")
+@login_required
+def home() -> Response:
+    """Send each person to where their work is."""
+    for role, endpoint in HOME_BY_ROLE:
+        if current_user.has_role(role):
+            return redirect(url_for(endpoint))
+    abort(403)
+
+
+@bp.get("/requests/mine")
+@roles_required("proposer")
+def mine() -> str:
+    """My drafts and requests, newest first."""
+    rows = db().scalars(select(Request).where(Request.owner == current_user.login)).all()
+    numbers = {r.number for r in rows}
+    drafts = db().scalars(select(Draft).where(Draft.owner == current_user.login)).all()
+    items: list[dict[str, Any]] = [
+        {
+            "number": r.number,
+            "title": r.title,
+            "amount": r.amount_vnd,
+            "state": r.state,
+            "when": r.updated_at,
+        }
+        for r in rows
+    ]
+    items += [
+        {
+            "number": d.number,
+            "title": d.title,
+            "amount": d.amount_vnd,
+            "state": "draft",
+            "when": None,
+        }
+        for d in drafts
+        if d.number not in numbers
+    ]
+    items.sort(key=lambda item: item["number"], reverse=True)
+    return render_template("requests/mine.html", items=items)
+
+
+def _line_choices(form: RequestForm, school_year: str) -> dict[str, Any]:
+    catalogue = runtime().definitions.catalogue(school_year)
+    lang = "en" if current_user.language == "en" else "vi"
+    form.line.choices = choices(
+        [("", _("— choose —"))] + [(c, ln.name[lang]) for c, ln in catalogue.lines.items()]
+    )
+    form.source.choices = choices((c, n[lang]) for c, n in catalogue.sources.items())
+    form.budget_year.choices = choices((y, str(y)) for y in catalogue.budget_years)
+    status = {code: service().budget_status(school_year, code) for code in catalogue.lines}
+    return {"catalogue": catalogue, "status": status}
+
+
+def _content_from(form: RequestForm, catalogue: Any) -> dict[str, Any]:
+    line = catalogue.lines.get(form.line.data)
+    content: dict[str, Any] = {
+        "title": form.title.data,
+        "description": form.description.data or "",
+        "line": form.line.data,
+        "source": form.source.data,
+        "budget_year": form.budget_year.data,
+    }
+    if line is not None and line.norm.kind == "per_unit":
+        content["quantity"] = form.quantity.data or 1
+        if form.unit_price.data:
+            content["unit_price_vnd"] = form.unit_price.data
+    elif form.amount.data:
+        content["amount"] = form.amount.data
+    return content
+
+
+def _store_uploads(form: RequestForm) -> list[dict[str, Any]]:
+    stored = []
+    for upload in form.attachments.data or []:
+        if not getattr(upload, "filename", ""):
+            continue
+        try:
+            stored.append(store(upload.stream, upload.filename, limit=MAX_UPLOAD_BYTES))
+        except UploadRefused as refusal:
+            reason = {
+                "empty": _("The file %(name)s is empty.", name=upload.filename),
+                "too_large": _("The file %(name)s is larger than 10 MB.", name=upload.filename),
+                "type": _(
+                    "The file %(name)s is not a JPEG, PNG, HEIC, WebP photo or a PDF.",
+                    name=upload.filename,
+                ),
+            }.get(str(refusal), str(refusal))
+            raise WorkflowError(reason) from None
+    return stored
+
+
+@bp.route("/requests/new", methods=["GET", "POST"])
+@roles_required("proposer")
+def new() -> str | Response:
+    """A new request, saved as a draft; submitted (signed) from its page."""
+    form = RequestForm()
+    extra = _line_choices(form, SCHOOL_YEAR)
+    if request.method == "GET":
+        form.budget_year.data = (
+            datetime.now().year
+            if datetime.now().year in extra["catalogue"].budget_years
+            else extra["catalogue"].budget_years[-1]
+        )
+    if form.validate_on_submit():
+        try:
+            attachments = _store_uploads(form)
+            draft = service().create_draft(
+                me(),
+                school_year=SCHOOL_YEAR,
+                attachments=attachments,
+                **_content_from(form, extra["catalogue"]),
+            )
+            db().commit()
+        except WorkflowError as error:
+            db().rollback()
+            flash(message_for(error), "error")
+        else:
+            flash(
+                _(
+                    "Draft %(number)s saved. Check it, then submit it with your signing secret.",
+                    number=draft.number,
+                ),
+                "success",
+            )
+            return redirect(url_for(".detail", number=draft.number))
+    return render_template(
+        "requests/form.html", form=form, editing=None, **extra
+    ), 200 if request.method == "GET" or form.errors == {} else 422
+
+
+@bp.route("/requests/<reqno:number>/edit", methods=["GET", "POST"])
+@roles_required("proposer")
+def edit(number: str) -> str | Response:
+    """Revise a draft or a returned request (its owner only)."""
+    current = visible_request(number)
+    if current.owner != current_user.login:
+        abort(403)
+    if current.state not in ("draft", "returned") or current.draft is None:
+        flash(_("This request can no longer be changed."), "error")
+        return redirect(url_for(".detail", number=number))
+    form = RequestForm(obj=None)
+    extra = _line_choices(form, current.draft.school_year)
+    if request.method == "GET":
+        draft = current.draft
+        form.title.data, form.description.data, form.line.data = (
+            draft.title,
+            draft.description,
+            draft.line,
+        )
+        form.source.data, form.budget_year.data, form.quantity.data = (
+            draft.source,
+            draft.budget_year,
+            draft.quantity,
+        )
+        form.amount.data = f"{draft.amount_vnd:,}".replace(",", ".") if draft.amount_vnd else ""
+        form.unit_price.data = (
+            f"{draft.unit_price_vnd:,}".replace(",", ".") if draft.unit_price_vnd else ""
+        )
+    if form.validate_on_submit():
+        try:
+            attachments = list(current.draft.attachments or []) + _store_uploads(form)
+            service().update_draft(
+                number, me(), attachments=attachments, **_content_from(form, extra["catalogue"])
+            )
+            db().commit()
+        except WorkflowError as error:
+            db().rollback()
+            flash(message_for(error), "error")
+        else:
+            flash(_("Changes saved."), "success")
+            return redirect(url_for(".detail", number=number))
+    return render_template("requests/form.html", form=form, editing=current, **extra)
+
+
+@bp.post("/requests/<reqno:number>/attachments/remove")
+@roles_required("proposer")
+def remove_attachment(number: str) -> Response:
+    """Remove an attachment from a draft or returned request."""
+    current = visible_request(number)
+    form = RemoveAttachmentForm()
+    if current.owner != current_user.login:
+        abort(403)
+    if form.validate_on_submit() and current.draft is not None:
+        kept = [a for a in current.draft.attachments if a.get("sha256") != form.sha256.data]
+        try:
+            service().update_draft(number, me(), attachments=kept)
+            db().commit()
+        except WorkflowError as error:
+            db().rollback()
+            flash(message_for(error), "error")
+    return redirect(url_for(".edit", number=number))
+
+
+@bp.get("/requests/<reqno:number>/attachments/<sha256>")
+@login_required
+def attachment(number: str, sha256: str) -> Response:
+    """Download an attachment of a request the user may see."""
+    current = visible_request(number)
+    content = current.projection or (draft_content(current.draft) if current.draft else {})
+    known = {a["sha256"]: a for a in content.get("attachments") or []}
+    if current.draft is not None and current.owner == current_user.login:
+        known.update({a["sha256"]: a for a in current.draft.attachments or []})
+    record = known.get(sha256)
+    if record is None:
+        abort(404)
+    path = path_for(sha256)
+    if not path.exists():
+        abort(404)
+    inline = record.get("type", "").startswith("image/") and record.get("type") != "image/heic"
+    return send_file(
+        path,
+        mimetype=record.get("type") or "application/octet-stream",
+        as_attachment=not inline,
+        download_name=record.get("name") or sha256,
+        max_age=0,
+    )
+
+
+def timeline(number: str) -> list[dict[str, Any]]:
+    """The signed events of a request, with who, role, when, key and the time spent before each."""
+    events = (
+        db()
+        .scalars(select(AuditEvent).where(AuditEvent.request == number).order_by(AuditEvent.seq))
+        .all()
+    )
+    names = {u.login: u.name for u in db().scalars(select(User))}
+    rows = []
+    previous: datetime | None = None
+    for event in events:
+        body = json.loads(event.body)
+        moment = datetime.strptime(event.ts, "%Y-%m-%dT%H:%M:%SZ")
+        rows.append(
+            {
+                "seq": event.seq,
+                "ts": event.ts,
+                "action": body["action"],
+                "from": body["from"],
+                "to": body["to"],
+                "actor": body["actor"],
+                "actor_name": names.get(body["actor"], body["actor"]),
+                "role": body["role"],
+                "key": body["key"],
+                "comment": body.get("comment"),
+                "hash": event.hash,
+                "waited": (moment - previous).total_seconds() if previous else None,
+            }
+        )
+        previous = moment
+    return rows
+
+
+def available_actions(current: Current) -> tuple[list[Any], list[str]]:
+    """Transitions the user could take now, and notes on the ones they may not take."""
+    user = me()
+    actions, notes = [], []
+    seen: set[str] = set()
+    for transition in runtime().definitions.workflow().triggers_from(current.state):
+        if transition.trigger in seen or not set(transition.roles) & set(current_user.roles):
+            continue
+        seen.add(transition.trigger)
+        refusal = service().check_guards(current.number, transition.trigger, user)
+        if refusal is not None and is_forbidden(refusal):
+            notes.append(message_for(refusal))
+            continue
+        actions.append((transition, None if refusal is None else message_for(refusal)))
+    return actions, notes
+
+
+def render_detail(
+    number: str, *, form: ActionForm | None = None, status: int = 200
+) -> tuple[str, int]:
+    current = visible_request(number)
+    content = current.projection or draft_content(current.draft)  # type: ignore[arg-type]
+    catalogue = runtime().definitions.catalogues.get(number.split("/")[0])
+    line = catalogue.lines.get(str(content.get("line"))) if catalogue else None
+    actions, notes = available_actions(current)
+    events = timeline(number)
+    waiting = None
+    if events and current.state in runtime().definitions.workflow().states:
+        last = datetime.strptime(events[-1]["ts"], "%Y-%m-%dT%H:%M:%SZ")
+        waiting = (runtime().now() - last).total_seconds()
+    owner = db().scalars(select(User).where(User.login == current.owner)).first()
+    return render_template(
+        "requests/detail.html",
+        current=current,
+        content=content,
+        line=line,
+        catalogue=catalogue,
+        status=service().budget_status(number.split("/")[0], str(content.get("line")))
+        if line
+        else None,
+        events=events,
+        waiting=waiting,
+        actions=actions,
+        notes=notes,
+        form=form or ActionForm(),
+        pay_form=PayForm(
+            formdata=None, paid_on=runtime().now().date(), amount_paid=content.get("amount_vnd")
+        ),
+        owner=owner,
+        remove_form=RemoveAttachmentForm(),
+    ), status
+
+
+@bp.get("/requests/<reqno:number>")
+@login_required
+def detail(number: str) -> tuple[str, int]:
+    """A request: its content, budget status, timeline and the steps the user may sign."""
+    return render_detail(number)
+
+
+@bp.post("/requests/<reqno:number>/act")
+@login_required
+def act(number: str) -> Response | tuple[str, int]:
+    """Take a signed step; a refusal writes nothing and says why."""
+    current = visible_request(number)
+    trigger = request.form.get("trigger", "")
+    roles_for_trigger = {
+        r
+        for t in runtime().definitions.workflow().transitions
+        if t.trigger == trigger
+        for r in t.roles
+    }
+    if not roles_for_trigger & set(current_user.roles):
+        abort(403)  # no role of this user can ever take this step
+    form: ActionForm = PayForm() if trigger == "pay" else ActionForm()
+    if not form.validate_on_submit():
+        flash(_("Please fill in the signing secret (and the payment details)."), "error")
+        return render_detail(number, form=form, status=422)
+    data = None
+    if isinstance(form, PayForm):
+        data = {
+            "voucher": form.voucher.data,
+            "paid_on": form.paid_on.data,
+            "amount_paid_vnd": form.amount_paid.data,
+        }
+    expected = int(form.expected_seq.data) if (form.expected_seq.data or "").isdigit() else None
+    try:
+        service().act(
+            number,
+            form.trigger.data,
+            me(),
+            form.secret.data,
+            comment=form.comment.data,
+            data=data,
+            expected_seq=expected if current.projection is not None else None,
+        )
+        db().commit()
+    except ConcurrentChange as error:
+        db().rollback()
+        flash(message_for(error), "warning")
+        return redirect(url_for(".detail", number=number))
+    except WorkflowError as error:
+        db().rollback()
+        if is_forbidden(error):
+            abort(403, description=message_for(error))
+        flash(message_for(error), "error")
+        form.secret.data = ""
+        return render_detail(number, form=form, status=422)
+    flash(_("Signed and recorded."), "success")
+    return redirect(url_for(".detail", number=number))

@@ -1,0 +1,95 @@
+"""The deputy's review queue and the principal's approval queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from workflow.errors import WorkflowError
+from workflow.models import Request, User
+
+from ..choices import choices
+from ..context import db, me, roles_required, service
+from ..errors import is_forbidden, message_for
+from . import bp
+from .forms import BulkApproveForm
+
+
+def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
+    """Requests waiting in ``state``, oldest first, each with whether ``trigger`` would pass now."""
+    rows = (
+        db()
+        .scalars(
+            select(Request)
+            .where(Request.state == state)
+            .order_by(Request.updated_at, Request.number)
+        )
+        .all()
+    )
+    names = {u.login: u.name for u in db().scalars(select(User))}
+    user = me()
+    items = []
+    for row in rows:
+        refusal = service().check_guards(row.number, trigger, user)
+        items.append(
+            {
+                "row": row,
+                "owner_name": names.get(row.owner, row.owner),
+                "status": service().budget_status(row.school_year, row.line or ""),
+                "refusal": message_for(refusal) if refusal is not None else None,
+                "own": refusal is not None and is_forbidden(refusal),
+            }
+        )
+    return items
+
+
+@bp.get("/review")
+@roles_required("reviewer")
+def queue() -> str:
+    """Submitted requests waiting for review, oldest first."""
+    return render_template("review/queue.html", items=_queue("submitted", "forward"))
+
+
+@bp.get("/approvals")
+@roles_required("approver")
+def approvals() -> str:
+    """Forwarded requests waiting for the principal."""
+    items = _queue("forwarded", "approve")
+    form = BulkApproveForm()
+    form.numbers.choices = choices(
+        (i["row"].number, i["row"].number) for i in items if not i["own"] and not i["refusal"]
+    )
+    return render_template("review/approvals.html", items=items, form=form)
+
+
+@bp.post("/approvals")
+@roles_required("approver")
+def approve_many() -> Response | str:
+    """Approve several requests with one signing confirmation; each is its own signed event."""
+    form = BulkApproveForm()
+    form.numbers.choices = choices(
+        (n, n) for n in db().scalars(select(Request.number).where(Request.state == "forwarded"))
+    )
+    if not form.validate_on_submit():
+        flash(_("Choose at least one request and enter your signing secret."), "error")
+        return redirect(url_for(".approvals"))
+    approved, refused = [], []
+    for number in form.numbers.data:
+        try:
+            service().act(number, "approve", me(), form.secret.data, comment=form.comment.data)
+            db().commit()
+            approved.append(number)
+        except WorkflowError as error:
+            db().rollback()
+            refused.append(f"{number}: {message_for(error)}")
+            if error.code == "wrong_secret":
+                break
+    if approved:
+        flash(_("Approved: %(numbers)s", numbers=", ".join(approved)), "success")
+    for line in refused:
+        flash(line, "error")
+    return redirect(url_for(".approvals"))

@@ -1,0 +1,74 @@
+"""Template filters and globals: đồng, Vietnamese dates, state labels, navigation by role."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from flask import Flask
+from flask_babel import get_locale
+from flask_login import current_user
+
+from workflow.money import format_vnd
+
+from .context import runtime
+
+VN_OFFSET = timedelta(hours=7)
+
+
+def local_time(ts: str | datetime | None) -> str:
+    """'2025-01-14T03:15:00Z' -> '14/01/2025 10:15' (Vietnam time)."""
+    if not ts:
+        return ""
+    moment = ts if isinstance(ts, datetime) else datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
+    return (moment + VN_OFFSET).strftime("%d/%m/%Y %H:%M")
+
+
+def vn_date(value: str | date | None) -> str:
+    """'2025-01-14' -> '14/01/2025'."""
+    if not value:
+        return ""
+    day = value if isinstance(value, date) else date.fromisoformat(value)
+    return day.strftime("%d/%m/%Y")
+
+
+def duration(seconds: float) -> str:
+    """A stage's length, roughly: '2 ngày 3 giờ' / '2 d 3 h'."""
+    english = str(get_locale()) == "en"
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = []
+    if days:
+        parts.append(f"{days} {'d' if english else 'ngày'}")
+    if hours:
+        parts.append(f"{hours} {'h' if english else 'giờ'}")
+    if not days and (minutes or not parts):
+        parts.append(f"{minutes} {'min' if english else 'phút'}")
+    return " ".join(parts)
+
+
+def label(mapping: Any) -> str:
+    """Pick the user's language from a {vi, en} mapping of a definition."""
+    lang = str(get_locale())
+    return str(mapping.get(lang) or mapping.get("vi") or "")
+
+
+def register(app: Flask) -> None:
+    app.add_template_filter(format_vnd, "vnd")
+    app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(vn_date, "vn_date")
+    app.add_template_filter(duration, "duration")
+    app.add_template_filter(label, "label")
+
+    @app.context_processor
+    def globals_() -> dict[str, Any]:
+        rt = runtime()
+        workflow = rt.definitions.workflow()
+        return {
+            "states": workflow.states,
+            "workflow": workflow,
+            "catalogues": rt.definitions.catalogues,
+            "lang": str(get_locale()),
+            "has_role": lambda role: current_user.is_authenticated and current_user.has_role(role),
+        }

@@ -1,0 +1,81 @@
+"""Attachments: type sniffed from the content (not the name), size-limited, stored by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from flask import current_app
+
+ALLOWED = {"image/jpeg", "image/png", "image/heic", "image/webp", "application/pdf"}
+HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+
+
+class UploadRefused(ValueError):
+    """An upload was refused; the message is shown to the user."""
+
+
+def sniff(head: bytes) -> str | None:
+    """The real type of a file from its first bytes."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIC_BRANDS:
+        return "image/heic"
+    return None
+
+
+def storage_dir() -> Path:
+    folder = Path(
+        current_app.config.get("ATTACHMENTS_DIR") or Path(current_app.instance_path) / "attachments"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def path_for(sha256: str) -> Path:
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise UploadRefused("bad id")
+    return storage_dir() / sha256[:2] / sha256
+
+
+def clean_name(name: str) -> str:
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.sub(r"[\x00-\x1f\x7f\"<>|:*?]", "", base).strip(" .") or "tep-dinh-kem"
+    return base[-100:]
+
+
+def store(stream: IO[bytes], filename: str, *, limit: int) -> dict[str, Any]:
+    """Read, check and store one upload; return the record bound into the request."""
+    data = stream.read(limit + 1)
+    if not data:
+        raise UploadRefused("empty")
+    if len(data) > limit:
+        raise UploadRefused("too_large")
+    kind = sniff(data[:32])
+    if kind not in ALLOWED:
+        raise UploadRefused("type")
+    digest = hashlib.sha256(data).hexdigest()
+    target = path_for(digest)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return {"name": clean_name(filename), "sha256": digest, "size": len(data), "type": kind}
+
+
+def temporary_path(suffix: str) -> Path:
+    """A fresh temporary file for a download built on disk (removed after the response)."""
+    fd, name = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    return Path(name)
