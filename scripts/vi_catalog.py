@@ -185,6 +185,15 @@ VI = {
     "Approve selected": "Duyệt các đề xuất đã chọn",
     "Waiting for review": "Chờ xem xét",
     "Your own request: another reviewer must review it.": "Đề xuất của chính bạn: cần người xem xét khác.",
+    "Download": "Tải",
+    "proposer": "người đề xuất",
+    "deputy principal (review)": "phó hiệu trưởng (xem xét)",
+    "principal (approval)": "hiệu trưởng (duyệt chi)",
+    "accountant": "kế toán",
+    "auditor": "thanh tra",
+    "administrator": "quản trị",
+    "school (institution key)": "nhà trường (khóa của trường)",
+    "Nothing waiting.": "Không có gì đang chờ.",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask
 from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from workflow.money import format_vnd
@@ -48,6 +49,20 @@ def duration(seconds: float) -> str:
     return " ".join(parts)
 
 
+def role_label(role: str) -> str:
+    """A role as people at school call it."""
+    names = {
+        "proposer": _("proposer"),
+        "reviewer": _("deputy principal (review)"),
+        "approver": _("principal (approval)"),
+        "accountant": _("accountant"),
+        "auditor": _("auditor"),
+        "admin": _("administrator"),
+        "institution": _("school (institution key)"),
+    }
+    return names.get(role, role)
+
+
 def label(mapping: Any) -> str:
     """Pick the user's language from a {vi, en} mapping of a definition."""
     lang = str(get_locale())
@@ -60,6 +75,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(vn_date, "vn_date")
     app.add_template_filter(duration, "duration")
     app.add_template_filter(label, "label")
+    app.add_template_filter(role_label, "role_label")
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

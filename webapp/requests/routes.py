@@ -298,10 +298,19 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
         if refusal is not None and is_forbidden(refusal):
-            notes.append(message_for(refusal))
+            if (
+                refusal.details.get("rule") != "actor_is_owner"
+            ):  # not theirs to propose: say nothing
+                notes.append(message_for(refusal))
             continue
+        if refusal is not None and refusal.code == "data_invalid":
+            refusal = None  # the form asks for that data (payment details); nothing wrong yet
         actions.append((transition, None if refusal is None else message_for(refusal)))
     return actions, notes
+
+
+def _grouped(amount: int | None) -> str:
+    return f"{amount:,}".replace(",", ".") if amount else ""
 
 
 def render_detail(
@@ -333,7 +342,9 @@ def render_detail(
         notes=notes,
         form=form or ActionForm(),
         pay_form=PayForm(
-            formdata=None, paid_on=runtime().now().date(), amount_paid=content.get("amount_vnd")
+            formdata=None,
+            paid_on=runtime().now().date(),
+            amount_paid=_grouped(content.get("amount_vnd")),
         ),
         owner=owner,
         remove_form=RemoveAttachmentForm(),

@@ -39,6 +39,7 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
             {
                 "row": row,
                 "owner_name": names.get(row.owner, row.owner),
+                "forwarder_name": names.get(row.forwarded_by or "", row.forwarded_by),
                 "status": service().budget_status(row.school_year, row.line or ""),
                 "refusal": message_for(refusal) if refusal is not None else None,
                 "own": refusal is not None and is_forbidden(refusal),
