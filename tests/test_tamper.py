@@ -373,3 +373,79 @@ def test_audit_table_refuses_update_and_delete(history: School) -> None:
     ):
         with pytest.raises(Exception, match="append-only"), runtime.transaction() as session:
             session.execute(text(statement))
+
+
+def test_parallel_verification_finds_the_same_problems(exported: Path, tmp_path: Path) -> None:
+    bundle = Bundle.read(exported)
+    seq = bundle.seq_of("forward")
+    sig = bytearray(bytes.fromhex(bundle.lines[seq - 1]["sig"]))
+    sig[0] ^= 1
+    bundle.lines[seq - 1]["sig"] = sig.hex()
+    bundle.lines[2]["body"]["comment"] = "x"
+    path = bundle.write(tmp_path / "t.zip")
+    one, two = verify_bundle(path, jobs=1), verify_bundle(path, jobs=2)
+    assert (
+        _kinds(one) == _kinds(two)
+        and (seq, "bad-signature") in _kinds(two)
+        and (3, "hash-mismatch") in _kinds(two)
+    )
+    assert verify_bundle(exported, jobs=2).valid
+
+
+def test_incremental_verification_from_a_trusted_checkpoint(
+    history: School, tmp_path: Path
+) -> None:
+    runtime = history.runtime
+    first = tmp_path / "first.zip"
+    with runtime.transaction() as session:
+        export_bundle(session, first, institution=runtime.institution, now=runtime.now())
+    full = verify_bundle(first, institution_key=runtime.institution.fingerprint, keep_state=True)
+    assert full.valid and full.state is not None
+    kept = json.loads(Bundle.read(first).files["checkpoints.jsonl"].decode().splitlines()[-1])[
+        "note"
+    ]
+    state = json.loads(json.dumps(full.state))  # as saved to a file
+    number = history.to_state("approved", line="WEB", amount="2.400.000")
+    later = tmp_path / "later.zip"
+    with runtime.transaction() as session:
+        export_bundle(session, later, institution=runtime.institution, now=runtime.now())
+    resumed = verify_bundle(later, trusted_checkpoint=kept, state=state)
+    assert resumed.valid, resumed.problems
+    assert resumed.requests[number]["state"] == "approved"
+    assert resumed.requests == verify_bundle(later).requests
+    # A forbidden step after the checkpoint is still caught, with the state rebuilt from the file.
+    bundle = Bundle.read(later)
+    bundle.lines[-1]["body"]["comment"] = "sửa"
+    assert (len(bundle.lines), "hash-mismatch") in _kinds(
+        verify_bundle(bundle.write(tmp_path / "a.zip"), trusted_checkpoint=kept, state=state)
+    )
+    # An edit under the trusted checkpoint is caught too, although it is not re-verified in full.
+    bundle = Bundle.read(later)
+    bundle.lines[4]["body"]["comment"] = "sửa"
+    assert (5, "hash-mismatch") in _kinds(
+        verify_bundle(bundle.write(tmp_path / "b.zip"), trusted_checkpoint=kept, state=state)
+    )
+
+
+def test_cli_saves_and_resumes_state(history: School, tmp_path: Path) -> None:
+    runtime = history.runtime
+    path = tmp_path / "b.zip"
+    with runtime.transaction() as session:
+        export_bundle(session, path, institution=runtime.institution, now=runtime.now())
+    note = json.loads(Bundle.read(path).files["checkpoints.jsonl"].decode().splitlines()[-1])[
+        "note"
+    ]
+    (tmp_path / "cp.txt").write_text(note.replace("\n", "\r\n"))  # as kept from an e-mail
+    run = [sys.executable, "-m", "workflow.verify", str(path)]
+    saved = subprocess.run(
+        [*run, "--save-state", str(tmp_path / "s.json"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    again = subprocess.run(
+        [*run, "--trust", str(tmp_path / "cp.txt"), "--state", str(tmp_path / "s.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -13,6 +13,22 @@ from .errors import RoleNotAllowed, TransitionNotAllowed
 from .guards import GUARDS, GuardContext
 
 
+class _SharedMachine(Machine):
+    """A `transitions` machine whose per-call models stay bare.
+
+    NOTE: add_model normally binds one convenience method per trigger and per state onto each
+    model. Tokens live for one call and are driven through `machine.events[...]`, so that binding
+    is pure cost (it dominated replay time in the verifier's profile); skipping it keeps the
+    add-model/remove-model cycle cheap.
+    """
+
+    def _add_trigger_to_model(self, trigger: str, model: Any) -> None:
+        return None
+
+    def _add_model_to_state(self, state: Any, model: Any) -> None:
+        return None
+
+
 class _Token:
     """A throw-away model: the machine is shared, a token carries one request's state per call."""
 
@@ -36,7 +52,7 @@ class WorkflowMachine:
     def __init__(self, definition: WorkflowDefinition) -> None:
         self.definition = definition
         self._lock = threading.Lock()
-        self._machine = Machine(
+        self._machine = _SharedMachine(
             model=[],
             states=list(definition.states),
             initial=definition.initial,

@@ -11,7 +11,9 @@ import contextlib
 import json
 import sys
 import zipfile
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -27,9 +29,10 @@ from .canonical import (
     event_hash,
     key_fingerprint,
     key_id,
+    parse_canonical,
     signing_message,
 )
-from .checkpoint import CheckpointInvalid, open_checkpoint
+from .checkpoint import Checkpoint, CheckpointInvalid, open_checkpoint
 from .definitions import BudgetCatalogue, WorkflowDefinition, load_catalogue, load_workflow
 from .errors import WorkflowError
 from .guards import GuardContext, check_content
@@ -65,6 +68,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     requests: dict[str, Projection] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
 
     @property
     def valid(self) -> bool:
@@ -88,7 +92,6 @@ class Report:
 @dataclass
 class _Key:
     owner: str
-    public: Ed25519PublicKey
     public_hex: str
     valid_from: int  # first seq it may sign (exclusive of its registration event)
     revoked_at: int | None = None
@@ -183,6 +186,91 @@ def _split_line(line: bytes) -> tuple[bytes, str, bytes]:
 # --- verification --------------------------------------------------------------------------
 
 
+_BATCH = 2048
+_INTEGRITY = {
+    "hash-mismatch",
+    "bad-signature",
+    "broken-link",
+    "gap",
+    "duplicate",
+    "reordered",
+    "malformed",
+    "unknown-key",
+    "key-not-valid",
+    "key-owner-mismatch",
+    "non-canonical",
+}
+# (seq, request, exact body bytes, claimed hash, signature, public key that must verify it)
+_Crypto = tuple[int, Any, bytes, str, bytes, bytes | None]
+
+
+def _crypto_checks(items: list[_Crypto]) -> list[Problem]:
+    """Hash, canonical form and signature of a batch of events (runs in a worker when --jobs > 1)."""
+    problems = []
+    keys: dict[bytes, Ed25519PublicKey] = {}
+    for seq, request, body_bytes, claimed, sig, public_raw in items:
+        actual = event_hash(body_bytes)
+        if actual != claimed:
+            problems.append(
+                Problem(
+                    seq,
+                    "hash-mismatch",
+                    f"body hashes to {actual[:16]}…, line claims {claimed[:16]}…",
+                    request,
+                )
+            )
+        else:
+            try:
+                _, canonical = parse_canonical(body_bytes)
+            except ValueError:
+                canonical = False
+            if not canonical:
+                problems.append(
+                    Problem(seq, "non-canonical", "body is not in RFC 8785 canonical form", request)
+                )
+        if public_raw is None:
+            continue
+        public = keys.get(public_raw)
+        if public is None:
+            public = keys[public_raw] = Ed25519PublicKey.from_public_bytes(public_raw)
+        try:
+            public.verify(sig, signing_message(body_bytes))
+        except InvalidSignature:
+            problems.append(
+                Problem(
+                    seq, "bad-signature", "signature does not verify with the actor's key", request
+                )
+            )
+    return problems
+
+
+class _Pool:
+    """Crypto checks in-process (jobs=1) or in worker processes, a bounded number in flight."""
+
+    def __init__(self, jobs: int) -> None:
+        self.executor = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        self.pending: deque[Future[list[Problem]]] = deque()
+        self.limit = max(2, jobs * 3)
+
+    def submit(self, batch: list[_Crypto], report: Report) -> None:
+        if not batch:
+            return
+        if self.executor is None:
+            report.problems.extend(_crypto_checks(batch))
+            return
+        self.pending.append(self.executor.submit(_crypto_checks, batch))
+        while len(self.pending) > self.limit:
+            report.problems.extend(self.pending.popleft().result())
+
+    def finish(self, report: Report) -> None:
+        while self.pending:
+            report.problems.extend(self.pending.popleft().result())
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+
+
 class _Verifier:
     def __init__(self, bundle: _Bundle, report: Report, pinned: str | None) -> None:
         self.bundle = bundle
@@ -195,80 +283,108 @@ class _Verifier:
         self.book = BudgetBook()
         self.leaves: list[bytes] = []
         self.reported_definitions: set[str] = set()
+        self.replay_problems: list[Problem] = []
 
-    def run(self, progress: bool) -> None:
+    def run(self, progress: bool, *, jobs: int = 1, resume: _Resume | None = None) -> None:
+        """Walk the events in order; hash, canonical and signature checks go to ``jobs`` workers."""
         expected_seq, prev_hash, last_seq = 1, GENESIS_PREV, 0
         bar = _progress(self.bundle.manifest.get("event_count", 0)) if progress else None
-        for line in _lines(self.bundle.zip):
+        pool = _Pool(jobs)
+        batch: list[_Crypto] = []
+        try:
+            for line in _lines(self.bundle.zip):
+                if bar is not None:
+                    bar.update(1)
+                # 1. Split the line; keep the exact bytes that were signed.
+                try:
+                    body_bytes, claimed, sig = _split_line(line)
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.report.add(expected_seq, "malformed", f"event line unreadable: {exc}")
+                    expected_seq += 1
+                    continue
+                # 2. Events a trusted checkpoint already covers were verified before: check only
+                #    that their bytes still hash to what the checkpoint committed to.
+                if resume is not None and self.report.event_count < resume.size:
+                    self.report.event_count += 1
+                    if event_hash(body_bytes) != claimed:
+                        self.report.add(
+                            self.report.event_count,
+                            "hash-mismatch",
+                            "an event under the trusted checkpoint changed",
+                        )
+                    self.leaves.append(leaf_hash(bytes.fromhex(claimed) + sig))
+                    prev_hash = claimed
+                    last_seq = expected_seq = self.report.event_count
+                    expected_seq += 1
+                    if self.report.event_count == resume.size:
+                        resume.check_prefix(self)
+                    continue
+                try:
+                    body = json.loads(body_bytes)
+                    seq = int(body["seq"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    self.report.add(expected_seq, "malformed", f"event body unreadable: {exc}")
+                    expected_seq += 1
+                    continue
+                self.report.event_count += 1
+                # 3. Sequence: no gap, no duplicate, no reordering.
+                if seq != expected_seq:
+                    kind = (
+                        "duplicate"
+                        if seq == last_seq
+                        else "reordered"
+                        if seq < expected_seq
+                        else "gap"
+                    )
+                    self.report.add(seq, kind, f"expected seq {expected_seq}, found {seq}")
+                # 4. Link to the previous event, and the log's name.
+                if body.get("prev") != prev_hash:
+                    self.report.add(
+                        seq,
+                        "broken-link",
+                        f"prev is {str(body.get('prev'))[:16]}…, previous event is {prev_hash[:16]}…",
+                    )
+                if body.get("origin") != self.bundle.manifest.get("origin"):
+                    self.report.add(seq, "origin-mismatch", f"event origin {body.get('origin')!r}")
+                # 5. Which key must have signed it (registered, valid at this seq, the actor's).
+                public = self._signing_key(seq, body)
+                batch.append((seq, body.get("request"), body_bytes, claimed, sig, public))
+                if len(batch) >= _BATCH:
+                    pool.submit(batch, self.report)
+                    batch = []
+                # 6. Meaning: key events, role grants, and the replay of requests.
+                self._apply(seq, body, claimed)
+                self.leaves.append(leaf_hash(bytes.fromhex(claimed) + sig))
+                prev_hash, last_seq, expected_seq = claimed, seq, max(seq, expected_seq - 1) + 1
+            pool.submit(batch, self.report)
+            pool.finish(self.report)
+        finally:
+            pool.close()
             if bar is not None:
-                bar.update(1)
-            # 1. Parse the line; keep the exact bytes that were signed.
-            try:
-                body_bytes, claimed, sig = _split_line(line)
-                body = json.loads(body_bytes)
-                seq = int(body["seq"])
-            except (ValueError, KeyError, TypeError) as exc:
-                self.report.add(expected_seq, "malformed", f"event line unreadable: {exc}")
-                expected_seq += 1
-                continue
-            problems_before = len(self.report.problems)
-            self.report.event_count += 1
-            # 2. Sequence: no gap, no duplicate, no reordering.
-            if seq != expected_seq:
-                kind = (
-                    "duplicate" if seq == last_seq else "reordered" if seq < expected_seq else "gap"
-                )
-                self.report.add(seq, kind, f"expected seq {expected_seq}, found {seq}")
-            # 3. Hash and canonical form.
-            actual = event_hash(body_bytes)
-            if actual != claimed:
-                self.report.add(
-                    seq,
-                    "hash-mismatch",
-                    f"body hashes to {actual[:16]}…, line claims {claimed[:16]}…",
-                    body.get("request"),
-                )
-            elif canonical_json(body) != body_bytes:
-                self.report.add(seq, "non-canonical", "body is not in RFC 8785 canonical form")
-            # 4. Link to the previous event.
-            if body.get("prev") != prev_hash:
-                self.report.add(
-                    seq,
-                    "broken-link",
-                    f"prev is {str(body.get('prev'))[:16]}…, previous event is {prev_hash[:16]}…",
-                )
-            if body.get("origin") != self.bundle.manifest.get("origin"):
-                self.report.add(seq, "origin-mismatch", f"event origin {body.get('origin')!r}")
-            # 5. Signature by a key valid at this seq and owned by the actor.
-            self._check_signature(seq, body, body_bytes, sig)
-            # 6. Meaning: key events, role grants, and the replay of requests.
-            self._apply(
-                seq, body, claimed, integrity_ok=len(self.report.problems) == problems_before
-            )
-            self.leaves.append(leaf_hash(bytes.fromhex(claimed) + sig))
-            prev_hash, last_seq, expected_seq = claimed, seq, max(seq, expected_seq - 1) + 1
-        if bar is not None:
-            bar.close()
+                bar.close()
+        # A step that is already broken (bad hash, signature, link) is not also reported as forbidden.
+        broken = {p.seq for p in self.report.problems if p.kind in _INTEGRITY}
+        self.report.problems.extend(p for p in self.replay_problems if p.seq not in broken)
         self.report.requests = self.projections
         self._check_manifest(prev_hash)
         self._check_keys_file()
 
-    def _check_signature(
-        self, seq: int, body: Mapping[str, Any], body_bytes: bytes, sig: bytes
-    ) -> None:
+    def _signing_key(self, seq: int, body: Mapping[str, Any]) -> bytes | None:
+        """The public key that must verify this event, or None (and a problem) if there is none."""
         kid = body.get("key")
         actor = body.get("actor")
         if body.get("action") == "log.init" and seq == 1:
             data = body.get("data") or {}
             public_hex = str(data.get("institution_key", ""))
             try:
-                public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+                public_raw = bytes.fromhex(public_hex)
+                Ed25519PublicKey.from_public_bytes(public_raw)
             except ValueError:
                 self.report.add(
                     seq, "unknown-key", "log.init does not carry a valid institution key"
                 )
-                return
-            fingerprint = key_fingerprint(bytes.fromhex(public_hex))
+                return None
+            fingerprint = key_fingerprint(public_raw)
             self.report.institution_fingerprint = fingerprint
             if self.pinned and not fingerprint.startswith(self.pinned):
                 self.report.add(
@@ -276,12 +392,12 @@ class _Verifier:
                     "institution-key-mismatch",
                     f"log is signed by {fingerprint}, you trust {self.pinned}",
                 )
-            self.institution_key = key_id(bytes.fromhex(public_hex))
-            self.keys[self.institution_key] = _Key(INSTITUTION, public, public_hex, valid_from=1)
+            self.institution_key = key_id(public_raw)
+            self.keys[self.institution_key] = _Key(INSTITUTION, public_hex, valid_from=1)
         key = self.keys.get(str(kid))
         if key is None:
             self.report.add(seq, "unknown-key", f"key {kid} was never registered in this log")
-            return
+            return None
         if seq < key.valid_from or (key.revoked_at is not None and seq > key.revoked_at):
             window = f"{key.valid_from}..{key.revoked_at if key.revoked_at is not None else 'now'}"
             self.report.add(
@@ -291,19 +407,9 @@ class _Verifier:
             self.report.add(
                 seq, "key-owner-mismatch", f"key {kid} belongs to {key.owner}, actor is {actor}"
             )
-        try:
-            key.public.verify(sig, signing_message(body_bytes))
-        except InvalidSignature:
-            self.report.add(
-                seq,
-                "bad-signature",
-                f"signature does not verify with key {kid} of {key.owner}",
-                body.get("request"),
-            )
+        return bytes.fromhex(key.public_hex)
 
-    def _apply(
-        self, seq: int, body: Mapping[str, Any], event_hash_: str, *, integrity_ok: bool
-    ) -> None:
+    def _apply(self, seq: int, body: Mapping[str, Any], event_hash_: str) -> None:
         action = body.get("action")
         data = body.get("data") or {}
         if body.get("actor") == INSTITUTION:
@@ -318,14 +424,12 @@ class _Verifier:
                 self.roles[str(data.get("login"))] = set(data.get("roles") or [])
             elif action == "key.register":
                 try:
-                    public = Ed25519PublicKey.from_public_bytes(
-                        bytes.fromhex(str(data.get("public_key")))
-                    )
+                    Ed25519PublicKey.from_public_bytes(bytes.fromhex(str(data.get("public_key"))))
                 except ValueError:
                     self.report.add(seq, "unknown-key", "registered key is not an Ed25519 key")
                     return
                 self.keys[str(data.get("key_id"))] = _Key(
-                    str(data.get("owner")), public, str(data.get("public_key")), valid_from=seq + 1
+                    str(data.get("owner")), str(data.get("public_key")), valid_from=seq + 1
                 )
             elif action == "key.revoke":
                 key = self.keys.get(str(data.get("key_id")))
@@ -337,25 +441,19 @@ class _Verifier:
         if not body.get("request"):
             self.report.add(seq, "forbidden-step", f"event by {body.get('actor')} names no request")
             return
-        self._replay(seq, body, event_hash_, report=integrity_ok)
+        self._replay(seq, body, event_hash_)
 
-    def _replay(self, seq: int, body: Mapping[str, Any], event_hash_: str, *, report: bool) -> None:
+    def _replay(self, seq: int, body: Mapping[str, Any], event_hash_: str) -> None:
         """Replay one request event through its definition; a forbidden step is a problem."""
         number = str(body["request"])
         projection = self.projections.get(number)
         try:
             self._check_step(seq, body, projection)
         except _Forbidden as refusal:
-            if report:
-                self.report.add(seq, refusal.kind, refusal.detail, number)
+            self.replay_problems.append(Problem(seq, refusal.kind, refusal.detail, number))
         except WorkflowError as refusal:
-            if report:
-                self.report.add(
-                    seq,
-                    "forbidden-step",
-                    f"{body.get('action')} by {body.get('actor')}: {refusal.message}",
-                    number,
-                )
+            detail = f"{body.get('action')} by {body.get('actor')}: {refusal.message}"
+            self.replay_problems.append(Problem(seq, "forbidden-step", detail, number))
         try:
             updated = apply_event(projection, body, event_hash_)
         except (KeyError, TypeError):
@@ -519,6 +617,74 @@ class _Verifier:
                 )
 
 
+STATE_FORMAT = "expense-audit-verifier-state"
+
+
+def export_state(verifier: _Verifier) -> dict[str, Any]:
+    """What an auditor keeps after a full verification, to verify only what is new next time."""
+    return {
+        "format": STATE_FORMAT,
+        "version": 1,
+        "origin": verifier.report.origin,
+        "size": len(verifier.leaves),
+        "root": root_from_leaf_hashes(verifier.leaves).hex(),
+        "institution_key": verifier.institution_key,
+        "fingerprint": verifier.report.institution_fingerprint,
+        "keys": {
+            kid: {
+                "owner": k.owner,
+                "public_hex": k.public_hex,
+                "valid_from": k.valid_from,
+                "revoked_at": k.revoked_at,
+            }
+            for kid, k in verifier.keys.items()
+        },
+        "roles": {login: sorted(roles) for login, roles in verifier.roles.items()},
+        "projections": verifier.projections,
+    }
+
+
+class _Resume:
+    """Resume from a trusted checkpoint and the verifier state saved when it was verified."""
+
+    def __init__(self, state: Mapping[str, Any], trusted: Checkpoint) -> None:
+        if (
+            state.get("format") != STATE_FORMAT
+            or state.get("size") != trusted.size
+            or state.get("root") != trusted.root_hex
+        ):
+            raise BundleUnreadable("the saved state does not belong to the trusted checkpoint")
+        self.state = state
+        self.size = trusted.size
+        self.root = trusted.root
+
+    def check_prefix(self, verifier: _Verifier) -> None:
+        """The bundle's first events are exactly the ones verified before; load their state."""
+        if root_from_leaf_hashes(verifier.leaves) != self.root:
+            verifier.report.add(
+                self.size,
+                "trusted-checkpoint-mismatch",
+                f"the first {self.size} events differ from your trusted checkpoint: history was rewritten",
+            )
+        state = self.state
+        verifier.institution_key = state["institution_key"]
+        verifier.report.institution_fingerprint = state["fingerprint"]
+        if verifier.pinned and not str(state["fingerprint"]).startswith(verifier.pinned):
+            verifier.report.add(
+                1,
+                "institution-key-mismatch",
+                f"log is signed by {state['fingerprint']}, you trust {verifier.pinned}",
+            )
+        verifier.keys = {
+            kid: _Key(k["owner"], k["public_hex"], k["valid_from"], k["revoked_at"])
+            for kid, k in state["keys"].items()
+        }
+        verifier.roles = {login: set(roles) for login, roles in state["roles"].items()}
+        verifier.projections = {n: dict(p) for n, p in state["projections"].items()}
+        for number, projection in verifier.projections.items():
+            verifier.book.set(number, commitment_of(projection))
+
+
 class _Forbidden(Exception):
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
@@ -537,16 +703,45 @@ def verify_bundle(
     trusted_checkpoint: str | None = None,
     institution_key: str | None = None,
     progress: bool = False,
+    jobs: int = 1,
+    state: Mapping[str, Any] | None = None,
+    keep_state: bool = False,
 ) -> Report:
-    """Verify a bundle; raises BundleUnreadable when it cannot be read at all."""
+    """Verify a bundle; raises BundleUnreadable when it cannot be read at all.
+
+    With ``state`` (saved by an earlier run with ``keep_state``) and the trusted checkpoint it
+    belongs to, only the events after that checkpoint are verified in full.
+    """
     report = Report()
     bundle = _open(path, report)
     report.origin = str(bundle.manifest.get("origin"))
     verifier = _Verifier(bundle, report, institution_key)
+    resume = None
+    if state is not None:
+        if trusted_checkpoint is None:
+            raise BundleUnreadable(
+                "a saved state needs the trusted checkpoint it belongs to (--trust)"
+            )
+        public_hex = (
+            state.get("keys", {}).get(state.get("institution_key"), {}).get("public_hex", "")
+        )
+        try:
+            trusted = open_checkpoint(
+                trusted_checkpoint, bytes.fromhex(public_hex), origin=report.origin
+            )
+        except (CheckpointInvalid, ValueError) as exc:
+            raise BundleUnreadable(f"trusted checkpoint does not verify: {exc}") from None
+        resume = _Resume(state, trusted)
     try:
-        verifier.run(progress)
+        verifier.run(progress, jobs=jobs, resume=resume)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise BundleUnreadable(f"events.jsonl unreadable: {exc}") from None
+    if resume is not None and report.event_count < resume.size:
+        report.add(
+            report.event_count,
+            "checkpoint-beyond-log",
+            f"your trusted checkpoint covers {resume.size} events, the bundle holds {report.event_count}: the log was truncated",
+        )
     verifier.check_checkpoints(trusted_checkpoint)
     if institution_key is None and trusted_checkpoint is None:
         report.warnings.append(
@@ -554,6 +749,8 @@ def verify_bundle(
             "to know this log is the school's and not a copy re-signed by someone else"
         )
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    if keep_state and report.valid:
+        report.state = export_state(verifier)
     return report
 
 
@@ -570,6 +767,17 @@ def main(argv: list[str] | None = None) -> int:
         "--institution-key", metavar="FINGERPRINT", help="the school's key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for signature checks")
+    parser.add_argument(
+        "--save-state",
+        metavar="FILE",
+        help="after a valid run, keep what is needed to verify only new events next time",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="state saved with the --trust checkpoint: verify only what is new",
+    )
     args = parser.parse_args(argv)
     trusted = None
     if args.trust:
@@ -580,11 +788,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"audit-verify: cannot read {args.trust}: {exc}", file=sys.stderr)
             return 2
     try:
+        state = json.loads(Path(args.state).read_text(encoding="utf-8")) if args.state else None
+    except (OSError, ValueError) as exc:
+        print(f"audit-verify: cannot read state {args.state}: {exc}", file=sys.stderr)
+        return 2
+    try:
         report = verify_bundle(
             args.bundle,
             trusted_checkpoint=trusted,
             institution_key=args.institution_key,
             progress=sys.stderr.isatty() and not args.json,
+            jobs=max(1, args.jobs),
+            state=state,
+            keep_state=bool(args.save_state),
         )
     except BundleUnreadable as exc:
         if args.json:
@@ -592,6 +808,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"audit-verify: {exc}", file=sys.stderr)
         return 2
+    if args.save_state and report.state is not None:
+        Path(args.save_state).write_text(
+            json.dumps(report.state, ensure_ascii=False), encoding="utf-8"
+        )
     if args.json:
         print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
     else:
