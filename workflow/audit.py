@@ -49,9 +49,13 @@ def append_event(
     definition: str | None = None,
     data: Mapping[str, Any] | None = None,
     comment: str | None = None,
+    head: LogHead | None = None,
 ) -> AuditEvent:
-    """Append one signed event after the current head; the caller's transaction commits it."""
-    head = lock_head(session)
+    """Append one signed event after the current head; the caller's transaction commits it.
+
+    ``head`` is the head row the caller already locked in this transaction, if any.
+    """
+    head = head or lock_head(session)
     body = {
         "v": EVENT_VERSION,
         "origin": head.origin,

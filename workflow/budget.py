@@ -40,6 +40,11 @@ class BudgetBook:
             self._allocation[(commitment.school_year, commitment.line)] += commitment.amount_vnd
             self._year[(commitment.line, commitment.budget_year)] += commitment.amount_vnd
 
+    def add_total(self, school_year: str, line: str, budget_year: int, amount_vnd: int) -> None:
+        """Add an aggregated commitment (from a SUM in the database) that no single request owns."""
+        self._allocation[(school_year, line)] += amount_vnd
+        self._year[(line, budget_year)] += amount_vnd
+
     def used_of_allocation(self, school_year: str, line: str) -> int:
         """Committed on a line of one school year's plan."""
         return self._allocation.get((school_year, line), 0)

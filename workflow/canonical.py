@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -18,6 +19,7 @@ def canonical_json(value: Any) -> bytes:
 
 
 _MAX_SAFE_INT = 2**53 - 1
+_NON_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 sequences
 
 
 class _NotFast(Exception):
@@ -45,7 +47,7 @@ def parse_canonical(raw: bytes) -> tuple[Any, bool]:
     bodies are always such JSON, so this fast path decides them; anything else (a float, a huge
     integer, a 4-byte UTF-8 sequence, any mismatch) is decided by the rfc8785 package itself.
     """
-    if max(raw, default=0) < 0xF0:
+    if not _NON_BMP.search(raw):
         try:
             value = json.loads(raw, parse_float=_no_float, parse_int=_safe_int)
         except _NotFast:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from .audit import append_event, lock_head
-from .budget import COMMITTED_STATES, BudgetBook, commitment_of
+from .budget import COMMITTED_STATES, BudgetBook
 from .clock import Clock, utcnow
 from .definitions import BudgetCatalogue, BudgetLine, DefinitionSet, WorkflowDefinition
 from .directory import Directory
@@ -208,12 +208,16 @@ class ApprovalService:
 
     def book_for_line(self, line: str) -> BudgetBook:
         """Commitments on one budget line, across plans (what the norm and allocation guards see)."""
-        rows = self.session.scalars(
-            select(Request).where(Request.line == line, Request.state.in_(COMMITTED_STATES))
+        # Same rule as budget.commitment_of: approved holds the amount asked, paid the amount paid.
+        held = case((Request.state == "paid", Request.amount_paid_vnd), else_=Request.amount_vnd)
+        rows = self.session.execute(
+            select(Request.school_year, Request.budget_year, func.sum(held))
+            .where(Request.line == line, Request.state.in_(COMMITTED_STATES))
+            .group_by(Request.school_year, Request.budget_year)
         ).all()
         book = BudgetBook()
-        for row in rows:
-            book.set(row.number, commitment_of(projection_of(row)))
+        for school_year, budget_year, total in rows:
+            book.add_total(str(school_year), line, int(budget_year), int(total or 0))
         return book
 
     def budget_status(self, school_year: str, line_code: str) -> dict[str, int] | None:
@@ -273,7 +277,7 @@ class ApprovalService:
         caller rolls the transaction back, so request, log and outbox stay exactly as they were.
         """
         # 1. Serialize: lock the log head first (one writer at a time), then the request.
-        lock_head(self.session)
+        head = lock_head(self.session)
         current = self.current(number, lock=True)
         if expected_seq is not None and (current.projection or {}).get("last_seq") != expected_seq:
             raise self._concurrent_change(current)
@@ -301,10 +305,9 @@ class ApprovalService:
         event_data: dict[str, Any] = {"content": content}
         if catalogue is not None:
             event_data["budget"] = catalogue.sha256
-            self._record_definition(catalogue.sha256)
         if payment:
             event_data["payment"] = payment
-        self._record_definition(self.workflow.sha256)
+        self._record_definitions(self.workflow.sha256, *([catalogue.sha256] if catalogue else []))
         event = append_event(
             self.session,
             signer=signer,
@@ -318,12 +321,14 @@ class ApprovalService:
             definition=self.workflow.sha256,
             data=event_data,
             comment=comment,
+            head=head,
         )
-        projection = apply_event(current.projection, json.loads(event.body), event.hash)
+        body = json.loads(event.body)
+        projection = apply_event(current.projection, body, event.hash)
         self._store_projection(projection)
         queue_event_mails(
             self.session,
-            origin=json.loads(event.body)["origin"],
+            origin=body["origin"],
             event_seq=event.seq,
             transition=transition,
             projection=projection,
@@ -386,15 +391,22 @@ class ApprovalService:
         for name in PROJECTION_FIELDS:
             setattr(row, name, projection[name])
 
-    def _record_definition(self, sha256: str) -> None:
-        if self.session.get(DefinitionFile, sha256) is None:
-            self.session.add(
-                DefinitionFile(
-                    sha256=sha256,
-                    path=self.definitions.paths[sha256],
-                    content=self.definitions.files[sha256],
-                )
+    def _record_definitions(self, *hashes: str) -> None:
+        """Keep every definition file an event names (one query; inserted in this transaction)."""
+        known = set(
+            self.session.scalars(
+                select(DefinitionFile.sha256).where(DefinitionFile.sha256.in_(hashes))
             )
+        )
+        for sha256 in hashes:
+            if sha256 not in known:
+                self.session.add(
+                    DefinitionFile(
+                        sha256=sha256,
+                        path=self.definitions.paths[sha256],
+                        content=self.definitions.files[sha256],
+                    )
+                )
 
     def count_requests(self) -> int:
         return int(self.session.scalar(select(func.count()).select_from(Request)) or 0)

@@ -205,7 +205,7 @@ _Crypto = tuple[int, Any, bytes, str, bytes, bytes | None]
 
 
 def _crypto_checks(items: list[_Crypto]) -> list[Problem]:
-    """Hash, canonical form and signature of a batch of events (runs in a worker when --jobs > 1)."""
+    """Hash and signature of a batch of events (in worker processes when --jobs > 1)."""
     problems = []
     keys: dict[bytes, Ed25519PublicKey] = {}
     for seq, request, body_bytes, claimed, sig, public_raw in items:
@@ -219,15 +219,6 @@ def _crypto_checks(items: list[_Crypto]) -> list[Problem]:
                     request,
                 )
             )
-        else:
-            try:
-                _, canonical = parse_canonical(body_bytes)
-            except ValueError:
-                canonical = False
-            if not canonical:
-                problems.append(
-                    Problem(seq, "non-canonical", "body is not in RFC 8785 canonical form", request)
-                )
         if public_raw is None:
             continue
         public = keys.get(public_raw)
@@ -248,7 +239,9 @@ class _Pool:
     """Crypto checks in-process (jobs=1) or in worker processes, a bounded number in flight."""
 
     def __init__(self, jobs: int) -> None:
-        self.executor = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+        # NOTE: jobs counts processes, this one included: it replays while jobs - 1 workers check
+        # hashes and signatures (on a 2-core machine, 2 workers plus this one only contend).
+        self.executor = ProcessPoolExecutor(max_workers=jobs - 1) if jobs > 1 else None
         self.pending: deque[Future[list[Problem]]] = deque()
         self.limit = max(2, jobs * 3)
 
@@ -320,13 +313,20 @@ class _Verifier:
                         resume.check_prefix(self)
                     continue
                 try:
-                    body = json.loads(body_bytes)
+                    body, canonical = parse_canonical(body_bytes)
                     seq = int(body["seq"])
                 except (ValueError, KeyError, TypeError) as exc:
                     self.report.add(expected_seq, "malformed", f"event body unreadable: {exc}")
                     expected_seq += 1
                     continue
                 self.report.event_count += 1
+                if not canonical:
+                    self.report.add(
+                        seq,
+                        "non-canonical",
+                        "body is not in RFC 8785 canonical form",
+                        body.get("request"),
+                    )
                 # 3. Sequence: no gap, no duplicate, no reordering.
                 if seq != expected_seq:
                     kind = (
@@ -767,7 +767,12 @@ def main(argv: list[str] | None = None) -> int:
         "--institution-key", metavar="FINGERPRINT", help="the school's key fingerprint"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes for signature checks")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes in all (this one replays, the others check signatures)",
+    )
     parser.add_argument(
         "--save-state",
         metavar="FILE",
