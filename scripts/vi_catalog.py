@@ -194,6 +194,10 @@ VI = {
     "administrator": "quản trị",
     "school (institution key)": "nhà trường (khóa của trường)",
     "Nothing waiting.": "Không có gì đang chờ.",
+    "Previous": "Trang trước",
+    "Next": "Trang sau",
+    "Page %(p)s of %(n)s": "Trang %(p)s / %(n)s",
+    "The %(shown)s oldest of %(total)s waiting.": "%(shown)s đề xuất chờ lâu nhất trong %(total)s đề xuất đang chờ.",
 }
 
 

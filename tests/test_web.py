@@ -256,3 +256,29 @@ def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:
     other = school.to_state("submitted")
     refused = lan.act(other, "forward", secret="bi-mat-lan")
     assert refused.status_code == 422 and "chưa có khóa ký" in text(refused)
+
+
+def test_ledger_pages_and_totals_cover_the_whole_selection(
+    app, school: School, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import webapp.ledger.routes as ledger_routes
+    import webapp.review.routes as review_routes
+
+    monkeypatch.setattr(ledger_routes, "PAGE", 2)
+    monkeypatch.setattr(review_routes, "QUEUE_PAGE", 1)
+    numbers = [
+        school.to_state(
+            "approved", line="ENETVIET", quantity=10, unit_price_vnd="15.000", source="THU-DL"
+        )
+        for _ in range(3)
+    ]
+    mai = Browser(app).login("mai")
+    first = text(mai.get("/ledger"))
+    assert "3 đề xuất · đã duyệt 450.000 ₫" in first and "Trang 1 / 2" in first
+    assert numbers[0] in first and numbers[2] not in first
+    second = text(mai.get("/ledger?page=2"))
+    assert numbers[2] in second and numbers[0] not in second
+    school.to_state("submitted")
+    school.to_state("submitted")
+    long = Browser(app).login("long")
+    assert "1 đề xuất chờ lâu nhất trong 2 đề xuất đang chờ." in text(long.get("/review"))

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .budget import COMMITTED_STATES
@@ -67,19 +67,46 @@ def ledger_row(projection: Mapping[str, Any], definitions: DefinitionSet | None)
     return row
 
 
-def rows_from_database(
-    session: Session, ledger_filter: LedgerFilter, definitions: DefinitionSet | None
-) -> Iterator[dict[str, Any]]:
-    """Ledger rows straight from the request table, streamed in number order."""
-    query = select(Request).where(Request.state.in_(COMMITTED_STATES)).order_by(Request.number)
+def _where(query: Any, ledger_filter: LedgerFilter) -> Any:
+    query = query.where(Request.state.in_(COMMITTED_STATES))
     for name in ("school_year", "budget_year", "line", "source", "state"):
         value = getattr(ledger_filter, name)
         if value is not None:
             query = query.where(getattr(Request, name) == value)
+    return query
+
+
+def rows_from_database(
+    session: Session,
+    ledger_filter: LedgerFilter,
+    definitions: DefinitionSet | None,
+    *,
+    offset: int = 0,
+    limit: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Ledger rows straight from the request table, streamed in number order (or one page)."""
+    query = _where(select(Request), ledger_filter).order_by(Request.number).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     for row in session.scalars(query.execution_options(yield_per=1000)):
         yield ledger_row(
             {c.key: getattr(row, c.key) for c in Request.__table__.columns}, definitions
         )
+
+
+def totals_from_database(session: Session, ledger_filter: LedgerFilter) -> dict[str, int]:
+    """Count and sums of the whole selection, computed by the database (not by loading rows)."""
+    count, approved, paid = session.execute(
+        _where(
+            select(func.count(), func.sum(Request.amount_vnd), func.sum(Request.amount_paid_vnd)),
+            ledger_filter,
+        )
+    ).one()
+    return {
+        "count": int(count or 0),
+        "amount_vnd": int(approved or 0),
+        "amount_paid_vnd": int(paid or 0),
+    }
 
 
 def rows_from_replay(

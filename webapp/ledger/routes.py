@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Response, render_template, request, send_file, stream_with_context
 from sqlalchemy import select
 
-from workflow.ledger import LedgerFilter, csv_chunks, rows_from_database, totals, write_xlsx
+from workflow.ledger import (
+    LedgerFilter,
+    csv_chunks,
+    rows_from_database,
+    totals_from_database,
+    write_xlsx,
+)
 from workflow.models import Request, User
 
 from ..context import db, roles_required, runtime
@@ -13,6 +21,7 @@ from ..uploads import temporary_path
 from . import bp
 
 LEDGER_ROLES = ("accountant", "auditor", "approver")
+PAGE = 100
 
 
 @bp.get("/payments")
@@ -43,15 +52,27 @@ def _filter() -> LedgerFilter:
 @bp.get("/ledger")
 @roles_required(*LEDGER_ROLES)
 def ledger() -> str:
-    """Approved and paid expenses, filtered, with totals."""
+    """Approved and paid expenses, filtered, with totals; one page of rows at a time."""
     selection = _filter()
-    rows = list(rows_from_database(db(), selection, runtime().definitions))
+    page = max(
+        int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1, 1
+    )
+    rows = list(
+        rows_from_database(
+            db(), selection, runtime().definitions, offset=(page - 1) * PAGE, limit=PAGE
+        )
+    )
+    summary = totals_from_database(db(), selection)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template(
         "ledger/ledger.html",
         rows=rows,
-        totals=totals(rows),
+        totals=summary,
         selection=selection,
-        query=request.query_string.decode(),
+        page=page,
+        pages=max((summary["count"] + PAGE - 1) // PAGE, 1),
+        args=args,
+        query=urlencode(args),
     )
 
 

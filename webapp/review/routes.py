@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from workflow.errors import WorkflowError
@@ -18,6 +18,14 @@ from ..errors import is_forbidden, message_for
 from . import bp
 from .forms import BulkApproveForm
 
+QUEUE_PAGE = 50  # the oldest first; acting on them brings the next ones up
+
+
+def waiting_count(state: str) -> int:
+    return int(
+        db().scalar(select(func.count()).select_from(Request).where(Request.state == state)) or 0
+    )
+
 
 def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
     """Requests waiting in ``state``, oldest first, each with whether ``trigger`` would pass now."""
@@ -27,6 +35,7 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
             select(Request)
             .where(Request.state == state)
             .order_by(Request.updated_at, Request.number)
+            .limit(QUEUE_PAGE)
         )
         .all()
     )
@@ -52,7 +61,9 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
 @roles_required("reviewer")
 def queue() -> str:
     """Submitted requests waiting for review, oldest first."""
-    return render_template("review/queue.html", items=_queue("submitted", "forward"))
+    return render_template(
+        "review/queue.html", items=_queue("submitted", "forward"), total=waiting_count("submitted")
+    )
 
 
 @bp.get("/approvals")
@@ -64,7 +75,9 @@ def approvals() -> str:
     form.numbers.choices = choices(
         (i["row"].number, i["row"].number) for i in items if not i["own"] and not i["refusal"]
     )
-    return render_template("review/approvals.html", items=items, form=form)
+    return render_template(
+        "review/approvals.html", items=items, form=form, total=waiting_count("forwarded")
+    )
 
 
 @bp.post("/approvals")
