@@ -133,7 +133,7 @@ def events(total: int) -> Log:
         }
         data = {"content": content, "budget": budget}
         common = {"request": request, "definition": workflow, "data": data}
-        pattern = number % 4 if budget_left >= 15_000 else number % 3
+        pattern = number % 4 if budget_left >= 15_000 else 2 + number % 2  # no forward once spent
         steps: list[tuple[str, str, str, str, str | None]] = [
             ("submit", owner, "proposer", "draft", "submitted", None)
         ]  # type: ignore[list-item]
