@@ -18,11 +18,11 @@ import tracemalloc
 from dataclasses import replace
 from pathlib import Path
 
+from populate import populate
+
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
 from workflow.runtime import Runtime, Settings
-
-from populate import populate
 
 
 def run(runtime: Runtime, kind: str, out: Path) -> None:
@@ -47,7 +47,13 @@ def main() -> None:
         for size in args.sizes:
             keys = Path(folder) / f"keys{size}"
             InstitutionKey.create(keys)
-            runtime = Runtime(replace(Settings(), database_url=f"sqlite:///{Path(folder) / f'e{size}.sqlite'}", keys_dir=keys))
+            runtime = Runtime(
+                replace(
+                    Settings(),
+                    database_url=f"sqlite:///{Path(folder) / f'e{size}.sqlite'}",
+                    keys_dir=keys,
+                )
+            )
             runtime.init_db()
             populate(runtime, size)
             with runtime.transaction() as session:
@@ -62,8 +68,13 @@ def main() -> None:
                 peak = tracemalloc.get_traced_memory()[1] / 2**20
                 tracemalloc.stop()
                 results[(kind, size)] = (seconds, peak)
-                figure = {"figure": f"ledger_{kind}", "table_rows": size, "ledger_rows": ledger_rows,
-                          "seconds": round(seconds, 3), "peak_mib": round(peak, 2)}
+                figure = {
+                    "figure": f"ledger_{kind}",
+                    "table_rows": size,
+                    "ledger_rows": ledger_rows,
+                    "seconds": round(seconds, 3),
+                    "peak_mib": round(peak, 2),
+                }
                 if kind != "iterate":
                     figure["ratio_vs_iterate"] = round(seconds / results[("iterate", size)][0], 2)
                     figure["file_mib"] = round(out.stat().st_size / 2**20, 2)
@@ -72,8 +83,17 @@ def main() -> None:
     small, large = min(args.sizes), max(args.sizes)
     for kind in ("csv", "xlsx"):
         (t1, m1), (t2, m2) = results[(kind, small)], results[(kind, large)]
-        print(json.dumps({"figure": f"ledger_{kind}_growth", "rows_ratio": large / small,
-                          "time_ratio": round(t2 / t1, 1), "peak_memory_ratio": round(m2 / m1, 2)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "figure": f"ledger_{kind}_growth",
+                    "rows_ratio": large / small,
+                    "time_ratio": round(t2 / t1, 1),
+                    "peak_memory_ratio": round(m2 / m1, 2),
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlencode
 
+from populate import populate
+
 from workflow.demo import DEMO_PASSWORD, DEMO_SECRET, create_people
 from workflow.keys import InstitutionKey
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
-
-from populate import populate
 
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 COOKIE = re.compile(r"session=([^;]+)")
@@ -45,7 +45,9 @@ class Client:
         self.cookie = ""
         self.token = ""
 
-    def request(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         headers = {"Cookie": f"session={self.cookie}"} if self.cookie else {}
         body = None
         if form is not None:
@@ -72,10 +74,16 @@ class Client:
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     cuts = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49] * 1000, 1), "p95_ms": round(cuts[94] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1)}
+    return {
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p95_ms": round(cuts[94] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+    }
 
 
-def load(port: int, users: int, total: int, seconds: float, login: str | None, make_request) -> list[float]:  # type: ignore[no-untyped-def]
+def load(
+    port: int, users: int, total: int, seconds: float, login: str | None, make_request
+) -> list[float]:  # type: ignore[no-untyped-def]
     """``users`` threads share ``total`` requests; each returns (method, path, form) per call."""
     samples: list[float] = []
     lock = threading.Lock()
@@ -95,7 +103,11 @@ def load(port: int, users: int, total: int, seconds: float, login: str | None, m
             start = time.perf_counter()
             status, text = client.request(method, path, form)
             elapsed = time.perf_counter() - start
-            assert status in (200, 302), (path, status, re.findall(r"flash error[^>]*>([^<]+)", text))
+            assert status in (200, 302), (
+                path,
+                status,
+                re.findall(r"flash error[^>]*>([^<]+)", text),
+            )
             with lock:
                 samples.append(elapsed)
 
@@ -119,11 +131,21 @@ def prepare(folder: Path, big: int, signed: int) -> tuple[Settings, list[str], l
     for i in range(signed * 2):
         with runtime.transaction() as session:
             service = runtime.service(session)
-            draft = service.create_draft(service.directory.get_user("hanh"), school_year="2024-2025", title=f"EnetViet {i}",  # type: ignore[arg-type]
-                                         line="ENETVIET", source="THU-DL", budget_year=2025, quantity=1, unit_price_vnd="15.000")
+            draft = service.create_draft(
+                service.directory.get_user("hanh"),
+                school_year="2024-2025",
+                title=f"EnetViet {i}",  # type: ignore[arg-type]
+                line="ENETVIET",
+                source="THU-DL",
+                budget_year=2025,
+                quantity=1,
+                unit_price_vnd="15.000",
+            )
             if i % 2:
                 for trigger, login in (("submit", "hanh"), ("forward", "long")):
-                    service.act(draft.number, trigger, service.directory.get_user(login), DEMO_SECRET)  # type: ignore[arg-type]
+                    service.act(
+                        draft.number, trigger, service.directory.get_user(login), DEMO_SECRET
+                    )  # type: ignore[arg-type]
                 forwarded.append(draft.number)
             else:
                 drafts.append(draft.number)
@@ -132,12 +154,30 @@ def prepare(folder: Path, big: int, signed: int) -> tuple[Settings, list[str], l
 
 
 def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "EXPENSES_KEYS": str(settings.keys_dir),
-           "EXPENSES_LOGIN_RATE_LIMIT": "10000 per minute"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "EXPENSES_KEYS": str(settings.keys_dir),
+        "EXPENSES_LOGIN_RATE_LIMIT": "10000 per minute",
+    }
     binary = str(Path(sys.executable).parent / "gunicorn")
     handle = log.open("wb")
-    server = subprocess.Popen([binary, "-w", str(os.cpu_count() or 2), "--threads", "4", "-b", f"127.0.0.1:{port}", "wsgi:app"],
-                              cwd=PROJECT_ROOT, env=env, stdout=handle, stderr=handle)
+    server = subprocess.Popen(
+        [
+            binary,
+            "-w",
+            str(os.cpu_count() or 2),
+            "--threads",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=handle,
+        stderr=handle,
+    )
     for _ in range(200):
         try:
             http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
@@ -173,30 +213,66 @@ def main() -> None:
         try:
             submits, approvals = iter(drafts), iter(forwarded)
             for users in args.users:
-                bare = load(port, users, args.requests, args.seconds, None, lambda i: ("GET", "/healthz", None))
+                bare = load(
+                    port,
+                    users,
+                    args.requests,
+                    args.seconds,
+                    None,
+                    lambda i: ("GET", "/healthz", None),
+                )
                 base = percentiles(bare)
                 emit(figure="bare_healthz", users=users, requests=len(bare), **base)
                 scenarios = {
                     "queue_page": ("long", lambda i: ("GET", "/review", None)),
-                    "submit_signed": ("hanh", lambda i: ("POST", f"/requests/{next(submits)}/act", {"trigger": "submit", "secret": DEMO_SECRET})),
-                    "approve_signed": ("toan", lambda i: ("POST", f"/requests/{next(approvals)}/act", {"trigger": "approve", "secret": DEMO_SECRET})),
+                    "submit_signed": (
+                        "hanh",
+                        lambda i: (
+                            "POST",
+                            f"/requests/{next(submits)}/act",
+                            {"trigger": "submit", "secret": DEMO_SECRET},
+                        ),
+                    ),
+                    "approve_signed": (
+                        "toan",
+                        lambda i: (
+                            "POST",
+                            f"/requests/{next(approvals)}/act",
+                            {"trigger": "approve", "secret": DEMO_SECRET},
+                        ),
+                    ),
                 }
                 for name, (login, make) in scenarios.items():
                     samples = load(port, users, args.requests, args.seconds, login, make)
                     figures = percentiles(samples)
-                    emit(figure=name, users=users, requests=len(samples), **figures,
-                         ratio_p50_vs_bare=round(figures["p50_ms"] / max(base["p50_ms"], 0.01), 1))
+                    emit(
+                        figure=name,
+                        users=users,
+                        requests=len(samples),
+                        **figures,
+                        ratio_p50_vs_bare=round(figures["p50_ms"] / max(base["p50_ms"], 0.01), 1),
+                    )
             pages: dict[tuple[str, int], float] = {}
             for rows in (1_000, args.big):
                 if rows != 1_000:
                     populate(Runtime(settings), rows - 1_000, start=200_000, seed=2)
-                for name, login, path in (("queue_page", "long", "/review"), ("ledger_page", "mai", "/ledger")):
-                    samples = load(port, 1, 40, args.seconds, login, lambda i, p=path: ("GET", p, None))
+                for name, login, path in (
+                    ("queue_page", "long", "/review"),
+                    ("ledger_page", "mai", "/ledger"),
+                ):
+                    samples = load(
+                        port, 1, 40, args.seconds, login, lambda i, p=path: ("GET", p, None)
+                    )
                     pages[(name, rows)] = percentiles(samples)["p50_ms"]
-                    emit(figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)])
+                    emit(
+                        figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)]
+                    )
             for name in ("queue_page", "ledger_page"):
-                emit(figure=f"{name}_growth", table_ratio=args.big / 1_000,
-                     p50_ratio=round(pages[(name, args.big)] / pages[(name, 1_000)], 2))
+                emit(
+                    figure=f"{name}_growth",
+                    table_ratio=args.big / 1_000,
+                    p50_ratio=round(pages[(name, args.big)] / pages[(name, 1_000)], 2),
+                )
         finally:
             server.terminate()
             server.wait(10)

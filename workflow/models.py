@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -137,6 +138,7 @@ class Request(Base):
     """Projection of a request's events (workflow.projection.PROJECTION_FIELDS)."""
 
     __tablename__ = "requests"
+    __table_args__ = (Index("ix_requests_line_state", "line", "state"),)
 
     number: Mapped[str] = mapped_column(String(32), primary_key=True)
     school_year: Mapped[str] = mapped_column(String(9), index=True)

@@ -89,6 +89,7 @@ class ApprovalService:
         base_url: str = "http://localhost:5000",
         workflow: str = "expense_approval",
     ) -> None:
+        self._book_memo: dict[str, BudgetBook] | None = None
         self.session = session
         self.definitions = definitions
         self.directory = directory
@@ -206,8 +207,19 @@ class ApprovalService:
             return Current(number, self.workflow.initial, draft.owner, None, draft)
         raise RequestNotFound(f"Không tìm thấy đề xuất {number}.", number=number)
 
+    def remember_budgets(self) -> None:
+        """Read-only pages: compute each line's commitments once for this service's lifetime."""
+        self._book_memo = {}
+
     def book_for_line(self, line: str) -> BudgetBook:
         """Commitments on one budget line, across plans (what the norm and allocation guards see)."""
+        if self._book_memo is not None:
+            if line not in self._book_memo:
+                self._book_memo[line] = self._load_book(line)
+            return self._book_memo[line]
+        return self._load_book(line)
+
+    def _load_book(self, line: str) -> BudgetBook:
         # Same rule as budget.commitment_of: approved holds the amount asked, paid the amount paid.
         held = case((Request.state == "paid", Request.amount_paid_vnd), else_=Request.amount_vnd)
         rows = self.session.execute(
@@ -247,10 +259,12 @@ class ApprovalService:
             return refusal
         return None
 
-    def check_guards(self, number: str, trigger: str, actor: User) -> WorkflowError | None:
+    def check_guards(
+        self, number: str, trigger: str, actor: User, *, current: Current | None = None
+    ) -> WorkflowError | None:
         """Would ``trigger`` pass its guards now? Returns the refusal, or None (for queues)."""
         try:
-            current = self.current(number)
+            current = current or self.current(number)
             transition = self.machine.transition_for(current.state, trigger)
             content = self._content_for(current, transition.binds_content)
             self.machine.fire(current.state, trigger, self._context(current, actor, content, {}))
@@ -277,6 +291,7 @@ class ApprovalService:
         caller rolls the transaction back, so request, log and outbox stay exactly as they were.
         """
         # 1. Serialize: lock the log head first (one writer at a time), then the request.
+        self._book_memo = None  # a decision always sees fresh commitments
         head = lock_head(self.session)
         current = self.current(number, lock=True)
         if expected_seq is not None and (current.projection or {}).get("last_seq") != expected_seq:

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from workflow.errors import WorkflowError
 from workflow.models import Request, User
+from workflow.service import Current, projection_of
 
 from ..choices import choices
 from ..context import db, me, roles_required, service
@@ -41,15 +42,18 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
     )
     names = {u.login: u.name for u in db().scalars(select(User))}
     user = me()
+    reader = service()
+    reader.remember_budgets()  # one aggregate per budget line for the whole page
     items = []
     for row in rows:
-        refusal = service().check_guards(row.number, trigger, user)
+        current = Current(row.number, row.state, row.owner, projection_of(row), None)
+        refusal = reader.check_guards(row.number, trigger, user, current=current)
         items.append(
             {
                 "row": row,
                 "owner_name": names.get(row.owner, row.owner),
                 "forwarder_name": names.get(row.forwarded_by or "", row.forwarded_by),
-                "status": service().budget_status(row.school_year, row.line or ""),
+                "status": reader.budget_status(row.school_year, row.line or ""),
                 "refusal": message_for(refusal) if refusal is not None else None,
                 "own": refusal is not None and is_forbidden(refusal),
             }
