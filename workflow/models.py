@@ -138,7 +138,10 @@ class Request(Base):
     """Projection of a request's events (workflow.projection.PROJECTION_FIELDS)."""
 
     __tablename__ = "requests"
-    __table_args__ = (Index("ix_requests_line_state", "line", "state"),)
+    __table_args__ = (
+        Index("ix_requests_line_state", "line", "state"),
+        Index("ix_requests_state_updated", "state", "updated_at", "number"),
+    )
 
     number: Mapped[str] = mapped_column(String(32), primary_key=True)
     school_year: Mapped[str] = mapped_column(String(9), index=True)
