@@ -76,7 +76,7 @@ def runtime(settings: Settings, clock: SteppingClock) -> Iterator[Runtime]:
     rt = Runtime(settings, clock=clock)
     rt.init_db()
     yield rt
-    rt.engine.dispose()
+    rt.dispose()
 
 
 @pytest.fixture

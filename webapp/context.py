@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort, current_app, g
+from flask import abort, current_app, g, request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
@@ -64,9 +64,10 @@ def runtime() -> Runtime:
 
 
 def db() -> Session:
-    """The request's database session (closed in teardown)."""
+    """The request's database session (closed in teardown); page loads only read."""
     if "db" not in g:
-        g.db = runtime().sessions()
+        reading = request.method in ("GET", "HEAD")
+        g.db = (runtime().read_sessions if reading else runtime().sessions)()
     return cast(Session, g.db)
 
 

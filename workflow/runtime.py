@@ -73,8 +73,29 @@ class Runtime:
             )
         self.engine: Engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self._read_sessions: sessionmaker[Session] | None = None
         self.definitions = DefinitionSet.from_directory(settings.definitions_dir)
         self._institution: InstitutionKey | None = None
+
+    def dispose(self) -> None:
+        """Close every pooled connection (both engines)."""
+        self.engine.dispose()
+        if self._read_sessions is not None and self._read_sessions is not self.sessions:
+            bind = self._read_sessions.kw.get("bind")
+            if bind is not None:
+                bind.dispose()
+
+    @property
+    def read_sessions(self) -> sessionmaker[Session]:
+        """Sessions for reading only (on SQLite they do not take the write lock)."""
+        if self._read_sessions is None:
+            if self.engine.dialect.name == "sqlite":
+                self._read_sessions = session_factory(
+                    make_engine(self.settings.database_url, read_only=True)
+                )
+            else:
+                self._read_sessions = self.sessions
+        return self._read_sessions
 
     @property
     def institution(self) -> InstitutionKey:

@@ -81,7 +81,7 @@ def ledger() -> str:
 def ledger_csv() -> Response:
     """The ledger as CSV (UTF-8 with BOM, so Excel shows Vietnamese), streamed."""
     selection = _filter()
-    session = runtime().sessions()
+    session = runtime().read_sessions()
 
     def generate():  # type: ignore[no-untyped-def]
         try:
