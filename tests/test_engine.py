@@ -305,3 +305,29 @@ def test_numbers_run_per_school_year(school: School) -> None:
         "2024-2025/0002",
         "2024-2025/0003",
     ]
+
+
+def test_an_incomplete_draft_can_be_withdrawn_and_the_log_still_verifies(
+    school: School, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from workflow.bundle import export_bundle
+    from workflow.verify import verify_bundle
+
+    with school.runtime.transaction() as session:
+        service = school.runtime.service(session)
+        number = service.create_draft(
+            service.directory.get_user("hanh"), school_year="2024-2025", title="Chưa xong"
+        ).number  # type: ignore[arg-type]
+    with pytest.raises(DataInvalid):
+        school.act(number, "submit", "hanh")  # incomplete: cannot be submitted
+    event = school.act(number, "withdraw", "hanh", comment="Nhầm, bỏ nháp.")
+    assert json.loads(event.body)["data"]["content"]["line"] is None
+    assert school.request(number).state == "withdrawn"  # type: ignore[union-attr]
+    with school.runtime.transaction() as session:
+        export_bundle(
+            session,
+            tmp_path / "b.zip",
+            institution=school.runtime.institution,
+            now=school.runtime.now(),
+        )
+    assert verify_bundle(tmp_path / "b.zip").valid

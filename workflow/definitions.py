@@ -36,6 +36,7 @@ class TransitionDef:
     label: Labels
     comment_required: bool = False
     binds_content: bool = False
+    checks_content: bool = False
     notify: tuple[str, ...] = ()
 
 
@@ -269,6 +270,7 @@ _TRANSITION_KEYS = {
     "label",
     "comment_required",
     "binds_content",
+    "checks_content",
     "notify",
 }
 
@@ -311,6 +313,7 @@ def _load_transition(
         label=_labels(raw.get("label"), path, f"{key}.label"),
         comment_required=bool(raw.get("comment_required", False)),
         binds_content=bool(raw.get("binds_content", False)),
+        checks_content=bool(raw.get("checks_content", False)),
         notify=notify,
     )
 

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 from .audit import append_event, lock_head
 from .budget import COMMITTED_STATES, BudgetBook
 from .clock import Clock, utcnow
-from .definitions import BudgetCatalogue, BudgetLine, DefinitionSet, WorkflowDefinition
+from .definitions import (
+    BudgetCatalogue,
+    BudgetLine,
+    DefinitionSet,
+    TransitionDef,
+    WorkflowDefinition,
+)
 from .directory import Directory
 from .errors import (
     CommentRequired,
@@ -266,7 +272,7 @@ class ApprovalService:
         try:
             current = current or self.current(number)
             transition = self.machine.transition_for(current.state, trigger)
-            content = self._content_for(current, transition.binds_content)
+            content = self._content_for(current, transition)
             self.machine.fire(current.state, trigger, self._context(current, actor, content, {}))
         except WorkflowError as refusal:
             return refusal
@@ -307,7 +313,7 @@ class ApprovalService:
             raise CommentRequired(
                 f"Cần ghi ý kiến khi «{transition.label['vi']}».", trigger=trigger
             )
-        content = self._content_for(current, transition.binds_content)
+        content = self._content_for(current, transition)
         payment = _payment_data(data) if trigger == "pay" else {}
         # 4. Guards (ownership, separation of duties, norms, allocation) through the machine.
         new_state = self.machine.fire(
@@ -355,11 +361,12 @@ class ApprovalService:
         self.session.flush()
         return event
 
-    def _content_for(self, current: Current, binds_content: bool) -> dict[str, Any]:
+    def _content_for(self, current: Current, transition: TransitionDef) -> dict[str, Any]:
         catalogue = self.definitions.catalogues.get(current.number.split("/")[0])
-        if binds_content and current.draft is not None:
+        if transition.binds_content and current.draft is not None:
             content = draft_content(current.draft)
-            check_content(content, catalogue)
+            if transition.checks_content:
+                check_content(content, catalogue)
             return content
         if current.projection is None:
             raise RequestNotFound("Đề xuất chưa có nội dung.", number=current.number)

@@ -503,7 +503,8 @@ class _Verifier:
             raise _Forbidden("forbidden-step", f"{action} needs a comment")
         content = data.get("content") or {}
         if transition.binds_content:
-            check_content(content, catalogue)
+            if transition.checks_content:
+                check_content(content, catalogue)
         elif projection is None or dict(content) != content_of(projection):
             raise _Forbidden(
                 "content-mismatch",
