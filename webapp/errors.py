@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from flask import flash
 from flask_babel import get_locale, gettext
 
 from workflow.errors import WorkflowError
 from workflow.money import format_vnd
+
+from .context import db
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T
+
+
+def attempt(action: Callable[[], T]) -> Done[T] | None:
+    """Run one service call and commit; on a refusal roll back, flash why and return None."""
+    try:
+        value = action()
+        db().commit()
+    except WorkflowError as error:
+        db().rollback()
+        flash(message_for(error), "error")
+        return None
+    return Done(value)
+
 
 FORBIDDEN_RULES = {"actor_is_owner", "actor_not_owner", "actor_not_forwarder"}
 

@@ -7,12 +7,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from workflow.errors import WorkflowError
 from workflow.mailer import failed_mails
 from workflow.models import SigningKey, User
 
 from ..context import db, directory, roles_required
-from ..errors import message_for
+from ..errors import attempt
 from . import bp
 from .forms import ConfirmForm, RolesForm, UserForm
 
@@ -23,8 +22,8 @@ def users() -> str | Response:
     """Accounts with their roles and keys; create an account."""
     form = UserForm()
     if form.validate_on_submit():
-        try:
-            directory().create_user(
+        created = attempt(
+            lambda: directory().create_user(
                 login=form.login.data,
                 name=form.name.data,
                 email=form.email.data,
@@ -33,18 +32,13 @@ def users() -> str | Response:
                 signing_secret=None,
                 language=form.language.data,
             )
-            db().commit()
-        except WorkflowError as error:
-            db().rollback()
-            flash(message_for(error), "error")
-        else:
-            flash(
-                _(
-                    "Account %(login)s created. The user chooses a signing secret at first sign-in.",
-                    login=form.login.data,
-                ),
-                "success",
+        )
+        if created:
+            message = _(
+                "Account %(login)s created. The user chooses a signing secret at first sign-in.",
+                login=form.login.data,
             )
+            flash(message, "success")
             return redirect(url_for(".users"))
     people = db().scalars(select(User).order_by(User.login)).all()
     keys = {
@@ -72,14 +66,10 @@ def _user(login: str) -> User:
 def set_roles(login: str) -> Response:
     """Grant exactly the chosen roles (an institution-signed event)."""
     form = RolesForm()
-    if form.validate_on_submit():
-        try:
-            directory().set_roles(_user(login), form.roles.data)
-            db().commit()
-            flash(_("Roles of %(login)s saved.", login=login), "success")
-        except WorkflowError as error:
-            db().rollback()
-            flash(message_for(error), "error")
+    if form.validate_on_submit() and attempt(
+        lambda: directory().set_roles(_user(login), form.roles.data)
+    ):
+        flash(_("Roles of %(login)s saved.", login=login), "success")
     return redirect(url_for(".users"))
 
 

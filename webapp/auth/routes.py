@@ -7,10 +7,8 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from workflow.errors import WorkflowError
-
 from ..context import Account, db, directory, me
-from ..errors import message_for
+from ..errors import attempt
 from ..extensions import limiter, login_manager
 from . import bp
 from .forms import LanguageForm, LoginForm, SigningSecretForm
@@ -87,19 +85,10 @@ def signing_key() -> str | Response:
     if form.validate_on_submit():
         if not directory().check_password(user, form.password.data):
             flash(_("Wrong password."), "error")
-        else:
-            try:
-                directory().issue_key(user, form.secret.data)
-                db().commit()
-            except WorkflowError as error:
-                db().rollback()
-                flash(message_for(error), "error")
-            else:
-                flash(
-                    _(
-                        "Your signing key is ready. Remember your signing secret: nobody can recover it."
-                    ),
-                    "success",
-                )
-                return redirect(url_for("requests.home"))
+        elif attempt(lambda: directory().issue_key(user, form.secret.data)):
+            message = _(
+                "Your signing key is ready. Remember your signing secret: nobody can recover it."
+            )
+            flash(message, "success")
+            return redirect(url_for("requests.home"))
     return render_template("auth/signing_key.html", form=form, key=key)

@@ -19,7 +19,7 @@ from workflow.service import Current, draft_content
 from .. import MAX_UPLOAD_BYTES
 from ..choices import choices
 from ..context import db, me, roles_required, runtime, service, visible_request
-from ..errors import is_forbidden, message_for
+from ..errors import attempt, is_forbidden, message_for
 from ..uploads import UploadRefused, path_for, store
 from . import bp
 from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
@@ -140,27 +140,21 @@ def new() -> str | Response:
             else extra["catalogue"].budget_years[-1]
         )
     if form.validate_on_submit():
-        try:
-            attachments = _store_uploads(form)
-            draft = service().create_draft(
+        created = attempt(
+            lambda: service().create_draft(
                 me(),
                 school_year=SCHOOL_YEAR,
-                attachments=attachments,
+                attachments=_store_uploads(form),
                 **_content_from(form, extra["catalogue"]),
             )
-            db().commit()
-        except WorkflowError as error:
-            db().rollback()
-            flash(message_for(error), "error")
-        else:
-            flash(
-                _(
-                    "Draft %(number)s saved. Check it, then submit it with your signing secret.",
-                    number=draft.number,
-                ),
-                "success",
+        )
+        if created:
+            message = _(
+                "Draft %(number)s saved. Check it, then submit it with your signing secret.",
+                number=created.value.number,
             )
-            return redirect(url_for(".detail", number=draft.number))
+            flash(message, "success")
+            return redirect(url_for(".detail", number=created.value.number))
     return render_template(
         "requests/form.html", form=form, editing=None, **extra
     ), 200 if request.method == "GET" or form.errors == {} else 422
@@ -195,16 +189,16 @@ def edit(number: str) -> str | Response:
             f"{draft.unit_price_vnd:,}".replace(",", ".") if draft.unit_price_vnd else ""
         )
     if form.validate_on_submit():
-        try:
-            attachments = list(current.draft.attachments or []) + _store_uploads(form)
-            service().update_draft(
-                number, me(), attachments=attachments, **_content_from(form, extra["catalogue"])
+        draft = current.draft
+        saved = attempt(
+            lambda: service().update_draft(
+                number,
+                me(),
+                attachments=list(draft.attachments or []) + _store_uploads(form),
+                **_content_from(form, extra["catalogue"]),
             )
-            db().commit()
-        except WorkflowError as error:
-            db().rollback()
-            flash(message_for(error), "error")
-        else:
+        )
+        if saved:
             flash(_("Changes saved."), "success")
             return redirect(url_for(".detail", number=number))
     return render_template("requests/form.html", form=form, editing=current, **extra)
@@ -220,12 +214,7 @@ def remove_attachment(number: str) -> Response:
         abort(403)
     if form.validate_on_submit() and current.draft is not None:
         kept = [a for a in current.draft.attachments if a.get("sha256") != form.sha256.data]
-        try:
-            service().update_draft(number, me(), attachments=kept)
-            db().commit()
-        except WorkflowError as error:
-            db().rollback()
-            flash(message_for(error), "error")
+        attempt(lambda: service().update_draft(number, me(), attachments=kept))
     return redirect(url_for(".edit", number=number))
 
 
