@@ -119,10 +119,10 @@ def load(
     return samples
 
 
-def prepare(folder: Path, big: int, signed: int) -> tuple[Settings, list[str], list[str]]:
+def prepare(folder: Path, database_url: str, signed: int) -> tuple[Settings, list[str], list[str]]:
     keys = folder / "keys"
     InstitutionKey.create(keys)
-    settings = replace(Settings(), database_url=f"sqlite:///{folder / 'web.sqlite'}", keys_dir=keys)
+    settings = replace(Settings(), database_url=database_url, keys_dir=keys)
     runtime = Runtime(settings)
     runtime.init_db()
     with runtime.transaction() as session:
@@ -197,14 +197,35 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument(
+        "--postgres", action="store_true", help="a throw-away PostgreSQL cluster (scripts/pg.sh)"
+    )
     args = parser.parse_args()
+    if args.postgres:
+        env = {**os.environ, "PG_TEST_PORT": "54349", "PG_TEST_DIR": "/tmp/expenses-pg-web"}
+        pg = PROJECT_ROOT / "scripts" / "pg.sh"
+        started = subprocess.run(
+            ["bash", str(pg), "start"], env=env, capture_output=True, text=True, check=True
+        )
+        try:
+            run(args, started.stdout.strip().split("=", 1)[1])
+        finally:
+            subprocess.run(["bash", str(pg), "stop"], env=env, check=False)
+    else:
+        run(args, None)
+
+
+def run(args: argparse.Namespace, postgres_url: str | None) -> None:
+    """Every scenario against one database: SQLite in a temporary folder, or PostgreSQL."""
     sys.path.insert(0, str(PROJECT_ROOT / "tests"))
     from smtp_server import free_port  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         signed = args.requests * len(args.users)
-        settings, drafts, forwarded = prepare(folder, args.big, signed)
+        database_url = postgres_url or f"sqlite:///{folder / 'web.sqlite'}"
+        emit(figure="database", name="postgresql" if postgres_url else "sqlite")
+        settings, drafts, forwarded = prepare(folder, database_url, signed)
         runtime = Runtime(settings)
         populate(runtime, 1_000)
         runtime.engine.dispose()
