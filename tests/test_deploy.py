@@ -93,3 +93,11 @@ def test_runs_under_gunicorn(tmp_path: Path) -> None:
         server.terminate()
         server.wait(10)
         log.close()
+
+
+def test_translations_compile_outside_a_read_only_package() -> None:
+    from webapp.i18n import SOURCES, compile_catalogs
+
+    folder = compile_catalogs("/proc/not-writable")  # falls back to a temporary folder
+    assert (folder / "vi" / "LC_MESSAGES" / "messages.mo").exists()
+    assert not (SOURCES / "vi" / "LC_MESSAGES" / "messages.mo").exists()

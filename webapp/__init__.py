@@ -85,14 +85,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from . import i18n
 
-    i18n.compile_catalogs()
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(i18n.compile_catalogs(app.instance_path))
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     login_manager.session_protection = "strong"
-    app.config["RATELIMIT_STORAGE_URI"] = app.config.get("RATELIMIT_STORAGE_URI", "memory://")
     limiter.init_app(app)
 
 
