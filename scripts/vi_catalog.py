@@ -195,6 +195,7 @@ VI = {
     "school (institution key)": "nhà trường (khóa của trường)",
     "Nothing waiting.": "Không có gì đang chờ.",
     "Previous": "Trang trước",
+    "Choose your signing secret first: every step you take is signed with it.": "Hãy đặt mã ký trước: mọi bước bạn thực hiện đều được ký bằng mã này.",
     "Next": "Trang sau",
     "Page %(p)s of %(n)s": "Trang %(p)s / %(n)s",
     "The %(shown)s oldest of %(total)s waiting.": "%(shown)s đề xuất chờ lâu nhất trong %(total)s đề xuất đang chờ.",

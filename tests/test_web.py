@@ -243,6 +243,8 @@ def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:
     )
     assert response.status_code == 302
     lan = Browser(app).login("lan", "mat-khau-lan")
+    home = lan.client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/signing-key")
     assert "Bạn chưa có khóa ký" in text(lan.get("/signing-key"))
     set_key = lan.post(
         "/signing-key",

@@ -33,12 +33,19 @@ HOME_BY_ROLE = (
     ("admin", "admin.users"),
 )
 SCHOOL_YEAR = "2024-2025"
+SIGNING_ROLES = {"proposer", "reviewer", "approver", "accountant"}
 
 
 @bp.get("/")
 @login_required
 def home() -> Response:
-    """Send each person to where their work is."""
+    """Send each person to where their work is (first, to choose a signing secret if they sign)."""
+    signs = bool(SIGNING_ROLES & set(current_user.roles))
+    if signs and runtime().directory(db()).active_key(current_user.login) is None:
+        flash(
+            _("Choose your signing secret first: every step you take is signed with it."), "warning"
+        )
+        return redirect(url_for("auth.signing_key"))
     for role, endpoint in HOME_BY_ROLE:
         if current_user.has_role(role):
             return redirect(url_for(endpoint))
