@@ -449,3 +449,15 @@ def test_cli_saves_and_resumes_state(history: School, tmp_path: Path) -> None:
         text=True,
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_database_edit_of_budget_totals_is_caught_by_live_verification(history: School) -> None:
+    runtime = history.runtime
+    with runtime.transaction() as session:
+        session.execute(text("UPDATE budget_totals SET amount_vnd = 0"))
+    with runtime.transaction() as session:
+        report = verify_live(session, institution=runtime.institution, now=runtime.now())
+    problem = next(p for p in report.problems if p.kind == "budget-totals-differ")
+    assert "SW-ASSET 2024-2025 budget year 2025: table 0, log 1800000" in problem.detail
+    # ...and the guards read the totals: with them zeroed, a second SW-ASSET would wrongly pass,
+    # which is why the live check compares them with the log.

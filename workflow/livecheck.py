@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .budget_totals import expected_totals, stored_totals
 from .bundle import export_bundle
 from .keys import InstitutionKey
 from .models import Request
@@ -46,5 +47,15 @@ def verify_live(session: Session, *, institution: InstitutionKey, now: datetime)
                 f"{name}: table {row.get(name)!r}, log {replay.get(name)!r}" for name in changed[:4]
             )
             report.add(replay["last_seq"], "row-differs-from-log", details, number)
+    # The running budget totals are a projection too.
+    implied, kept = expected_totals(replayed.values()), stored_totals(session)
+    for total in sorted(set(implied) | set(kept)):
+        if implied.get(total, 0) != kept.get(total, 0):
+            school_year, line, year = total
+            report.add(
+                None,
+                "budget-totals-differ",
+                f"{line} {school_year} budget year {year}: table {kept.get(total, 0)}, log {implied.get(total, 0)}",
+            )
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return report

@@ -170,6 +170,17 @@ class Request(Base):
     definition: Mapped[str | None] = mapped_column(String(64))
 
 
+class BudgetTotal(Base):
+    """What a budget line holds per plan and budget year (approved: asked, paid: paid)."""
+
+    __tablename__ = "budget_totals"
+
+    school_year: Mapped[str] = mapped_column(String(9), primary_key=True)
+    line: Mapped[str] = mapped_column(String(32), primary_key=True)
+    budget_year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    amount_vnd: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class OutboxMail(Base):
     """A mail queued in the same transaction as the event that caused it."""
 

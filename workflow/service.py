@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import budget_totals
 from .audit import append_event, lock_head
-from .budget import COMMITTED_STATES, BudgetBook
+from .budget import BudgetBook
 from .clock import Clock, utcnow
 from .definitions import (
     BudgetCatalogue,
@@ -226,17 +227,7 @@ class ApprovalService:
         return self._load_book(line)
 
     def _load_book(self, line: str) -> BudgetBook:
-        # Same rule as budget.commitment_of: approved holds the amount asked, paid the amount paid.
-        held = case((Request.state == "paid", Request.amount_paid_vnd), else_=Request.amount_vnd)
-        rows = self.session.execute(
-            select(Request.school_year, Request.budget_year, func.sum(held))
-            .where(Request.line == line, Request.state.in_(COMMITTED_STATES))
-            .group_by(Request.school_year, Request.budget_year)
-        ).all()
-        book = BudgetBook()
-        for school_year, budget_year, total in rows:
-            book.add_total(str(school_year), line, int(budget_year), int(total or 0))
-        return book
+        return budget_totals.book_for_line(self.session, line)
 
     def budget_status(self, school_year: str, line_code: str) -> dict[str, int] | None:
         """Allocation, used and left for a budget line (for forms and queues)."""
@@ -347,6 +338,7 @@ class ApprovalService:
         body = json.loads(event.body)
         projection = apply_event(current.projection, body, event.hash)
         self._store_projection(projection)
+        budget_totals.record_change(self.session, current.projection, projection)
         queue_event_mails(
             self.session,
             origin=body["origin"],
