@@ -10,7 +10,6 @@ second pass so that tracing does not slow the timed one.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import tempfile
 import time
@@ -97,5 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = io
     main()

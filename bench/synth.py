@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -227,7 +226,3 @@ def write_bundle(log: Log, path: Path, *, size: int | None = None) -> Path:
 def checkpoint_note(log: Log, size: int) -> str:
     institution = _key("institution")
     return sign_checkpoint(ORIGIN, size, root_from_leaf_hashes(log.leaves[:size]), institution).note
-
-
-def iter_sizes(*sizes: int) -> Iterator[int]:
-    yield from sizes

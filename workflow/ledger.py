@@ -122,14 +122,6 @@ def rows_from_replay(
     ]
 
 
-def totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    result = dict.fromkeys(MONEY_COLUMNS, 0)
-    for row in rows:
-        for name in MONEY_COLUMNS:
-            result[name] += int(row.get(name) or 0)
-    return result
-
-
 def write_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
     """CSV with a UTF-8 BOM (so Excel shows Vietnamese correctly) and a totals row."""
     for chunk in csv_chunks(rows):
