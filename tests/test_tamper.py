@@ -419,6 +419,12 @@ def test_incremental_verification_from_a_trusted_checkpoint(
     assert (len(bundle.lines), "hash-mismatch") in _kinds(
         verify_bundle(bundle.write(tmp_path / "a.zip"), trusted_checkpoint=kept, state=state)
     )
+    # A log cut below the trusted checkpoint is reported against it, once (the bundle's own signed
+    # checkpoints, also beyond the cut, are reported each on their own).
+    bundle = Bundle.read(later)
+    del bundle.lines[len(bundle.lines) // 2 :]
+    cut = verify_bundle(bundle.write(tmp_path / "c.zip"), trusted_checkpoint=kept, state=state)
+    assert len([p for p in cut.problems if "your trusted checkpoint" in p.detail]) == 1
     # An edit under the trusted checkpoint is caught too, although it is not re-verified in full.
     bundle = Bundle.read(later)
     bundle.lines[4]["body"]["comment"] = "sửa"

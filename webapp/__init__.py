@@ -211,9 +211,3 @@ def check_production(app: Flask, settings: Settings) -> None:
         problems.append(f"{key_file} is readable by other users: chmod 600 it")
     if problems:
         raise UnsafeConfiguration("Refusing to start in production: " + "; ".join(problems) + ".")
-
-
-def runtime_of(app: Flask) -> Runtime:
-    """The workflow runtime attached to an app."""
-    runtime: Runtime = app.extensions["runtime"]
-    return runtime

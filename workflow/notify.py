@@ -48,9 +48,7 @@ def message_id(origin: str, kind: str, ref: str, login: str) -> str:
 def _queue(
     session: Session,
     *,
-    user: User | None,
-    email: str,
-    language: str,
+    to: User | str,
     kind: str,
     mid: str,
     content: tuple[str, str, str],
@@ -58,6 +56,9 @@ def _queue(
     event_seq: int | None = None,
     request: str | None = None,
 ) -> OutboxMail:
+    """One outbox row for a user (their address and language) or a bare address (in Vietnamese)."""
+    user = to if isinstance(to, User) else None
+    email, language = (user.email, user.language) if user else (str(to), "vi")
     subject, text, html = content
     mail = OutboxMail(
         message_id=mid,
@@ -110,9 +111,7 @@ def queue_event_mails(
         mails.append(
             _queue(
                 session,
-                user=user,
-                email=user.email,
-                language=user.language,
+                to=user,
                 kind="event",
                 mid=message_id(origin, "event", str(event_seq), user.login),
                 content=content,
@@ -167,9 +166,7 @@ def queue_reminders(
                 mails.append(
                     _queue(
                         session,
-                        user=user,
-                        email=user.email,
-                        language=user.language,
+                        to=user,
                         kind="reminder",
                         mid=message_id(origin, "remind", f"{row.last_seq}.{stamp}", user.login),
                         content=content,
@@ -208,9 +205,7 @@ def queue_digests(
         mails.append(
             _queue(
                 session,
-                user=user,
-                email=user.email,
-                language=user.language,
+                to=user,
                 kind="digest",
                 mid=message_id(origin, "digest", f"{now:%Y%m%d}.{items[-1].id}", login),
                 content=content,
@@ -251,9 +246,7 @@ def queue_checkpoint_mails(
         mails.append(
             _queue(
                 session,
-                user=None,
-                email=address,
-                language="vi",
+                to=address,
                 kind="checkpoint",
                 mid=mid,
                 content=content,

@@ -309,8 +309,6 @@ class _Verifier:
                     prev_hash = claimed
                     last_seq = expected_seq = self.report.event_count
                     expected_seq += 1
-                    if self.report.event_count == resume.size:
-                        resume.check_prefix(self)
                     continue
                 try:
                     body, canonical = parse_canonical(body_bytes)
@@ -657,16 +655,10 @@ class _Resume:
             raise BundleUnreadable("the saved state does not belong to the trusted checkpoint")
         self.state = state
         self.size = trusted.size
-        self.root = trusted.root
 
-    def check_prefix(self, verifier: _Verifier) -> None:
-        """The bundle's first events are exactly the ones verified before; load their state."""
-        if root_from_leaf_hashes(verifier.leaves) != self.root:
-            verifier.report.add(
-                self.size,
-                "trusted-checkpoint-mismatch",
-                f"the first {self.size} events differ from your trusted checkpoint: history was rewritten",
-            )
+    def load_into(self, verifier: _Verifier) -> None:
+        """Start from the state saved at the trusted checkpoint; check_checkpoints then compares
+        the bundle's first events with that checkpoint's root and size."""
         state = self.state
         verifier.institution_key = state["institution_key"]
         verifier.report.institution_fingerprint = state["fingerprint"]
@@ -733,16 +725,11 @@ def verify_bundle(
         except (CheckpointInvalid, ValueError) as exc:
             raise BundleUnreadable(f"trusted checkpoint does not verify: {exc}") from None
         resume = _Resume(state, trusted)
+        resume.load_into(verifier)
     try:
         verifier.run(progress, jobs=jobs, resume=resume)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise BundleUnreadable(f"events.jsonl unreadable: {exc}") from None
-    if resume is not None and report.event_count < resume.size:
-        report.add(
-            report.event_count,
-            "checkpoint-beyond-log",
-            f"your trusted checkpoint covers {resume.size} events, the bundle holds {report.event_count}: the log was truncated",
-        )
     verifier.check_checkpoints(trusted_checkpoint)
     if institution_key is None and trusted_checkpoint is None:
         report.warnings.append(
