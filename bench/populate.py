@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from expense_audit.projection import PROJECTION_FIELDS
 from sqlalchemy import insert
 
 from workflow import budget_totals
 from workflow.models import Request
-from workflow.projection import PROJECTION_FIELDS
 from workflow.runtime import Runtime
 
 STATES = (

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from workflow.canonical import (
+from expense_audit.canonical import (
     GENESIS_PREV,
     canonical_json,
     event_hash,
@@ -20,9 +19,10 @@ from workflow.canonical import (
     key_id,
     signing_message,
 )
-from workflow.checkpoint import sign_checkpoint
-from workflow.definitions import DefinitionSet
-from workflow.merkle import leaf_hash, root_from_leaf_hashes
+from expense_audit.checkpoint import sign_checkpoint
+from expense_audit.definitions import DefinitionSet
+from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
+
 from workflow.runtime import PROJECT_ROOT
 
 ORIGIN = "th-bench.edu.vn/expenses"

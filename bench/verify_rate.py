@@ -17,10 +17,9 @@ import zipfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from expense_audit.canonical import signing_message
+from expense_audit.verify import _split_line, verify_bundle
 from synth import checkpoint_note, events, write_bundle
-
-from workflow.canonical import signing_message
-from workflow.verify import _split_line, verify_bundle
 
 
 def raw_rate(path: Path) -> float:

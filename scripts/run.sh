@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e .
+.venv/bin/pip install --quiet -e ./verifier -e .
 .venv/bin/flask --app wsgi demo --requests "${DEMO_REQUESTS:-40}"
 .venv/bin/flask --app wsgi notify worker --interval 5 &
 worker=$!

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflow.canonical import canonical_json, event_hash, signing_message
-from workflow.checkpoint import sign_checkpoint
+from expense_audit.canonical import canonical_json, event_hash, signing_message
+from expense_audit.checkpoint import sign_checkpoint
+from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
+
 from workflow.keys import InstitutionKey, Signer
-from workflow.merkle import leaf_hash, root_from_leaf_hashes
 
 
 @dataclass

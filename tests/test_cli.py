@@ -63,7 +63,7 @@ def test_from_nothing_to_a_verified_bundle(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle.zip"
     assert runner.invoke(args=["audit", "export", str(bundle)]).exit_code == 0
     command = shutil.which("audit-verify") or ""
-    argv = [command] if command else [sys.executable, "-m", "workflow.verify"]
+    argv = [command] if command else [sys.executable, "-m", "expense_audit.verify"]
     offline = subprocess.run(
         [*argv, str(bundle), "--institution-key", fingerprint], capture_output=True, text=True
     )

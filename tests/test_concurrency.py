@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from expense_audit.errors import ConcurrentChange, WorkflowError
 from sqlalchemy import func, select
 
-from workflow.errors import ConcurrentChange, WorkflowError
 from workflow.livecheck import verify_live
 from workflow.models import AuditEvent
 

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from workflow.definitions import DefinitionSet, TransitionDef, load_catalogue, load_workflow
-from workflow.errors import DefinitionError
-from workflow.guards import GUARDS
-from workflow.vocabulary import GUARD_NAMES
+from expense_audit.definitions import DefinitionSet, TransitionDef, load_catalogue, load_workflow
+from expense_audit.errors import DefinitionError
+from expense_audit.guards import GUARDS
+from expense_audit.vocabulary import GUARD_NAMES
 
 from .factories import School, pay_data
 

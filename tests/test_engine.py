@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from workflow.errors import (
+from expense_audit.errors import (
     AmountInvalid,
     CommentRequired,
     ConcurrentChange,
@@ -310,8 +309,9 @@ def test_numbers_run_per_school_year(school: School) -> None:
 def test_an_incomplete_draft_can_be_withdrawn_and_the_log_still_verifies(
     school: School, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
+    from expense_audit.verify import verify_bundle
+
     from workflow.bundle import export_bundle
-    from workflow.verify import verify_bundle
 
     with school.runtime.transaction() as session:
         service = school.runtime.service(session)

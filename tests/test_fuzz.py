@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from expense_audit.errors import AmountInvalid, WorkflowError
+from expense_audit.money import MAX_AMOUNT_VND, parse_amount
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from workflow.errors import AmountInvalid, WorkflowError
-from workflow.money import MAX_AMOUNT_VND, parse_amount
 
 from .factories import School
 

@@ -7,10 +7,15 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from expense_audit.checkpoint import (
+    CheckpointInvalid,
+    note_key_id,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from expense_audit.errors import InstitutionKeyMissing, WrongSecret
 from sqlalchemy import select
 
-from workflow.checkpoint import CheckpointInvalid, note_key_id, open_checkpoint, sign_checkpoint
-from workflow.errors import InstitutionKeyMissing, WrongSecret
 from workflow.keys import InstitutionKey, seal_new_key, unlock
 from workflow.livecheck import verify_live
 from workflow.models import SigningKey

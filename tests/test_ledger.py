@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+from expense_audit.verify import verify_bundle
 from openpyxl import load_workbook
 
 from workflow.bundle import export_bundle
@@ -17,7 +18,6 @@ from workflow.ledger import (
     write_csv,
     write_xlsx,
 )
-from workflow.verify import verify_bundle
 
 from .factories import School
 

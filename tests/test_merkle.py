@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from workflow.merkle import (
+from expense_audit.merkle import (
     ProofInvalid,
     consistency_proof,
     inclusion_proof,

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from expense_audit.canonical import canonical_json, event_hash
+from expense_audit.verify import BundleUnreadable, Report, verify_bundle
 from sqlalchemy import text
 
 from workflow.bundle import export_bundle
-from workflow.canonical import canonical_json, event_hash
 from workflow.keys import unlock
 from workflow.livecheck import verify_live
 from workflow.models import SigningKey
-from workflow.verify import BundleUnreadable, Report, verify_bundle
 
 from .bundle_tools import Bundle
 from .factories import SECRET, School, pay_data
@@ -55,7 +55,7 @@ def test_untouched_bundle_is_valid(exported: Path, history: School) -> None:
 
 def test_cli_exit_codes_and_json(exported: Path, history: School, tmp_path: Path) -> None:
     fingerprint = history.runtime.institution.fingerprint
-    run = [sys.executable, "-m", "workflow.verify"]
+    run = [sys.executable, "-m", "expense_audit.verify"]
     ok = subprocess.run(
         [*run, str(exported), "--institution-key", fingerprint, "--json"],
         capture_output=True,
@@ -442,7 +442,7 @@ def test_cli_saves_and_resumes_state(history: School, tmp_path: Path) -> None:
         "note"
     ]
     (tmp_path / "cp.txt").write_text(note.replace("\n", "\r\n"))  # as kept from an e-mail
-    run = [sys.executable, "-m", "workflow.verify", str(path)]
+    run = [sys.executable, "-m", "expense_audit.verify", str(path)]
     saved = subprocess.run(
         [*run, "--save-state", str(tmp_path / "s.json"), "--jobs", "2"],
         capture_output=True,

@@ -7,9 +7,8 @@ import io
 import zipfile
 from pathlib import Path
 
+from expense_audit.verify import verify_bundle
 from openpyxl import load_workbook
-
-from workflow.verify import verify_bundle
 
 from .factories import School
 from .web import Browser, text

@@ -8,18 +8,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from expense_audit.errors import WorkflowError
+from expense_audit.verify import Report
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from workflow import demo as demo_data
 from workflow.bundle import export_bundle
-from workflow.errors import WorkflowError
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
 from workflow.livecheck import verify_live
 from workflow.mailer import DeliveryReport, failed_mails
 from workflow.runtime import Runtime
-from workflow.verify import Report
 
 
 def _runtime() -> Runtime:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+from expense_audit.errors import RequestNotFound
 from flask import abort, current_app, g, request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from workflow.directory import Directory
-from workflow.errors import RequestNotFound
 from workflow.models import User
 from workflow.runtime import Runtime
 from workflow.service import ApprovalService, Current

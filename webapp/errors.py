@@ -6,11 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from expense_audit.errors import WorkflowError
+from expense_audit.money import format_vnd
 from flask import flash
 from flask_babel import get_locale, gettext
-
-from workflow.errors import WorkflowError
-from workflow.money import format_vnd
 
 from .context import db
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from expense_audit.errors import WorkflowError
 from sqlalchemy.orm import Session
 
 from .directory import Directory
-from .errors import WorkflowError
 from .models import User
 from .runtime import Runtime
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from expense_audit.errors import DataInvalid, NoSigningKey
+from expense_audit.vocabulary import LANGUAGES, ROLES
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .audit import append_event
 from .clock import Clock, utcnow
-from .errors import DataInvalid, NoSigningKey
 from .keys import (
     DEFAULT_SCRYPT_N,
     INSTITUTION_ACTOR,
@@ -21,7 +22,6 @@ from .keys import (
     unlock,
 )
 from .models import SigningKey, User
-from .vocabulary import LANGUAGES, ROLES
 
 _LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -13,9 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
-from .canonical import key_fingerprint, key_id
-from .errors import InstitutionKeyMissing, WrongSecret
+from expense_audit.canonical import key_fingerprint, key_id
+from expense_audit.errors import InstitutionKeyMissing, WrongSecret
 
 DEFAULT_SCRYPT_N = 2**15  # ~32 MiB and ~0.1 s per unlock on a small server
 MIN_SECRET_LENGTH = 6

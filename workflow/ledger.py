@@ -8,13 +8,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from expense_audit.budget import COMMITTED_STATES
+from expense_audit.definitions import DefinitionSet
+from expense_audit.projection import Projection
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .budget import COMMITTED_STATES
-from .definitions import DefinitionSet
 from .models import Request
-from .projection import Projection
 
 COLUMNS = (
     ("number", "Số đề xuất"),

@@ -6,6 +6,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from expense_audit.projection import PROJECTION_FIELDS
+from expense_audit.verify import Report, verify_bundle
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,9 +15,7 @@ from .budget_totals import expected_totals, stored_totals
 from .bundle import export_bundle
 from .keys import InstitutionKey
 from .models import Request
-from .projection import PROJECTION_FIELDS
 from .service import projection_of
-from .verify import Report, verify_bundle
 
 
 def verify_live(session: Session, *, institution: InstitutionKey, now: datetime) -> Report:

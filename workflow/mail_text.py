@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from .money import format_vnd
+from expense_audit.money import format_vnd
 
 SUBJECTS = {
     "vi": {

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from expense_audit.checkpoint import Checkpoint
+from expense_audit.definitions import TransitionDef, WorkflowDefinition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .checkpoint import Checkpoint
-from .definitions import TransitionDef, WorkflowDefinition
 from .mail_text import render, render_checkpoint, render_digest
 from .models import OutboxMail, ReminderSent, Request, User
 

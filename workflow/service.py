@@ -9,29 +9,22 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from . import budget_totals
-from .audit import append_event, lock_head
-from .budget import BudgetBook
-from .clock import Clock, utcnow
-from .definitions import (
+from expense_audit.budget import BudgetBook
+from expense_audit.definitions import (
     BudgetCatalogue,
     BudgetLine,
     DefinitionSet,
     TransitionDef,
     WorkflowDefinition,
 )
-from .directory import Directory
-from .errors import (
+from expense_audit.errors import (
     CommentRequired,
     ConcurrentChange,
     DataInvalid,
     RequestNotFound,
     WorkflowError,
 )
-from .guards import (
+from expense_audit.guards import (
     MAX_DESCRIPTION,
     MAX_TITLE,
     GuardContext,
@@ -42,11 +35,24 @@ from .guards import (
     within_allocation,
     within_norm,
 )
-from .machine import machine_for
+from expense_audit.machine import machine_for
+from expense_audit.money import parse_amount
+from expense_audit.projection import (
+    CONTENT_FIELDS,
+    PROJECTION_FIELDS,
+    Projection,
+    apply_event,
+    content_of,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import budget_totals
+from .audit import append_event, lock_head
+from .clock import Clock, utcnow
+from .directory import Directory
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
-from .money import parse_amount
 from .notify import queue_event_mails
-from .projection import CONTENT_FIELDS, PROJECTION_FIELDS, Projection, apply_event, content_of
 
 MAX_COMMENT = 2000
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")

@@ -685,8 +685,11 @@ class _Forbidden(Exception):
 
 
 def _progress(total: int) -> Any:
-    from tqdm import tqdm
-
+    """A progress bar on the terminal when tqdm is installed (the `progress` extra), else None."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
     return tqdm(total=total, unit="ev", file=sys.stderr, leave=False)
 
 
