@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from expense_audit.projection import PROJECTION_FIELDS
 from sqlalchemy import insert
 
+from expense_audit.projection import PROJECTION_FIELDS
 from workflow import budget_totals
 from workflow.models import Request
 from workflow.runtime import Runtime

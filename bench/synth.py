@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from expense_audit.canonical import (
     GENESIS_PREV,
     canonical_json,
@@ -22,7 +23,6 @@ from expense_audit.canonical import (
 from expense_audit.checkpoint import sign_checkpoint
 from expense_audit.definitions import DefinitionSet
 from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
-
 from workflow.runtime import PROJECT_ROOT
 
 ORIGIN = "th-bench.edu.vn/expenses"

@@ -17,9 +17,10 @@ import zipfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from synth import checkpoint_note, events, write_bundle
+
 from expense_audit.canonical import signing_message
 from expense_audit.verify import _split_line, verify_bundle
-from synth import checkpoint_note, events, write_bundle
 
 
 def raw_rate(path: Path) -> float:

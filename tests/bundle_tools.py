@@ -11,7 +11,6 @@ from typing import Any
 from expense_audit.canonical import canonical_json, event_hash, signing_message
 from expense_audit.checkpoint import sign_checkpoint
 from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
-
 from workflow.keys import InstitutionKey, Signer
 
 

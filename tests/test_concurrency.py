@@ -7,9 +7,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from expense_audit.errors import ConcurrentChange, WorkflowError
 from sqlalchemy import func, select
 
+from expense_audit.errors import WorkflowError
+from workflow.errors import ConcurrentChange
 from workflow.livecheck import verify_live
 from workflow.models import AuditEvent
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from expense_audit.definitions import DefinitionSet, TransitionDef, load_catalogue, load_workflow
 from expense_audit.errors import DefinitionError
 from expense_audit.guards import GUARDS

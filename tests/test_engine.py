@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from expense_audit.errors import (
     AmountInvalid,
     CommentRequired,
@@ -310,7 +311,6 @@ def test_an_incomplete_draft_can_be_withdrawn_and_the_log_still_verifies(
     school: School, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from expense_audit.verify import verify_bundle
-
     from workflow.bundle import export_bundle
 
     with school.runtime.transaction() as session:

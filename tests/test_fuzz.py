@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from expense_audit.errors import AmountInvalid, WorkflowError
-from expense_audit.money import MAX_AMOUNT_VND, parse_amount
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from expense_audit.errors import AmountInvalid, WorkflowError
+from expense_audit.money import MAX_AMOUNT_VND, parse_amount
 
 from .factories import School
 

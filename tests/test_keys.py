@@ -7,15 +7,15 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+
 from expense_audit.checkpoint import (
     CheckpointInvalid,
     note_key_id,
     open_checkpoint,
     sign_checkpoint,
 )
-from expense_audit.errors import InstitutionKeyMissing, WrongSecret
-from sqlalchemy import select
-
+from workflow.errors import InstitutionKeyExists, InstitutionKeyMissing, SecretTooWeak, WrongSecret
 from workflow.keys import InstitutionKey, seal_new_key, unlock
 from workflow.livecheck import verify_live
 from workflow.models import SigningKey
@@ -38,7 +38,7 @@ def test_private_keys_are_encrypted_at_rest(school: School, settings) -> None:  
 
 
 def test_short_secret_refused() -> None:
-    with pytest.raises(WrongSecret, match="ít nhất 6"):
+    with pytest.raises(SecretTooWeak, match="ít nhất 6"):
         seal_new_key("123", scrypt_n=2**10)
 
 
@@ -65,7 +65,7 @@ def test_institution_key_file_is_private_and_optionally_encrypted(tmp_path: Path
     assert (tmp_path / "a" / "institution.key").stat().st_mode & 0o077 == 0
     assert not InstitutionKey.readable_by_others(tmp_path / "a")
     assert key.fingerprint in (tmp_path / "a" / "institution.pub").read_text()
-    with pytest.raises(InstitutionKeyMissing, match="already exists"):
+    with pytest.raises(InstitutionKeyExists, match="already exists"):
         InstitutionKey.create(tmp_path / "a")
     InstitutionKey.create(tmp_path / "b", passphrase="truong-demo")
     with pytest.raises(InstitutionKeyMissing):

@@ -6,9 +6,9 @@ import csv
 import io
 from pathlib import Path
 
-from expense_audit.verify import verify_bundle
 from openpyxl import load_workbook
 
+from expense_audit.verify import verify_bundle
 from workflow.bundle import export_bundle
 from workflow.demo import create_history
 from workflow.ledger import (

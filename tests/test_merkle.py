@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from expense_audit.merkle import (
     ProofInvalid,
     consistency_proof,

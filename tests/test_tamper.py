@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from expense_audit.canonical import canonical_json, event_hash
-from expense_audit.verify import BundleUnreadable, Report, verify_bundle
 from sqlalchemy import text
 
+from expense_audit.canonical import canonical_json, event_hash
+from expense_audit.verify import BundleUnreadable, Report, verify_bundle
 from workflow.bundle import export_bundle
 from workflow.keys import unlock
 from workflow.livecheck import verify_live

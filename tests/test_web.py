@@ -7,8 +7,9 @@ import io
 import zipfile
 from pathlib import Path
 
-from expense_audit.verify import verify_bundle
 from openpyxl import load_workbook
+
+from expense_audit.verify import verify_bundle
 
 from .factories import School
 from .web import Browser, text

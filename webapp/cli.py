@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from expense_audit.errors import WorkflowError
-from expense_audit.verify import Report
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from expense_audit.errors import WorkflowError
+from expense_audit.verify import Report
 from workflow import demo as demo_data
 from workflow.bundle import export_bundle
 from workflow.keys import InstitutionKey

@@ -7,18 +7,18 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from expense_audit.errors import RequestNotFound
 from flask import abort, current_app, g, request
 from flask_login import current_user
 from sqlalchemy.orm import Session
 
+from workflow import policy
 from workflow.directory import Directory
+from workflow.errors import RequestNotFound
 from workflow.models import User
 from workflow.runtime import Runtime
 from workflow.service import ApprovalService, Current
 
 F = TypeVar("F", bound=Callable[..., Any])
-LOG_VIEWERS = {"reviewer", "approver", "accountant", "auditor"}
 
 
 @dataclass
@@ -104,19 +104,12 @@ def roles_required(*roles: str) -> Callable[[F], F]:
     return decorate
 
 
-def can_view(account: Account, current: Current) -> bool:
-    """The owner sees their request; reviewers, approvers, accountants and auditors see the log."""
-    if current.owner == account.login:
-        return True
-    return current.projection is not None and bool(LOG_VIEWERS & set(account.roles))
-
-
 def visible_request(number: str) -> Current:
     """The request, or 404 when it does not exist or is not the user's to see."""
     try:
         current = service().current(number)
     except RequestNotFound:
         abort(404)
-    if not can_view(current_user, current):
+    if not policy.can_view(current_user.login, current_user.roles, current):
         abort(404)
     return current

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from expense_audit.money import format_vnd
 from flask import Flask
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
+
+from expense_audit.money import format_vnd
 
 from .context import runtime
 

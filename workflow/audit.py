@@ -6,20 +6,18 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from expense_audit.canonical import GENESIS_PREV, canonical_json, event_hash, signing_message
-from expense_audit.checkpoint import Checkpoint, sign_checkpoint
-from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from expense_audit.canonical import GENESIS_PREV, canonical_json, event_hash, signing_message
+from expense_audit.checkpoint import Checkpoint, sign_checkpoint
+from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
+
+from .errors import LogNotInitialised
 from .keys import INSTITUTION_ACTOR, InstitutionKey, Signer
 from .models import AuditEvent, CheckpointRow, LogHead
 
 EVENT_VERSION = 1
-
-
-class LogNotInitialised(Exception):
-    """The log has no head row yet: run init-db."""
 
 
 def format_ts(moment: datetime) -> str:

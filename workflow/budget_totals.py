@@ -7,9 +7,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from expense_audit.budget import COMMITTED_STATES, BudgetBook, Commitment, commitment_of
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session
+
+from expense_audit.budget import COMMITTED_STATES, BudgetBook, Commitment, commitment_of
 
 from .models import BudgetTotal, Request
 

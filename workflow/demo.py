@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from expense_audit.errors import WorkflowError
 from sqlalchemy.orm import Session
+
+from expense_audit.errors import WorkflowError
 
 from .directory import Directory
 from .models import User

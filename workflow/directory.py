@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from expense_audit.errors import DataInvalid, NoSigningKey
-from expense_audit.vocabulary import LANGUAGES, ROLES
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from expense_audit.errors import DataInvalid, NotPermitted
+from expense_audit.limits import MAX_LOGIN
+from expense_audit.vocabulary import LANGUAGES, ROLES
+
 from .audit import append_event
 from .clock import Clock, utcnow
+from .errors import InstitutionKeyMissing, NoSigningKey
 from .keys import (
     DEFAULT_SCRYPT_N,
     INSTITUTION_ACTOR,
@@ -23,7 +26,7 @@ from .keys import (
 )
 from .models import SigningKey, User
 
-_LOGIN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_LOGIN = re.compile(rf"^[a-z0-9][a-z0-9._-]{{1,{MAX_LOGIN - 1}}}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD = 8
 
@@ -68,7 +71,9 @@ class Directory:
         key = self.active_key(user.login)
         if key is None:
             raise NoSigningKey(
-                "Bạn chưa có khóa ký. Hãy nhờ quản trị cấp khóa ký.", login=user.login
+                "Bạn chưa có khóa ký. Hãy chọn mã ký trước.",
+                en="You have no signing key yet: choose your signing secret first.",
+                login=user.login,
             )
         return unlock(key.key_id, key.encrypted_private, key.kdf, secret)
 
@@ -76,7 +81,7 @@ class Directory:
 
     def _institution(self) -> InstitutionKey:
         if self.institution is None:
-            raise NoSigningKey("Institution key is not loaded.", login=INSTITUTION_ACTOR)
+            raise InstitutionKeyMissing("The institution key is not loaded.")
         return self.institution
 
     def create_user(
@@ -94,16 +99,25 @@ class Directory:
         login = login.strip().lower()
         if not _LOGIN.match(login) or login == INSTITUTION_ACTOR:
             raise DataInvalid(
-                "Tên đăng nhập chỉ gồm chữ thường, số, dấu chấm, gạch.", field="login"
+                "Tên đăng nhập chỉ gồm chữ thường, số, dấu chấm, gạch.",
+                en="A login has only lower-case letters, digits, dots and dashes.",
+                field="login",
             )
         if self.get_user(login) is not None:
-            raise DataInvalid(f"Tên đăng nhập «{login}» đã có.", field="login")
+            raise DataInvalid(
+                f"Tên đăng nhập «{login}» đã có.",
+                en=f"The login “{login}” is taken.",
+                field="login",
+            )
         if not _EMAIL.match(email):
-            raise DataInvalid("Địa chỉ e-mail không hợp lệ.", field="email")
-        if len(password) < MIN_PASSWORD:
-            raise DataInvalid(f"Mật khẩu cần ít nhất {MIN_PASSWORD} ký tự.", field="password")
+            raise DataInvalid(
+                "Địa chỉ e-mail không hợp lệ.", en="The e-mail address is not valid.", field="email"
+            )
+        check_password_strength(password)
         if language not in LANGUAGES:
-            raise DataInvalid("Ngôn ngữ không hỗ trợ.", field="language")
+            raise DataInvalid(
+                "Ngôn ngữ không hỗ trợ.", en="This language is not supported.", field="language"
+            )
         user = User(
             login=login,
             name=name.strip() or login,
@@ -126,7 +140,9 @@ class Directory:
         wanted = sorted(set(roles))
         for role in wanted:
             if role not in ROLES:
-                raise DataInvalid(f"Vai trò không hợp lệ: {role}.", field="roles")
+                raise DataInvalid(
+                    f"Vai trò không hợp lệ: {role}.", en=f"Unknown role: {role}.", field="roles"
+                )
         append_event(
             self.session,
             signer=self._institution(),
@@ -186,6 +202,43 @@ class Directory:
         self.session.flush()
 
     def set_password(self, user: User, password: str) -> None:
-        if len(password) < MIN_PASSWORD:
-            raise DataInvalid(f"Mật khẩu cần ít nhất {MIN_PASSWORD} ký tự.", field="password")
+        """Replace the user's password (hashed; the plain text is never stored)."""
+        check_password_strength(password)
         user.password_hash = generate_password_hash(password)
+
+    def set_active(self, user: User, active: bool, *, by: User) -> None:
+        """Lock or unlock an account (an institution-signed `user.active` event naming the admin)."""
+        if not by.has_role("admin"):
+            raise NotPermitted(
+                "Chỉ quản trị được khóa tài khoản.",
+                en="Only an admin may lock accounts.",
+                field="by",
+            )
+        if user.login == by.login:
+            raise NotPermitted(
+                "Không tự khóa tài khoản của mình.",
+                en="Nobody locks or unlocks their own account.",
+                field="by",
+            )
+        if user.active == active:
+            return
+        append_event(
+            self.session,
+            signer=self._institution(),
+            ts=self.clock(),
+            action="user.active",
+            actor=INSTITUTION_ACTOR,
+            role=INSTITUTION_ACTOR,
+            data={"login": user.login, "active": active, "by": by.login},
+        )
+        user.active = active
+
+
+def check_password_strength(password: str) -> None:
+    """A password is long enough (the web forms use the same number)."""
+    if len(password) < MIN_PASSWORD:
+        raise DataInvalid(
+            f"Mật khẩu cần ít nhất {MIN_PASSWORD} ký tự.",
+            en=f"The password needs at least {MIN_PASSWORD} characters.",
+            field="password",
+        )

@@ -13,8 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
 from expense_audit.canonical import key_fingerprint, key_id
-from expense_audit.errors import InstitutionKeyMissing, WrongSecret
+
+from .errors import InstitutionKeyExists, InstitutionKeyMissing, SecretTooWeak, WrongSecret
 
 DEFAULT_SCRYPT_N = 2**15  # ~32 MiB and ~0.1 s per unlock on a small server
 MIN_SECRET_LENGTH = 6
@@ -68,7 +70,11 @@ def _derive(secret: str, kdf: dict[str, Any]) -> bytes:
 def seal_new_key(secret: str, *, scrypt_n: int = DEFAULT_SCRYPT_N) -> SealedKey:
     """Create a key pair and encrypt the private key with AES-GCM under scrypt(secret)."""
     if len(secret) < MIN_SECRET_LENGTH:
-        raise WrongSecret(f"Mã ký phải có ít nhất {MIN_SECRET_LENGTH} ký tự.", reason="too_short")
+        raise SecretTooWeak(
+            f"Mã ký phải có ít nhất {MIN_SECRET_LENGTH} ký tự.",
+            en=f"The signing secret needs at least {MIN_SECRET_LENGTH} characters.",
+            reason="too_short",
+        )
     private = Ed25519PrivateKey.generate()
     public_raw = private.public_key().public_bytes_raw()
     kid = key_id(public_raw)
@@ -87,7 +93,11 @@ def unlock(key_id_: str, encrypted_private: bytes, kdf: dict[str, Any], secret: 
             encrypted_private[:12], encrypted_private[12:], key_id_.encode()
         )
     except (InvalidTag, ValueError):
-        raise WrongSecret("Mã ký không đúng. Không có gì được ghi.", reason="wrong") from None
+        raise WrongSecret(
+            "Mã ký không đúng. Không có gì được ghi.",
+            en="Wrong signing secret. Nothing was recorded.",
+            reason="wrong",
+        ) from None
     return UnlockedKey(key_id_, Ed25519PrivateKey.from_private_bytes(raw))
 
 
@@ -119,7 +129,7 @@ class InstitutionKey:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "institution.key"
         if path.exists():
-            raise InstitutionKeyMissing(f"{path} already exists; refusing to overwrite it.")
+            raise InstitutionKeyExists(f"{path} already exists; refusing to overwrite it.")
         private = Ed25519PrivateKey.generate()
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(passphrase.encode())

@@ -8,11 +8,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from expense_audit.budget import COMMITTED_STATES
 from expense_audit.definitions import DefinitionSet
 from expense_audit.projection import Projection
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from .models import Request
 

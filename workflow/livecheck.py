@@ -6,10 +6,11 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from expense_audit.projection import PROJECTION_FIELDS
-from expense_audit.verify import Report, verify_bundle
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from expense_audit.projection import PROJECTION_FIELDS
+from expense_audit.verify import Report, verify_bundle
 
 from .budget_totals import expected_totals, stored_totals
 from .bundle import export_bundle

@@ -8,24 +8,12 @@ from expense_audit.money import format_vnd
 
 SUBJECTS = {
     "vi": {
-        "submit": "[{number}] Đề xuất mới chờ xem xét: {title}",
-        "forward": "[{number}] Đề xuất chờ hiệu trưởng duyệt: {title}",
-        "return": "[{number}] Đề xuất bị trả lại: {title}",
-        "reject": "[{number}] Đề xuất bị từ chối: {title}",
-        "approve": "[{number}] Đề xuất đã được duyệt chi: {title}",
-        "pay": "[{number}] Đề xuất đã được thanh toán: {title}",
-        "withdraw": "[{number}] Đề xuất đã được rút: {title}",
+        "event": "[{number}] {headline}: {title}",
         "remind": "[{number}] Nhắc việc: đề xuất đang chờ bạn xử lý: {title}",
         "checkpoint": "Điểm kiểm tra nhật ký {origin}: {size} sự kiện",
     },
     "en": {
-        "submit": "[{number}] New request awaiting review: {title}",
-        "forward": "[{number}] Request awaiting approval: {title}",
-        "return": "[{number}] Request returned: {title}",
-        "reject": "[{number}] Request rejected: {title}",
-        "approve": "[{number}] Request approved: {title}",
-        "pay": "[{number}] Request paid: {title}",
-        "withdraw": "[{number}] Request withdrawn: {title}",
+        "event": "[{number}] {headline}: {title}",
         "remind": "[{number}] Reminder: a request is waiting for you: {title}",
         "checkpoint": "Log checkpoint {origin}: {size} events",
     },
@@ -63,14 +51,19 @@ def render(
     amount_vnd: int | None,
     actor_name: str = "",
     action_label: str = "",
+    headline: str = "",
     comment: str | None = None,
     since: str = "",
     link: str,
 ) -> tuple[str, str, str]:
-    """Return (subject, plain text, HTML) for one mail about a request."""
+    """Return (subject, plain text, HTML) for one mail about a request.
+
+    ``kind`` is "event" (a step was taken; ``headline`` is the transition's mail subject from
+    the definition) or "remind" (a request waits too long).
+    """
     lang = language if language in SUBJECTS else "vi"
     words = BODIES[lang]
-    subject = SUBJECTS[lang][kind].format(number=number, title=title[:80])
+    subject = SUBJECTS[lang][kind].format(number=number, title=title[:80], headline=headline)
     lines = [words["greeting"].format(name=recipient_name), ""]
     if kind == "remind":
         lines.append(words["remind"].format(number=number, since=since))

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from expense_audit.checkpoint import Checkpoint
-from expense_audit.definitions import TransitionDef, WorkflowDefinition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from expense_audit.checkpoint import Checkpoint
+from expense_audit.definitions import TransitionDef, WorkflowDefinition
 
 from .mail_text import render, render_checkpoint, render_digest
 from .models import OutboxMail, ReminderSent, Request, User
@@ -95,9 +96,11 @@ def queue_event_mails(
     """Queue the mails of one committed transition (same transaction as the event)."""
     number = str(projection["number"])
     mails = []
+    subject_words = transition.mail or transition.label
     for user in resolve_recipients(session, transition.notify, projection, actor=actor.login):
         content = render(
-            kind=transition.trigger,
+            kind="event",
+            headline=subject_words.get(user.language) or subject_words["vi"],
             language=user.language,
             recipient_name=user.name,
             number=number,

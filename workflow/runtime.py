@@ -10,16 +10,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from expense_audit.checkpoint import Checkpoint
-from expense_audit.definitions import DefinitionSet
-from expense_audit.errors import InstitutionKeyMissing
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from expense_audit.checkpoint import Checkpoint
+from expense_audit.definitions import DefinitionSet
 
 from .audit import init_log, make_checkpoint
 from .clock import Clock, utcnow
 from .db import create_schema, make_engine, session_factory
 from .directory import Directory
+from .errors import InstitutionKeyMissing
 from .keys import DEFAULT_SCRYPT_N, InstitutionKey
 from .mailer import DeliveryReport, SmtpSettings, deliver_due
 from .models import LogHead

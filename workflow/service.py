@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from expense_audit.budget import BudgetBook
 from expense_audit.definitions import (
     BudgetCatalogue,
@@ -19,14 +22,12 @@ from expense_audit.definitions import (
 )
 from expense_audit.errors import (
     CommentRequired,
-    ConcurrentChange,
+    ContentMissing,
     DataInvalid,
-    RequestNotFound,
+    NotPermitted,
     WorkflowError,
 )
 from expense_audit.guards import (
-    MAX_DESCRIPTION,
-    MAX_TITLE,
     GuardContext,
     allocation_left,
     check_attachments,
@@ -35,6 +36,7 @@ from expense_audit.guards import (
     within_allocation,
     within_norm,
 )
+from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
 from expense_audit.machine import machine_for
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
@@ -44,17 +46,16 @@ from expense_audit.projection import (
     apply_event,
     content_of,
 )
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from . import budget_totals
 from .audit import append_event, lock_head
-from .clock import Clock, utcnow
+from .clock import Clock, local_time, utcnow
 from .directory import Directory
+from .errors import AccountLocked, ConcurrentChange, RequestNotFound
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
+from .policy import can_edit
 
-MAX_COMMENT = 2000
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
 
 
@@ -113,11 +114,23 @@ class ApprovalService:
 
     # --- drafts -------------------------------------------------------------------------------
 
-    def create_draft(self, owner: User, *, school_year: str, **content: Any) -> Draft:
-        """Open a new draft with its number for the school year (no event until submit)."""
-        catalogue = self.definitions.catalogue(school_year)
+    def catalogue_in_force(self) -> BudgetCatalogue:
+        """The budget plan new requests are drafted under today (from the clock)."""
+        return self.definitions.catalogue_on(self.clock().date())
+
+    def create_draft(self, owner: User, *, school_year: str | None = None, **content: Any) -> Draft:
+        """Open a new draft numbered in its school year (by default the plan in force today)."""
+        catalogue = (
+            self.catalogue_in_force()
+            if school_year is None
+            else self.definitions.catalogue(school_year)
+        )
         if not owner.has_role("proposer"):
-            raise DataInvalid("Tài khoản của bạn không được lập đề xuất.", field="owner")
+            raise NotPermitted(
+                "Tài khoản của bạn không được lập đề xuất.",
+                en="Your account may not draft requests.",
+                field="owner",
+            )
         now = self.clock()
         draft = Draft(
             number=self._next_number(catalogue.school_year),
@@ -139,15 +152,22 @@ class ApprovalService:
         """Edit a draft or a returned request; only its owner, only while editable."""
         current = self.current(number, lock=True)
         if current.owner != actor.login:
-            raise DataInvalid("Chỉ người lập đề xuất mới được sửa.", field="owner")
-        if current.state not in ("draft", "returned") or current.draft is None:
-            raise DataInvalid("Đề xuất đã gửi, không sửa được nữa.", field="state")
-        self._fill_draft(
-            current.draft, self.definitions.catalogue(current.draft.school_year), content
-        )
-        current.draft.updated_at = self.clock()
+            raise NotPermitted(
+                "Chỉ người lập đề xuất mới được sửa.",
+                en="Only the proposer may change a request.",
+                field="owner",
+            )
+        draft = current.draft
+        if draft is None or not can_edit(self.workflow, actor.login, current):
+            raise DataInvalid(
+                "Đề xuất đã gửi, không sửa được nữa.",
+                en="This request has been sent and can no longer be changed.",
+                field="state",
+            )
+        self._fill_draft(draft, self.definitions.catalogue(draft.school_year), content)
+        draft.updated_at = self.clock()
         self.session.flush()
-        return current.draft
+        return draft
 
     def _fill_draft(
         self, draft: Draft, catalogue: BudgetCatalogue, content: Mapping[str, Any]
@@ -155,13 +175,15 @@ class ApprovalService:
         unknown = set(content) - {*CONTENT_FIELDS, "amount"}
         if unknown:
             raise DataInvalid(
-                f"Trường không hợp lệ: {', '.join(sorted(unknown))}.", field="content"
+                f"Trường không hợp lệ: {', '.join(sorted(unknown))}.",
+                en=f"Unknown fields: {', '.join(sorted(unknown))}.",
+                field="content",
             )
         for name, limit in (
             ("title", MAX_TITLE),
             ("description", MAX_DESCRIPTION),
-            ("line", 32),
-            ("source", 32),
+            ("line", MAX_CODE),
+            ("source", MAX_CODE),
         ):
             if name in content:
                 text = clean_text(
@@ -173,7 +195,11 @@ class ApprovalService:
             try:
                 draft.budget_year = int(year) if year not in (None, "") else None
             except (TypeError, ValueError):
-                raise DataInvalid("Năm ngân sách không hợp lệ.", field="budget_year") from None
+                raise DataInvalid(
+                    "Năm ngân sách không hợp lệ.",
+                    en="The budget year is not valid.",
+                    field="budget_year",
+                ) from None
         if "attachments" in content:
             attachments = content["attachments"] or []
             check_attachments(attachments)
@@ -206,7 +232,9 @@ class ApprovalService:
     def current(self, number: str, *, lock: bool = False) -> Current:
         """The request's current state; with lock=True its rows are locked for this transaction."""
         if not isinstance(number, str) or not _NUMBER.fullmatch(number):
-            raise RequestNotFound("Không tìm thấy đề xuất.", number=str(number)[:32])
+            raise RequestNotFound(
+                "Không tìm thấy đề xuất.", en="No such request.", number=str(number)[:32]
+            )
         request_query = select(Request).where(Request.number == number)
         draft_query = select(Draft).where(Draft.number == number)
         if lock:
@@ -218,7 +246,9 @@ class ApprovalService:
             return Current(number, row.state, row.owner, projection_of(row), draft)
         if draft is not None:
             return Current(number, self.workflow.initial, draft.owner, None, draft)
-        raise RequestNotFound(f"Không tìm thấy đề xuất {number}.", number=number)
+        raise RequestNotFound(
+            f"Không tìm thấy đề xuất {number}.", en=f"No request {number}.", number=number
+        )
 
     def remember_budgets(self) -> None:
         """Read-only pages: compute each line's commitments once for this service's lifetime."""
@@ -302,16 +332,20 @@ class ApprovalService:
         # 2. Is the trigger possible from this state, and under which of the actor's roles?
         transition = self.machine.transition_for(current.state, trigger)
         if not actor.active:
-            raise DataInvalid("Tài khoản đã bị khóa.", field="actor")
+            raise AccountLocked(
+                "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
+            )
         role = self.machine.role_for(transition, actor.role_list)
         # 3. Comment and data the transition needs.
         comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
             raise CommentRequired(
-                f"Cần ghi ý kiến khi «{transition.label['vi']}».", trigger=trigger
+                f"Cần ghi ý kiến khi «{transition.label['vi']}».",
+                en=f"Please write a comment to “{transition.label['en']}”.",
+                trigger=trigger,
             )
         content = self._content_for(current, transition)
-        payment = _payment_data(data) if trigger == "pay" else {}
+        payment = _payment_data(data) if transition.has("record_payment") else {}
         # 4. Guards (ownership, separation of duties, norms, allocation) through the machine.
         new_state = self.machine.fire(
             current.state, trigger, self._context(current, actor, content, payment)
@@ -342,7 +376,7 @@ class ApprovalService:
             head=head,
         )
         body = json.loads(event.body)
-        projection = apply_event(current.projection, body, event.hash)
+        projection = apply_event(current.projection, body, event.hash, transition.effects)
         self._store_projection(projection)
         budget_totals.record_change(self.session, current.projection, projection)
         queue_event_mails(
@@ -367,7 +401,11 @@ class ApprovalService:
                 check_content(content, catalogue)
             return content
         if current.projection is None:
-            raise RequestNotFound("Đề xuất chưa có nội dung.", number=current.number)
+            raise ContentMissing(
+                "Đề xuất chưa có nội dung.",
+                en="The request has no content yet.",
+                number=current.number,
+            )
         return content_of(current.projection)
 
     def _context(
@@ -391,12 +429,19 @@ class ApprovalService:
             last = self.session.get(AuditEvent, current.projection["last_seq"])
         if last is None:
             return ConcurrentChange(
-                "Đề xuất vừa thay đổi, hãy tải lại trang.", number=current.number
+                "Đề xuất vừa thay đổi, hãy tải lại trang.",
+                en="The request just changed: reload the page.",
+                number=current.number,
             )
         actor = self.directory.get_user(last.actor)
         name = actor.name if actor else last.actor
+        label = self.workflow.label_of(last.action)
+        at = local_time(last.ts)
         return ConcurrentChange(
-            f"{name} đã «{last.action}» đề xuất này lúc {last.ts} trước bạn.",
+            f"{name} đã «{label['vi']}» đề xuất này lúc {at}, trước bạn. "
+            "Bước của bạn không được ghi.",
+            en=f"{name} did “{label['en']}” on this request at {at}, before you. "
+            "Your step was not recorded.",
             number=current.number,
             actor=last.actor,
             action=last.action,
@@ -433,12 +478,15 @@ class ApprovalService:
 
 
 def _parse_quantity(value: Any) -> int:
-    try:
-        quantity = int(str(value).strip())
-    except ValueError:
-        raise DataInvalid("Số lượng phải là số nguyên dương.", field="quantity") from None
-    if not 0 < quantity <= 100_000:
-        raise DataInvalid("Số lượng phải là số nguyên dương.", field="quantity")
+    text = str(value).strip()
+    # NOTE: ASCII digits only: int() would also read "²" or Arabic-Indic digits.
+    quantity = int(text) if re.fullmatch(r"[0-9]{1,7}", text) else 0
+    if not 0 < quantity <= MAX_QUANTITY:
+        raise DataInvalid(
+            "Số lượng phải là số nguyên dương.",
+            en="The quantity must be a positive whole number.",
+            field="quantity",
+        )
     return quantity
 
 

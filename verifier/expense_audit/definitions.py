@@ -7,14 +7,16 @@ import tomllib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from .canonical import sha256_hex
 from .errors import DefinitionError
-from .vocabulary import GUARD_NAMES, LANGUAGES, NORM_KINDS, RECIPIENTS, ROLES
+from .vocabulary import EFFECTS, GUARD_NAMES, LANGUAGES, NORM_KINDS, RECIPIENTS, ROLES, TONES
 
 Labels = Mapping[str, str]
+SCHOOL_YEAR_START_MONTH = 9  # a school year (năm học) runs September to May
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class StateDef:
     final: bool = False
     wait_days: int | None = None
     remind: tuple[str, ...] = ()
+    editable: bool = False  # the proposer may still change the content here
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,23 @@ class TransitionDef:
     binds_content: bool = False
     checks_content: bool = False
     notify: tuple[str, ...] = ()
+    effects: tuple[str, ...] = ()
+    tone: str = "plain"
+    mail: Labels | None = None
+
+    def has(self, effect: str) -> bool:
+        """Whether this step records ``effect`` (one of vocabulary.EFFECTS)."""
+        return effect in self.effects
+
+
+@dataclass(frozen=True)
+class QueueDef:
+    """Requests waiting in ``state`` for ``role``, checked against ``trigger``."""
+
+    name: str
+    state: str
+    trigger: str
+    role: str
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,7 @@ class WorkflowDefinition:
     transitions: tuple[TransitionDef, ...]
     path: str
     sha256: str
+    queues: Mapping[str, QueueDef] = field(default_factory=dict)
 
     def find(self, state: str, trigger: str) -> TransitionDef | None:
         """Return the transition fired by ``trigger`` from ``state``, if any."""
@@ -61,6 +82,33 @@ class WorkflowDefinition:
     def triggers_from(self, state: str) -> list[TransitionDef]:
         """Transitions leaving ``state``, in definition order."""
         return [t for t in self.transitions if state in t.sources]
+
+    def label_of(self, trigger: str) -> Labels:
+        """The label of a trigger (the same from every state), or the trigger itself."""
+        for transition in self.transitions:
+            if transition.trigger == trigger:
+                return transition.label
+        return {lang: trigger for lang in LANGUAGES}
+
+    def roles_for(self, trigger: str) -> frozenset[str]:
+        """Every role that may fire ``trigger`` from some state."""
+        return frozenset(r for t in self.transitions if t.trigger == trigger for r in t.roles)
+
+    @property
+    def signing_roles(self) -> frozenset[str]:
+        """Roles that take signed steps in this workflow (and so need a signing key)."""
+        return frozenset(r for t in self.transitions for r in t.roles)
+
+    def is_editable(self, state: str) -> bool:
+        """Whether the proposer may still change a request's content in ``state``."""
+        return state in self.states and self.states[state].editable
+
+    def queue(self, name: str) -> QueueDef:
+        """A queue by name (review, approvals, payments)."""
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise DefinitionError(self.path, f"queues.{name}", "no such queue") from None
 
 
 @dataclass(frozen=True)
@@ -92,6 +140,10 @@ class BudgetCatalogue:
     lines: Mapping[str, BudgetLine]
     path: str
     sha256: str
+
+    def default_budget_year(self, day: date) -> int:
+        """The budget year a new request is for: the calendar year if the plan covers it."""
+        return day.year if day.year in self.budget_years else self.budget_years[-1]
 
 
 @dataclass
@@ -143,6 +195,24 @@ class DefinitionSet:
             return self.workflows[name]
         except KeyError:
             raise DefinitionError("definitions/", name, "no such workflow") from None
+
+    def catalogue_on(self, day: date) -> BudgetCatalogue:
+        """The budget plan in force on ``day``.
+
+        A school year runs from September to August. The plan of the school year that contains
+        ``day`` is in force; when none was loaded yet, the latest plan that has begun stays in
+        force until the next one is adopted. Before the first plan there is none.
+        """
+        year = day.year if day.month >= SCHOOL_YEAR_START_MONTH else day.year - 1
+        wanted = f"{year}-{year + 1}"
+        if wanted in self.catalogues:
+            return self.catalogues[wanted]
+        begun = [sy for sy in self.catalogues if sy <= wanted]
+        if not begun:
+            raise DefinitionError(
+                "definitions/budgets/", wanted, f"no budget plan is in force on {day.isoformat()}"
+            )
+        return self.catalogues[max(begun)]
 
     def catalogue(self, school_year: str) -> BudgetCatalogue:
         """The budget catalogue of a school year."""
@@ -228,6 +298,7 @@ def load_workflow(data: bytes, path: str) -> WorkflowDefinition:
         transitions=transitions,
         path=path,
         sha256=sha256_hex(data),
+        queues=_load_queues(doc.get("queues", {}), path, states, transitions),
     )
     _check_graph(definition)
     return definition
@@ -239,7 +310,7 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
         key = f"states.{name}"
         if not isinstance(raw, dict):
             raise DefinitionError(path, key, "must be a table")
-        unknown = set(raw) - {"label", "final", "wait_days", "remind"}
+        unknown = set(raw) - {"label", "final", "wait_days", "remind", "editable"}
         if unknown:
             raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
         wait = raw.get("wait_days")
@@ -252,9 +323,10 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
         states[name] = StateDef(
             name=name,
             label=_labels(raw.get("label"), path, f"{key}.label"),
-            final=bool(raw.get("final", False)),
+            final=_flag(raw, "final", path, key),
             wait_days=None if wait is None else _positive_int(wait, path, f"{key}.wait_days"),
             remind=remind,
+            editable=_flag(raw, "editable", path, key),
         )
     if not states:
         raise DefinitionError(path, "states", "no states defined")
@@ -272,6 +344,9 @@ _TRANSITION_KEYS = {
     "binds_content",
     "checks_content",
     "notify",
+    "effects",
+    "tone",
+    "mail",
 }
 
 
@@ -304,6 +379,13 @@ def _load_transition(
     for recipient in notify:
         if recipient not in RECIPIENTS:
             raise DefinitionError(path, f"{key}.notify", f"unknown recipient {recipient!r}")
+    effects = _names(raw.get("effects", []), path, f"{key}.effects")
+    for effect in effects:
+        if effect not in EFFECTS:
+            raise DefinitionError(path, f"{key}.effects", f"unknown effect {effect!r}")
+    tone = raw.get("tone", "plain")
+    if tone not in TONES:
+        raise DefinitionError(path, f"{key}.tone", f"must be one of {list(TONES)}")
     return TransitionDef(
         trigger=trigger,
         sources=sources,
@@ -311,11 +393,46 @@ def _load_transition(
         roles=roles,
         guards=guards,
         label=_labels(raw.get("label"), path, f"{key}.label"),
-        comment_required=bool(raw.get("comment_required", False)),
-        binds_content=bool(raw.get("binds_content", False)),
-        checks_content=bool(raw.get("checks_content", False)),
+        comment_required=_flag(raw, "comment_required", path, key),
+        binds_content=_flag(raw, "binds_content", path, key),
+        checks_content=_flag(raw, "checks_content", path, key),
         notify=notify,
+        effects=effects,
+        tone=str(tone),
+        mail=None if raw.get("mail") is None else _labels(raw["mail"], path, f"{key}.mail"),
     )
+
+
+def _flag(raw: Mapping[str, Any], name: str, path: str, key: str) -> bool:
+    value = raw.get(name, False)
+    if not isinstance(value, bool):
+        raise DefinitionError(path, f"{key}.{name}", f"must be true or false, got {value!r}")
+    return value
+
+
+def _load_queues(
+    table: Any,
+    path: str,
+    states: Mapping[str, StateDef],
+    transitions: tuple[TransitionDef, ...],
+) -> dict[str, QueueDef]:
+    if not isinstance(table, dict):
+        raise DefinitionError(path, "queues", "must be a table of queues")
+    queues: dict[str, QueueDef] = {}
+    for name, raw in table.items():
+        key = f"queues.{name}"
+        if not isinstance(raw, dict) or set(raw) != {"state", "trigger", "role"}:
+            raise DefinitionError(path, key, "needs exactly state, trigger and role")
+        state, trigger, role = raw["state"], raw["trigger"], raw["role"]
+        if state not in states:
+            raise DefinitionError(path, f"{key}.state", f"unknown state {state!r}")
+        moving = [t for t in transitions if t.trigger == trigger and state in t.sources]
+        if not moving:
+            raise DefinitionError(path, f"{key}.trigger", f"{trigger!r} does not leave {state!r}")
+        if role not in moving[0].roles:
+            raise DefinitionError(path, f"{key}.role", f"{role!r} cannot fire {trigger!r}")
+        queues[name] = QueueDef(name=name, state=state, trigger=trigger, role=role)
+    return queues
 
 
 def _check_graph(definition: WorkflowDefinition) -> None:

@@ -14,13 +14,9 @@ from typing import Any
 
 from .budget import BudgetBook
 from .definitions import BudgetCatalogue, BudgetLine
-from .errors import DataInvalid, GuardRefused
+from .errors import ActorNotAllowed, DataInvalid, GuardRefused
+from .limits import MAX_ATTACHMENTS, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE, MAX_VOUCHER
 from .money import MAX_AMOUNT_VND, format_vnd
-
-MAX_TITLE = 200
-MAX_DESCRIPTION = 4000
-MAX_QUANTITY = 100_000
-MAX_ATTACHMENTS = 20
 
 
 @dataclass(frozen=True)
@@ -42,11 +38,16 @@ Guard = Callable[[GuardContext], None]
 
 def _line(ctx: GuardContext) -> BudgetLine:
     if ctx.catalogue is None:
-        raise GuardRefused("Không có kế hoạch ngân sách cho năm học này.", rule="catalogue")
+        raise GuardRefused(
+            "Không có kế hoạch ngân sách cho năm học này.",
+            en="There is no budget plan for this school year.",
+            rule="catalogue",
+        )
     line = ctx.catalogue.lines.get(str(ctx.content.get("line")))
     if line is None:
         raise GuardRefused(
             f"Không có dòng ngân sách «{ctx.content.get('line')}».",
+            en=f"There is no budget line “{ctx.content.get('line')}”.",
             rule="line",
             line=ctx.content.get("line"),
         )
@@ -56,8 +57,9 @@ def _line(ctx: GuardContext) -> BudgetLine:
 def actor_is_owner(ctx: GuardContext) -> None:
     """Only the proposer may act on their own request."""
     if ctx.actor != ctx.owner:
-        raise GuardRefused(
+        raise ActorNotAllowed(
             "Chỉ người lập đề xuất mới được thực hiện thao tác này.",
+            en="Only the proposer may do this.",
             rule="actor_is_owner",
             owner=ctx.owner,
         )
@@ -66,8 +68,9 @@ def actor_is_owner(ctx: GuardContext) -> None:
 def actor_not_owner(ctx: GuardContext) -> None:
     """Separation of duties: nobody reviews, approves or pays their own request."""
     if ctx.actor == ctx.owner:
-        raise GuardRefused(
+        raise ActorNotAllowed(
             "Không được xem xét, duyệt hoặc chi cho đề xuất do chính mình lập.",
+            en="Nobody reviews, approves or pays their own request.",
             rule="actor_not_owner",
         )
 
@@ -75,8 +78,10 @@ def actor_not_owner(ctx: GuardContext) -> None:
 def actor_not_forwarder(ctx: GuardContext) -> None:
     """Separation of duties: the approver is not the reviewer who forwarded the request."""
     if ctx.forwarded_by is not None and ctx.actor == ctx.forwarded_by:
-        raise GuardRefused(
-            "Người đã trình đề xuất không được tự duyệt đề xuất đó.", rule="actor_not_forwarder"
+        raise ActorNotAllowed(
+            "Người đã trình đề xuất không được tự duyệt đề xuất đó.",
+            en="Whoever forwarded a request cannot also approve it.",
+            rule="actor_not_forwarder",
         )
 
 
@@ -87,6 +92,7 @@ def source_allowed(ctx: GuardContext) -> None:
     if source not in line.sources:
         raise GuardRefused(
             f"Nguồn kinh phí «{source}» không được dùng cho «{line.name['vi']}».",
+            en=f"The funding source “{source}” is not allowed for “{line.name['en']}”.",
             rule="source_allowed",
             line=line.code,
             source=source,
@@ -99,11 +105,13 @@ def within_norm(ctx: GuardContext) -> None:
     line = _line(ctx)
     norm = line.norm
     amount = int(ctx.content["amount_vnd"])
-    name = line.name["vi"]
+    name, name_en = line.name["vi"], line.name["en"]
     if norm.kind == "per_time" and amount > norm.amount_vnd:
         raise GuardRefused(
             f"Vượt định mức «{name}»: tối đa {format_vnd(norm.amount_vnd)} mỗi lần, "
             f"đề nghị {format_vnd(amount)}.",
+            en=f"Over the norm of “{name_en}”: at most {format_vnd(norm.amount_vnd)} per time, "
+            f"{format_vnd(amount)} asked.",
             rule="within_norm",
             line=line.code,
             norm=norm.amount_vnd,
@@ -112,11 +120,13 @@ def within_norm(ctx: GuardContext) -> None:
     if norm.kind == "per_unit":
         unit_price = int(ctx.content.get("unit_price_vnd") or 0)
         quantity = int(ctx.content.get("quantity") or 0)
-        unit = (norm.unit or {}).get("vi", "")
+        unit, unit_en = (norm.unit or {}).get("vi", ""), (norm.unit or {}).get("en", "")
         if unit_price > norm.amount_vnd:
             raise GuardRefused(
                 f"Vượt định mức «{name}»: đơn giá tối đa {format_vnd(norm.amount_vnd)}/{unit}, "
                 f"đề nghị {format_vnd(unit_price)}/{unit}.",
+                en=f"Over the norm of “{name_en}”: at most {format_vnd(norm.amount_vnd)} per "
+                f"{unit_en}, {format_vnd(unit_price)} per {unit_en} asked.",
                 rule="within_norm",
                 line=line.code,
                 norm=norm.amount_vnd,
@@ -125,6 +135,8 @@ def within_norm(ctx: GuardContext) -> None:
         if norm.max_quantity is not None and quantity > norm.max_quantity:
             raise GuardRefused(
                 f"Vượt định mức «{name}»: tối đa {norm.max_quantity} {unit}, đề nghị {quantity}.",
+                en=f"Over the norm of “{name_en}”: at most {norm.max_quantity} {unit_en}, "
+                f"{quantity} asked.",
                 rule="within_norm",
                 line=line.code,
                 norm=norm.max_quantity,
@@ -137,9 +149,13 @@ def within_norm(ctx: GuardContext) -> None:
         left = max(norm.amount_vnd - used, 0)
         if amount > left:
             period = f"năm {year}" if norm.years == 1 else f"{norm.years} năm {first}–{year}"
+            period_en = f"{year}" if norm.years == 1 else f"{norm.years} years {first}–{year}"
             raise GuardRefused(
                 f"Vượt định mức «{name}»: {format_vnd(norm.amount_vnd)} cho {period}, "
                 f"đã dùng {format_vnd(used)}, còn {format_vnd(left)}, đề nghị {format_vnd(amount)}.",
+                en=f"Over the norm of “{name_en}”: {format_vnd(norm.amount_vnd)} for "
+                f"{period_en}, {format_vnd(used)} used, {format_vnd(left)} left, "
+                f"{format_vnd(amount)} asked.",
                 rule="within_norm",
                 line=line.code,
                 norm=norm.amount_vnd,
@@ -165,6 +181,8 @@ def within_allocation(ctx: GuardContext) -> None:
         raise GuardRefused(
             f"Vượt phân bổ «{line.name['vi']}»: còn lại {format_vnd(left)} trên "
             f"{format_vnd(line.allocation_vnd)}, đề nghị {format_vnd(amount)}.",
+            en=f"Over the allocation of “{line.name['en']}”: {format_vnd(left)} left of "
+            f"{format_vnd(line.allocation_vnd)}, {format_vnd(amount)} asked.",
             rule="within_allocation",
             line=line.code,
             allocation=line.allocation_vnd,
@@ -183,6 +201,8 @@ def quotes_attached(ctx: GuardContext) -> None:
         raise GuardRefused(
             f"Đề xuất trên {format_vnd(ctx.catalogue.quotes_above_vnd)} cần ít nhất "
             f"{ctx.catalogue.min_quotes} báo giá đính kèm (hiện có {len(attachments)}).",
+            en=f"Requests above {format_vnd(ctx.catalogue.quotes_above_vnd)} need at least "
+            f"{ctx.catalogue.min_quotes} supplier quotes attached ({len(attachments)} now).",
             rule="quotes_attached",
             needed=ctx.catalogue.min_quotes,
             found=len(attachments),
@@ -208,7 +228,7 @@ GUARDS: Mapping[str, Guard] = {
 
 # --- data validation shared by engine and verifier -----------------------------------------
 
-_VOUCHER = re.compile(r"^[\w./-]{1,40}$", re.UNICODE)
+_VOUCHER = re.compile(rf"^[\w./-]{{1,{MAX_VOUCHER}}}$", re.UNICODE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -216,20 +236,36 @@ def check_payment(data: Mapping[str, Any], *, approved_amount: int, today: date 
     """Validate the payment record carried by a pay event."""
     voucher = data.get("voucher")
     if not isinstance(voucher, str) or not _VOUCHER.match(voucher.strip()):
-        raise DataInvalid("Cần số chứng từ (ví dụ PC-2025-0031).", field="voucher")
+        raise DataInvalid(
+            "Cần số chứng từ (ví dụ PC-2025-0031).",
+            en="A voucher number is needed (for example PC-2025-0031).",
+            field="voucher",
+        )
     paid_on = data.get("paid_on")
     try:
         paid_date = date.fromisoformat(str(paid_on))
     except ValueError:
-        raise DataInvalid("Ngày thanh toán không hợp lệ.", field="paid_on") from None
+        raise DataInvalid(
+            "Ngày thanh toán không hợp lệ.", en="The payment date is not valid.", field="paid_on"
+        ) from None
     if today is not None and paid_date > today:
-        raise DataInvalid("Ngày thanh toán không được ở tương lai.", field="paid_on")
+        raise DataInvalid(
+            "Ngày thanh toán không được ở tương lai.",
+            en="The payment date cannot be in the future.",
+            field="paid_on",
+        )
     amount = data.get("amount_paid_vnd")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise DataInvalid("Số tiền đã chi phải lớn hơn 0.", field="amount_paid_vnd")
+        raise DataInvalid(
+            "Số tiền đã chi phải lớn hơn 0.",
+            en="The amount paid must be more than 0.",
+            field="amount_paid_vnd",
+        )
     if amount > approved_amount:
         raise DataInvalid(
             f"Số tiền đã chi {format_vnd(amount)} vượt số đã duyệt {format_vnd(approved_amount)}.",
+            en=f"The amount paid {format_vnd(amount)} is more than the approved "
+            f"{format_vnd(approved_amount)}.",
             field="amount_paid_vnd",
         )
 
@@ -238,59 +274,100 @@ def check_content(content: Mapping[str, Any], catalogue: BudgetCatalogue | None)
     """Validate the content a request binds: title, line, amounts, year, attachments."""
     title = content.get("title")
     if not isinstance(title, str) or not title.strip():
-        raise DataInvalid("Cần tiêu đề cho đề xuất.", field="title")
+        raise DataInvalid(
+            "Cần tiêu đề cho đề xuất.", en="The request needs a title.", field="title"
+        )
     if len(title) > MAX_TITLE:
-        raise DataInvalid(f"Tiêu đề dài quá {MAX_TITLE} ký tự.", field="title")
+        raise DataInvalid(
+            f"Tiêu đề dài quá {MAX_TITLE} ký tự.",
+            en=f"The title is longer than {MAX_TITLE} characters.",
+            field="title",
+        )
     description = content.get("description", "")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise DataInvalid(f"Mô tả dài quá {MAX_DESCRIPTION} ký tự.", field="description")
+        raise DataInvalid(
+            f"Mô tả dài quá {MAX_DESCRIPTION} ký tự.",
+            en=f"The details are longer than {MAX_DESCRIPTION} characters.",
+            field="description",
+        )
     if catalogue is None:
-        raise DataInvalid("Không có kế hoạch ngân sách cho năm học này.", field="school_year")
+        raise DataInvalid(
+            "Không có kế hoạch ngân sách cho năm học này.",
+            en="There is no budget plan for this school year.",
+            field="school_year",
+        )
     line = catalogue.lines.get(str(content.get("line")))
     if line is None:
-        raise DataInvalid("Chọn một dòng ngân sách trong kế hoạch.", field="line")
+        raise DataInvalid(
+            "Chọn một dòng ngân sách trong kế hoạch.",
+            en="Choose a budget line of the plan.",
+            field="line",
+        )
     if content.get("source") not in catalogue.sources:
-        raise DataInvalid("Chọn nguồn kinh phí.", field="source")
+        raise DataInvalid("Chọn nguồn kinh phí.", en="Choose a funding source.", field="source")
     year = content.get("budget_year")
     if year not in catalogue.budget_years:
         raise DataInvalid(
             f"Năm ngân sách phải là một trong {', '.join(map(str, catalogue.budget_years))}.",
+            en=f"The budget year must be one of {', '.join(map(str, catalogue.budget_years))}.",
             field="budget_year",
         )
-    amount = _int_field(content, "amount_vnd", MAX_AMOUNT_VND, "Số tiền")
-    quantity = _int_field(content, "quantity", MAX_QUANTITY, "Số lượng")
-    unit_price = _int_field(content, "unit_price_vnd", MAX_AMOUNT_VND, "Đơn giá")
+    amount = _int_field(content, "amount_vnd", MAX_AMOUNT_VND, ("Số tiền", "The amount"))
+    quantity = _int_field(content, "quantity", MAX_QUANTITY, ("Số lượng", "The quantity"))
+    unit_price = _int_field(
+        content, "unit_price_vnd", MAX_AMOUNT_VND, ("Đơn giá", "The unit price")
+    )
     if quantity * unit_price != amount:
         raise DataInvalid(
             f"Số tiền {format_vnd(amount)} phải bằng số lượng × đơn giá "
             f"({quantity} × {format_vnd(unit_price)}).",
+            en=f"The amount {format_vnd(amount)} must equal quantity × unit price "
+            f"({quantity} × {format_vnd(unit_price)}).",
             field="amount_vnd",
         )
     if line.norm.kind != "per_unit" and quantity != 1:
-        raise DataInvalid("Dòng ngân sách này không tính theo số lượng.", field="quantity")
+        raise DataInvalid(
+            "Dòng ngân sách này không tính theo số lượng.",
+            en="This budget line is not counted by quantity.",
+            field="quantity",
+        )
     check_attachments(content.get("attachments", []))
 
 
-def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: str) -> int:
+def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: tuple[str, str]) -> int:
     value = content.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
-        raise DataInvalid(f"{label} phải là số nguyên dương.", field=name)
+        raise DataInvalid(
+            f"{label[0]} phải là số nguyên dương.",
+            en=f"{label[1]} must be a positive whole number.",
+            field=name,
+        )
     return value
 
 
 def check_attachments(attachments: Any) -> None:
     """Attachments are a short list of {name, sha256} records."""
     if not isinstance(attachments, Sequence) or isinstance(attachments, str):
-        raise DataInvalid("Danh sách tệp đính kèm không hợp lệ.", field="attachments")
+        raise DataInvalid(
+            "Danh sách tệp đính kèm không hợp lệ.",
+            en="The list of attachments is not valid.",
+            field="attachments",
+        )
     if len(attachments) > MAX_ATTACHMENTS:
-        raise DataInvalid(f"Tối đa {MAX_ATTACHMENTS} tệp đính kèm.", field="attachments")
+        raise DataInvalid(
+            f"Tối đa {MAX_ATTACHMENTS} tệp đính kèm.",
+            en=f"At most {MAX_ATTACHMENTS} attachments.",
+            field="attachments",
+        )
     for item in attachments:
         if (
             not isinstance(item, Mapping)
             or not isinstance(item.get("name"), str)
             or not _SHA256.match(str(item.get("sha256", "")))
         ):
-            raise DataInvalid("Tệp đính kèm không hợp lệ.", field="attachments")
+            raise DataInvalid(
+                "Tệp đính kèm không hợp lệ.", en="An attachment is not valid.", field="attachments"
+            )
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -301,10 +378,14 @@ def clean_text(value: Any, *, field: str, limit: int, multiline: bool = False) -
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise DataInvalid("Giá trị không hợp lệ.", field=field)
+        raise DataInvalid("Giá trị không hợp lệ.", en="This value is not valid.", field=field)
     text = value.strip()
     if len(text) > limit:
-        raise DataInvalid(f"Dài quá {limit} ký tự.", field=field)
+        raise DataInvalid(
+            f"Dài quá {limit} ký tự.", en=f"Longer than {limit} characters.", field=field
+        )
     if _CONTROL.search(text) or (not multiline and ("\n" in text or "\r" in text)):
-        raise DataInvalid("Có ký tự không hợp lệ.", field=field)
+        raise DataInvalid(
+            "Có ký tự không hợp lệ.", en="It contains characters that are not allowed.", field=field
+        )
     return text

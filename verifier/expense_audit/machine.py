@@ -76,9 +76,11 @@ class WorkflowMachine:
         """The definition of ``trigger`` from ``state``, or TransitionNotAllowed."""
         transition = self.definition.find(state, trigger)
         if transition is None:
+            known = self.definition.states.get(state)
+            label = known.label if known else {"vi": state, "en": state}
             raise TransitionNotAllowed(
-                f"Không thể «{trigger}» khi đề xuất đang ở trạng thái "
-                f"«{self.definition.states[state].label['vi'] if state in self.definition.states else state}».",
+                f"Bước này không thực hiện được khi đề xuất đang ở trạng thái «{label['vi']}».",
+                en=f"This step is not possible while the request is “{label['en']}”.",
                 trigger=trigger,
                 state=state,
             )
@@ -92,6 +94,7 @@ class WorkflowMachine:
                 return role
         raise RoleNotAllowed(
             f"Vai trò của bạn không được phép «{transition.label['vi']}».",
+            en=f"Your role may not “{transition.label['en']}”.",
             trigger=transition.trigger,
             needed=list(transition.roles),
             held=sorted(held),
@@ -106,11 +109,20 @@ class WorkflowMachine:
             try:
                 accepted = bool(self._machine.events[trigger].trigger(token, ctx=ctx))
             except MachineError as exc:
-                raise TransitionNotAllowed(str(exc.value), trigger=trigger, state=state) from None
+                raise TransitionNotAllowed(
+                    f"Không thực hiện được: {exc.value}",
+                    en=f"Not possible: {exc.value}",
+                    trigger=trigger,
+                    state=state,
+                ) from None
             finally:
                 self._machine.remove_model(token)
         if not accepted:  # pragma: no cover - every guard raises instead of returning False
-            raise TransitionNotAllowed("Điều kiện chuyển trạng thái không thỏa.", trigger=trigger)
+            raise TransitionNotAllowed(
+                "Điều kiện chuyển trạng thái không thỏa.",
+                en="The conditions of this step are not met.",
+                trigger=trigger,
+            )
         assert token.state == transition.dest
         return token.state
 

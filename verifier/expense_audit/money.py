@@ -9,6 +9,7 @@ from .errors import AmountInvalid
 
 MAX_AMOUNT_VND = 100_000_000_000  # 100 tỷ: far above any single school IT request
 EXAMPLES = "1.800.000, 1,800,000, 1800000, 1tr8 hoặc 1,8tr"
+EXAMPLES_EN = "1.800.000, 1,800,000, 1800000, 1tr8 or 1,8tr"
 
 _GROUPED = re.compile(r"^\d{1,3}(?:([.,])\d{3})(?:\1\d{3})*$")
 _PLAIN = re.compile(r"^\d+$")
@@ -20,20 +21,20 @@ _CURRENCY = re.compile(r"(₫|đồng|dong|vnđ|vnd|đ)$")
 def parse_amount(text: object) -> int:
     """Parse an amount in đồng; refuse anything ambiguous rather than misread it."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise AmountInvalid(_message("empty"), reason="empty")
+        raise _refusal("empty")
     raw = str(text).strip().lower().replace(" ", "").replace("\u00a0", "")
     raw = _CURRENCY.sub("", raw)
     if len(raw) > 32:  # NOTE: also keeps int() away from its 4300-digit limit
-        raise AmountInvalid(_message("unreadable", text=str(text)[:40]), reason="unreadable")
+        raise _refusal("unreadable", text=str(text)[:40])
     if raw.startswith("-"):
-        raise AmountInvalid(_message("negative"), reason="negative")
+        raise _refusal("negative")
     value = _parse_digits(raw)
     if value is None:
-        raise AmountInvalid(_message("unreadable", text=str(text)[:40]), reason="unreadable")
+        raise _refusal("unreadable", text=str(text)[:40])
     if value <= 0:
-        raise AmountInvalid(_message("zero"), reason="zero")
+        raise _refusal("zero")
     if value > MAX_AMOUNT_VND:
-        raise AmountInvalid(_message("too_large"), reason="too_large")
+        raise _refusal("too_large")
     return value
 
 
@@ -58,15 +59,22 @@ def _parse_digits(raw: str) -> int | None:
     return None
 
 
-def _message(reason: str, text: str = "") -> str:
+def _refusal(reason: str, text: str = "") -> AmountInvalid:
     messages = {
-        "empty": "Chưa nhập số tiền.",
-        "negative": "Số tiền không được âm.",
-        "zero": "Số tiền phải lớn hơn 0.",
-        "too_large": f"Số tiền vượt quá mức tối đa {format_vnd(MAX_AMOUNT_VND)}.",
-        "unreadable": f"Không hiểu số tiền «{text}». Ví dụ hợp lệ: {EXAMPLES}.",
+        "empty": ("Chưa nhập số tiền.", "No amount was entered."),
+        "negative": ("Số tiền không được âm.", "The amount cannot be negative."),
+        "zero": ("Số tiền phải lớn hơn 0.", "The amount must be more than 0."),
+        "too_large": (
+            f"Số tiền vượt quá mức tối đa {format_vnd(MAX_AMOUNT_VND)}.",
+            f"The amount is above the maximum of {format_vnd(MAX_AMOUNT_VND)}.",
+        ),
+        "unreadable": (
+            f"Không hiểu số tiền «{text}». Ví dụ hợp lệ: {EXAMPLES}.",
+            f"Amount “{text}” not understood. Examples: {EXAMPLES_EN}.",
+        ),
     }
-    return messages[reason]
+    vi, en = messages[reason]
+    return AmountInvalid(vi, en=en, reason=reason)
 
 
 def format_vnd(amount: int) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 CONTENT_FIELDS = (
@@ -59,9 +59,16 @@ def empty_projection(number: str, owner: str, state: str) -> Projection:
 
 
 def apply_event(
-    projection: Projection | None, body: Mapping[str, Any], event_hash: str
+    projection: Projection | None,
+    body: Mapping[str, Any],
+    event_hash: str,
+    effects: Collection[str],
 ) -> Projection:
-    """Fold one request event into the request's projection and return the new projection."""
+    """Fold one request event into the request's projection and return the new projection.
+
+    ``effects`` are the transition's effects from its definition (vocabulary.EFFECTS): what the
+    step records beyond its new state. No trigger name is interpreted here.
+    """
     if projection is None:
         projection = empty_projection(str(body["request"]), str(body["actor"]), str(body["from"]))
         projection["created_at"] = body["ts"]
@@ -71,14 +78,13 @@ def apply_event(
     content = data.get("content")
     if isinstance(content, Mapping):
         projection.update({name: content.get(name) for name in CONTENT_FIELDS})
-    action = body["action"]
-    if action == "submit":
+    if "clear_decisions" in effects:
         projection.update(forwarded_by=None, approved_by=None, approved_hash=None)
-    elif action == "forward":
+    if "record_forwarder" in effects:
         projection["forwarded_by"] = body["actor"]
-    elif action == "approve":
+    if "record_approval" in effects:
         projection.update(approved_by=body["actor"], approved_hash=event_hash)
-    elif action == "pay":
+    if "record_payment" in effects:
         payment: Mapping[str, Any] = data.get("payment") or {}
         projection.update(
             paid_by=body["actor"],

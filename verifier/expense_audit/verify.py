@@ -433,7 +433,7 @@ class _Verifier:
                 key = self.keys.get(str(data.get("key_id")))
                 if key is not None:
                     key.revoked_at = seq
-            elif action != "log.init":
+            elif action not in ("log.init", "user.active"):
                 self.report.add(seq, "forbidden-step", f"unknown institution action {action!r}")
             return
         if not body.get("request"):
@@ -453,12 +453,21 @@ class _Verifier:
             detail = f"{body.get('action')} by {body.get('actor')}: {refusal.message}"
             self.replay_problems.append(Problem(seq, "forbidden-step", detail, number))
         try:
-            updated = apply_event(projection, body, event_hash_)
+            updated = apply_event(projection, body, event_hash_, self._effects(body, projection))
         except (KeyError, TypeError):
             return
         self.projections[number] = updated
         with contextlib.suppress(TypeError, ValueError):
             self.book.set(number, commitment_of(updated))
+
+    def _effects(self, body: Mapping[str, Any], projection: Projection | None) -> tuple[str, ...]:
+        """What the event's transition records, from the definition the event names."""
+        workflow = self.bundle.workflows.get(str(body.get("definition")))
+        if workflow is None:
+            return ()
+        state = projection["state"] if projection else workflow.initial
+        transition = workflow.find(str(state), str(body.get("action")))
+        return transition.effects if transition is not None else ()
 
     def _check_step(self, seq: int, body: Mapping[str, Any], projection: Projection | None) -> None:
         definition_hash = str(body.get("definition"))

@@ -1,4 +1,4 @@
-"""The closed vocabulary definitions may use: roles, guard names, recipients, norm kinds."""
+"""The closed vocabulary definitions may use: roles, guards, effects, recipients, norm kinds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ GUARD_NAMES = (
     "quotes_attached",
     "payment_recorded",
 )
+# What a transition records beyond its new state (see definitions/expense_approval.toml).
+EFFECTS = ("clear_decisions", "record_forwarder", "record_approval", "record_payment")
+TONES = ("primary", "danger", "plain")
 RECIPIENTS = ("proposer", "reviewers", "approvers", "accountants")
 NORM_KINDS = ("per_time", "per_unit", "per_year", "per_years")
 LANGUAGES = ("vi", "en")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from expense_audit.vocabulary import ROLES
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
+
+from expense_audit.vocabulary import ROLES
 
 from ..choices import choices
 

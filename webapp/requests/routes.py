@@ -6,13 +6,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from expense_audit.errors import ConcurrentChange, WorkflowError
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from expense_audit.errors import ConcurrentChange, WorkflowError
 from workflow.models import AuditEvent, Draft, Request, User
 from workflow.service import Current, draft_content
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from expense_audit.errors import WorkflowError
 from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
+from expense_audit.errors import WorkflowError
 from workflow.models import Request, User
 from workflow.service import Current, projection_of
 

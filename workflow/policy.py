@@ -1,0 +1,53 @@
+"""Who may see what and who may try what: the one place the views and the CLI ask.
+
+What a step requires (roles, guards, separation of duties) is in the workflow definition and is
+checked by ApprovalService.act(); this module holds the access rules around it: which requests a
+person may open, which pages they may read, which refusals mean "not yours to do" (HTTP 403).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from expense_audit.definitions import WorkflowDefinition
+from expense_audit.errors import NotPermitted, WorkflowError
+
+if TYPE_CHECKING:
+    from .service import Current
+
+# Roles that read every submitted request and its signed timeline.
+LOG_VIEWERS = frozenset({"reviewer", "approver", "accountant", "auditor"})
+# Roles that open the audit page (verification, checkpoints, the bundle).
+AUDIT_READERS = ("auditor", "admin", "approver")
+# Roles that read the ledger and export it.
+LEDGER_READERS = ("accountant", "auditor", "approver")
+
+
+def is_forbidden(error: WorkflowError) -> bool:
+    """A refusal about who acts (a 403), not about what was entered."""
+    return isinstance(error, NotPermitted)
+
+
+def can_view(login: str, roles: Collection[str], current: Current) -> bool:
+    """The owner sees their request, drafts included; log viewers see every submitted one."""
+    if current.owner == login:
+        return True
+    return current.projection is not None and bool(LOG_VIEWERS & set(roles))
+
+
+def can_edit(workflow: WorkflowDefinition, login: str, current: Current) -> bool:
+    """Only the proposer changes a request, and only in a state the definition marks editable."""
+    return (
+        current.owner == login and current.draft is not None and workflow.is_editable(current.state)
+    )
+
+
+def needs_signing_key(workflow: WorkflowDefinition, roles: Collection[str]) -> bool:
+    """Whoever holds a role that takes signed steps needs a signing key."""
+    return bool(workflow.signing_roles & set(roles))
+
+
+def may_ever_fire(workflow: WorkflowDefinition, roles: Collection[str], trigger: str) -> bool:
+    """Whether any of ``roles`` can fire ``trigger`` from some state (else: not theirs at all)."""
+    return bool(workflow.roles_for(trigger) & set(roles))

@@ -1,0 +1,167 @@
+"""The read side: named queries the pages and the CLI show (no query is written in a view).
+
+Writes go through ApprovalService and Directory; these functions only read, and each loads what
+its page shows (the names of the people on the page, not every user).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from .models import AuditEvent, CheckpointRow, Draft, Request, SigningKey, User
+
+QUEUE_PAGE = 50  # queues show the oldest first; acting on them brings the next ones up
+_TS = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def names_of(session: Session, logins: Iterable[str | None]) -> dict[str, str]:
+    """Full names of the given logins (unknown logins map to themselves)."""
+    wanted = {login for login in logins if login}
+    if not wanted:
+        return {}
+    found = dict(session.execute(select(User.login, User.name).where(User.login.in_(wanted))).all())
+    return {login: str(found.get(login, login)) for login in wanted}
+
+
+def user(session: Session, login: str) -> User | None:
+    """One account by login, or None."""
+    return session.scalars(select(User).where(User.login == login)).first()
+
+
+@dataclass(frozen=True)
+class MyItem:
+    """A line of "my requests": a submitted request or a draft that has no event yet."""
+
+    number: str
+    title: str
+    amount: int | None
+    state: str
+    when: datetime | str | None
+
+
+def my_requests(session: Session, login: str) -> list[MyItem]:
+    """The proposer's requests and drafts, newest number first."""
+    rows = session.scalars(select(Request).where(Request.owner == login)).all()
+    numbers = {r.number for r in rows}
+    drafts = session.scalars(select(Draft).where(Draft.owner == login)).all()
+    items = [MyItem(r.number, r.title, r.amount_vnd, r.state, r.updated_at) for r in rows]
+    items += [
+        MyItem(d.number, d.title, d.amount_vnd, "draft", None)
+        for d in drafts
+        if d.number not in numbers
+    ]
+    items.sort(key=lambda item: item.number, reverse=True)
+    return items
+
+
+def waiting(session: Session, state: str, *, limit: int | None = QUEUE_PAGE) -> Sequence[Request]:
+    """Requests in ``state``, the longest waiting first."""
+    query = (
+        select(Request).where(Request.state == state).order_by(Request.updated_at, Request.number)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return session.scalars(query).all()
+
+
+def waiting_count(session: Session, state: str) -> int:
+    """How many requests are in ``state``."""
+    return int(
+        session.scalar(select(func.count()).select_from(Request).where(Request.state == state)) or 0
+    )
+
+
+def numbers_in(session: Session, state: str) -> list[str]:
+    """Numbers of every request in ``state``."""
+    return list(session.scalars(select(Request.number).where(Request.state == state)))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One signed step of a request's timeline."""
+
+    seq: int
+    ts: str
+    action: str
+    from_state: str
+    to_state: str
+    actor: str
+    actor_name: str
+    role: str
+    key: str
+    comment: str | None
+    hash: str
+    waited: float | None  # seconds spent in from_state before this step
+
+
+def timeline(session: Session, number: str) -> list[Step]:
+    """The signed events of a request in order, with who, role, when, key and time waited."""
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.request == number).order_by(AuditEvent.seq)
+    ).all()
+    bodies = [json.loads(event.body) for event in events]
+    names = names_of(session, (body["actor"] for body in bodies))
+    steps = []
+    previous: datetime | None = None
+    for event, body in zip(events, bodies, strict=True):
+        moment = datetime.strptime(event.ts, _TS)
+        steps.append(
+            Step(
+                seq=event.seq,
+                ts=event.ts,
+                action=body["action"],
+                from_state=body["from"],
+                to_state=body["to"],
+                actor=body["actor"],
+                actor_name=names.get(body["actor"], body["actor"]),
+                role=body["role"],
+                key=body["key"],
+                comment=body.get("comment"),
+                hash=event.hash,
+                waited=(moment - previous).total_seconds() if previous else None,
+            )
+        )
+        previous = moment
+    return steps
+
+
+def seconds_since(ts: str, now: datetime) -> float:
+    """Seconds from an event time to ``now``."""
+    return (now - datetime.strptime(ts, _TS)).total_seconds()
+
+
+def people(session: Session) -> Sequence[User]:
+    """Every account, by login."""
+    return session.scalars(select(User).order_by(User.login)).all()
+
+
+def active_keys(session: Session) -> dict[str, SigningKey]:
+    """Each person's key that is not revoked, by login."""
+    keys = session.scalars(select(SigningKey).where(SigningKey.revoked_seq.is_(None))).all()
+    return {key.login: key for key in keys}
+
+
+def latest_checkpoint(session: Session) -> CheckpointRow | None:
+    """The checkpoint that covers the most events."""
+    return session.scalars(select(CheckpointRow).order_by(CheckpointRow.size.desc())).first()
+
+
+def event_count(session: Session) -> int:
+    """Events in the log."""
+    return int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+
+
+def recent_requests(session: Session, limit: int = 200) -> Sequence[Request]:
+    """The latest requests by number (the audit page lists them)."""
+    return session.scalars(select(Request).order_by(Request.number.desc()).limit(limit)).all()
+
+
+def request_count(session: Session) -> int:
+    """Requests that have at least one event."""
+    return int(session.scalar(select(func.count()).select_from(Request)) or 0)
