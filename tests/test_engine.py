@@ -9,13 +9,13 @@ import pytest
 from expense_audit.errors import (
     AmountInvalid,
     CommentRequired,
-    ConcurrentChange,
     DataInvalid,
     GuardRefused,
+    NotPermitted,
     RoleNotAllowed,
     TransitionNotAllowed,
-    WrongSecret,
 )
+from workflow.errors import ConcurrentChange, WrongSecret
 
 from .factories import QUOTE, QUOTE2, School, pay_data
 
@@ -294,7 +294,7 @@ def test_drafts_only_editable_by_owner_while_editable(school: School) -> None:
         service = school.runtime.service(session)
         service.update_draft(number, service.directory.get_user("hanh"), title="đổi")  # type: ignore[arg-type]
     other = school.draft()
-    with school.runtime.transaction() as session, pytest.raises(DataInvalid):
+    with school.runtime.transaction() as session, pytest.raises(NotPermitted, match="người lập"):
         service = school.runtime.service(session)
         service.update_draft(other, service.directory.get_user("nga"), title="đổi")  # type: ignore[arg-type]
 

@@ -186,7 +186,9 @@ def test_concurrent_decision_names_who_acted_first(app, school: School) -> None:
         f"/requests/{number}/act", {"trigger": "approve", "secret": "123456", "expected_seq": seen}
     )
     page = text(toan.get(response.headers["Location"]))
-    assert "Nguyễn Văn Toàn đã «reject»" in page and "Từ chối" in page
+    # One message, with the step's Vietnamese label and the time in Vietnam, not a trigger name.
+    assert "Nguyễn Văn Toàn đã «Từ chối» đề xuất này lúc" in page
+    assert "«reject»" not in page and "Z trước bạn" not in page
 
 
 def test_language_switch_is_remembered(app) -> None:  # type: ignore[no-untyped-def]
@@ -264,10 +266,10 @@ def test_ledger_pages_and_totals_cover_the_whole_selection(
     app, school: School, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     import webapp.ledger.routes as ledger_routes
-    import webapp.review.routes as review_routes
+    import workflow.queries as queries
 
     monkeypatch.setattr(ledger_routes, "PAGE", 2)
-    monkeypatch.setattr(review_routes, "QUEUE_PAGE", 1)
+    monkeypatch.setattr(queries, "QUEUE_PAGE", 1)
     numbers = [
         school.to_state(
             "approved", line="ENETVIET", quantity=10, unit_price_vnd="15.000", source="THU-DL"

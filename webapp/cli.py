@@ -14,6 +14,7 @@ from flask.cli import AppGroup, with_appcontext
 from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
 from workflow import demo as demo_data
+from workflow import policy, queries
 from workflow.bundle import export_bundle
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
@@ -61,7 +62,7 @@ def demo(count: int) -> None:
         with runtime.transaction() as session:
             demo_data.create_people(runtime, session)
         with runtime.transaction() as session:
-            has_history = runtime.service(session).count_requests() > 0
+            has_history = queries.request_count(session) > 0
         tally = demo_data.create_history(runtime, count) if count and not has_history else {}
     except WorkflowError as exc:
         _fail(exc.message)
@@ -107,7 +108,7 @@ def users_create(
 ) -> None:
     """Create a user, grant roles and issue a signing key (institution-signed events)."""
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
-    signs = bool(set(role_list) & {"proposer", "reviewer", "approver", "accountant"})
+    signs = policy.needs_signing_key(_runtime().definitions.workflow(), role_list)
     if signs and signing_secret is None:
         signing_secret = click.prompt("Signing secret", hide_input=True, confirmation_prompt=True)
     runtime = _runtime()

@@ -39,7 +39,7 @@ class MyItem:
     """A line of "my requests": a submitted request or a draft that has no event yet."""
 
     number: str
-    title: str
+    title: str | None
     amount: int | None
     state: str
     when: datetime | str | None
@@ -60,8 +60,8 @@ def my_requests(session: Session, login: str) -> list[MyItem]:
     return items
 
 
-def waiting(session: Session, state: str, *, limit: int | None = QUEUE_PAGE) -> Sequence[Request]:
-    """Requests in ``state``, the longest waiting first."""
+def waiting(session: Session, state: str, *, limit: int | None) -> Sequence[Request]:
+    """Requests in ``state``, the longest waiting first (at most ``limit``, e.g. QUEUE_PAGE)."""
     query = (
         select(Request).where(Request.state == state).order_by(Request.updated_at, Request.number)
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
@@ -472,9 +472,6 @@ class ApprovalService:
                         content=self.definitions.files[sha256],
                     )
                 )
-
-    def count_requests(self) -> int:
-        return int(self.session.scalar(select(func.count()).select_from(Request)) or 0)
 
 
 def _parse_quantity(value: Any) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from workflow import queries
 from workflow.mailer import failed_mails
-from workflow.models import SigningKey, User
+from workflow.models import User
 
-from ..context import db, directory, roles_required
+from ..context import db, directory, me, roles_required
 from ..errors import attempt
 from . import bp
 from .forms import ConfirmForm, RolesForm, UserForm
@@ -40,14 +40,10 @@ def users() -> str | Response:
             )
             flash(message, "success")
             return redirect(url_for(".users"))
-    people = db().scalars(select(User).order_by(User.login)).all()
-    keys = {
-        k.login: k for k in db().scalars(select(SigningKey).where(SigningKey.revoked_seq.is_(None)))
-    }
     return render_template(
         "admin/users.html",
-        people=people,
-        keys=keys,
+        people=queries.people(db()),
+        keys=queries.active_keys(db()),
         form=form,
         roles_form=RolesForm(),
         confirm=ConfirmForm(),
@@ -92,11 +88,10 @@ def revoke_key(login: str) -> Response:
 @bp.post("/users/<login>/active")
 @roles_required("admin")
 def toggle_active(login: str) -> Response:
-    """Lock or unlock an account."""
+    """Lock or unlock an account (an institution-signed event naming the admin)."""
     if ConfirmForm().validate_on_submit():
         user = _user(login)
-        user.active = not user.active
-        db().commit()
+        attempt(lambda: directory().set_active(user, not user.active, by=me()))
     return redirect(url_for(".users"))
 
 

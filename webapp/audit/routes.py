@@ -4,41 +4,37 @@ from __future__ import annotations
 
 from flask import Response, render_template, send_file
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
 
+from workflow import queries
 from workflow.bundle import export_bundle
 from workflow.livecheck import verify_live
-from workflow.models import AuditEvent, CheckpointRow, Request
+from workflow.policy import AUDIT_READERS
 
 from ..context import db, roles_required, runtime
 from ..uploads import temporary_path
 from . import bp
 
-AUDIT_ROLES = ("auditor", "admin", "approver")
-
 
 def _overview() -> dict[str, object]:
-    latest = db().scalars(select(CheckpointRow).order_by(CheckpointRow.size.desc())).first()
-    requests = db().scalars(select(Request).order_by(Request.number.desc()).limit(200)).all()
     return {
         "fingerprint": runtime().institution.fingerprint,
         "origin": runtime().settings.origin,
-        "events": db().scalar(select(func.count()).select_from(AuditEvent)),
-        "checkpoint": latest,
-        "requests": requests,
+        "events": queries.event_count(db()),
+        "checkpoint": queries.latest_checkpoint(db()),
+        "requests": queries.recent_requests(db()),
         "form": FlaskForm(),
     }
 
 
 @bp.get("/audit")
-@roles_required(*AUDIT_ROLES)
+@roles_required(*AUDIT_READERS)
 def status() -> str:
     """Trust anchor, latest checkpoint, and the requests whose timelines can be opened."""
     return render_template("audit/status.html", report=None, **_overview())
 
 
 @bp.post("/audit/verify")
-@roles_required(*AUDIT_ROLES)
+@roles_required(*AUDIT_READERS)
 def verify() -> str:
     """Verify the live log now: signatures, chain, checkpoints, replay, and every row against it."""
     rt = runtime()
@@ -51,7 +47,7 @@ def verify() -> str:
 
 
 @bp.post("/audit/bundle.zip")
-@roles_required(*AUDIT_ROLES)
+@roles_required(*AUDIT_READERS)
 def bundle() -> Response:
     """Download the audit bundle for offline verification with audit-verify."""
     rt = runtime()

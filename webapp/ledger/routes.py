@@ -5,8 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from flask import Response, render_template, request, send_file, stream_with_context
-from sqlalchemy import select
 
+from expense_audit.budget import COMMITTED_STATES
+from workflow import queries
 from workflow.ledger import (
     LedgerFilter,
     csv_chunks,
@@ -14,13 +15,12 @@ from workflow.ledger import (
     totals_from_database,
     write_xlsx,
 )
-from workflow.models import Request, User
+from workflow.policy import LEDGER_READERS
 
 from ..context import db, roles_required, runtime
 from ..uploads import temporary_path
 from . import bp
 
-LEDGER_ROLES = ("accountant", "auditor", "approver")
 PAGE = 100
 
 
@@ -28,12 +28,9 @@ PAGE = 100
 @roles_required("accountant")
 def payments() -> str:
     """Approved requests waiting to be paid, oldest first."""
-    rows = (
-        db()
-        .scalars(select(Request).where(Request.state == "approved").order_by(Request.updated_at))
-        .all()
-    )
-    names = {u.login: u.name for u in db().scalars(select(User))}
+    payments = runtime().definitions.workflow().queue("payments")
+    rows = queries.waiting(db(), payments.state, limit=None)
+    names = queries.names_of(db(), [r.owner for r in rows] + [r.approved_by for r in rows])
     return render_template("ledger/payments.html", rows=rows, names=names)
 
 
@@ -45,12 +42,12 @@ def _filter() -> LedgerFilter:
         budget_year=int(budget_year) if budget_year.isdigit() else None,
         line=args.get("line") or None,
         source=args.get("source") or None,
-        state=args.get("state") if args.get("state") in ("approved", "paid") else None,
+        state=args.get("state") if args.get("state") in COMMITTED_STATES else None,
     )
 
 
 @bp.get("/ledger")
-@roles_required(*LEDGER_ROLES)
+@roles_required(*LEDGER_READERS)
 def ledger() -> str:
     """Approved and paid expenses, filtered, with totals; one page of rows at a time."""
     selection = _filter()
@@ -66,6 +63,7 @@ def ledger() -> str:
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template(
         "ledger/ledger.html",
+        ledger_states=COMMITTED_STATES,
         rows=rows,
         totals=summary,
         selection=selection,
@@ -77,7 +75,7 @@ def ledger() -> str:
 
 
 @bp.get("/ledger.csv")
-@roles_required(*LEDGER_ROLES)
+@roles_required(*LEDGER_READERS)
 def ledger_csv() -> Response:
     """The ledger as CSV (UTF-8 with BOM, so Excel shows Vietnamese), streamed."""
     selection = _filter()
@@ -95,7 +93,7 @@ def ledger_csv() -> Response:
 
 
 @bp.get("/ledger.xlsx")
-@roles_required(*LEDGER_ROLES)
+@roles_required(*LEDGER_READERS)
 def ledger_xlsx() -> Response:
     """The ledger as XLSX with formatted đồng and a totals row."""
     path = temporary_path(".xlsx")

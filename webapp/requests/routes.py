@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+import re
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from expense_audit.errors import ConcurrentChange, WorkflowError
-from workflow.models import AuditEvent, Draft, Request, User
+from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
+from expense_audit.errors import WorkflowError
+from workflow import policy, queries
+from workflow.errors import ConcurrentChange
 from workflow.service import Current, draft_content
 
 from .. import MAX_UPLOAD_BYTES
 from ..choices import choices
 from ..context import db, me, roles_required, runtime, service, visible_request
-from ..errors import attempt, is_forbidden, message_for
+from ..errors import attempt, message_for
 from ..uploads import UploadRefused, path_for, store
 from . import bp
 from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
@@ -32,15 +32,13 @@ HOME_BY_ROLE = (
     ("proposer", "requests.mine"),
     ("admin", "admin.users"),
 )
-SCHOOL_YEAR = "2024-2025"
-SIGNING_ROLES = {"proposer", "reviewer", "approver", "accountant"}
 
 
 @bp.get("/")
 @login_required
 def home() -> Response:
     """Send each person to where their work is (first, to choose a signing secret if they sign)."""
-    signs = bool(SIGNING_ROLES & set(current_user.roles))
+    signs = policy.needs_signing_key(workflow(), current_user.roles)
     if signs and runtime().directory(db()).active_key(current_user.login) is None:
         flash(
             _("Choose your signing secret first: every step you take is signed with it."), "warning"
@@ -56,43 +54,20 @@ def home() -> Response:
 @roles_required("proposer")
 def mine() -> str:
     """My drafts and requests, newest first."""
-    rows = db().scalars(select(Request).where(Request.owner == current_user.login)).all()
-    numbers = {r.number for r in rows}
-    drafts = db().scalars(select(Draft).where(Draft.owner == current_user.login)).all()
-    items: list[dict[str, Any]] = [
-        {
-            "number": r.number,
-            "title": r.title,
-            "amount": r.amount_vnd,
-            "state": r.state,
-            "when": r.updated_at,
-        }
-        for r in rows
-    ]
-    items += [
-        {
-            "number": d.number,
-            "title": d.title,
-            "amount": d.amount_vnd,
-            "state": "draft",
-            "when": None,
-        }
-        for d in drafts
-        if d.number not in numbers
-    ]
-    items.sort(key=lambda item: item["number"], reverse=True)
+    items = queries.my_requests(db(), current_user.login)
     return render_template("requests/mine.html", items=items)
 
 
-def _line_choices(form: RequestForm, school_year: str) -> dict[str, Any]:
-    catalogue = runtime().definitions.catalogue(school_year)
+def _line_choices(form: RequestForm, catalogue: BudgetCatalogue) -> dict[str, Any]:
     lang = "en" if current_user.language == "en" else "vi"
     form.line.choices = choices(
         [("", _("— choose —"))] + [(c, ln.name[lang]) for c, ln in catalogue.lines.items()]
     )
     form.source.choices = choices((c, n[lang]) for c, n in catalogue.sources.items())
     form.budget_year.choices = choices((y, str(y)) for y in catalogue.budget_years)
-    status = {code: service().budget_status(school_year, code) for code in catalogue.lines}
+    status = {
+        code: service().budget_status(catalogue.school_year, code) for code in catalogue.lines
+    }
     return {"catalogue": catalogue, "status": status}
 
 
@@ -139,18 +114,15 @@ def _store_uploads(form: RequestForm) -> list[dict[str, Any]]:
 def new() -> str | Response:
     """A new request, saved as a draft; submitted (signed) from its page."""
     form = RequestForm()
-    extra = _line_choices(form, SCHOOL_YEAR)
+    catalogue = service().catalogue_in_force()
+    extra = _line_choices(form, catalogue)
     if request.method == "GET":
-        form.budget_year.data = (
-            datetime.now().year
-            if datetime.now().year in extra["catalogue"].budget_years
-            else extra["catalogue"].budget_years[-1]
-        )
+        form.budget_year.data = catalogue.default_budget_year(runtime().now().date())
     if form.validate_on_submit():
         created = attempt(
             lambda: service().create_draft(
                 me(),
-                school_year=SCHOOL_YEAR,
+                school_year=catalogue.school_year,
                 attachments=_store_uploads(form),
                 **_content_from(form, extra["catalogue"]),
             )
@@ -174,11 +146,11 @@ def edit(number: str) -> str | Response:
     current = visible_request(number)
     if current.owner != current_user.login:
         abort(403)
-    if current.state not in ("draft", "returned") or current.draft is None:
+    if current.draft is None or not policy.can_edit(workflow(), current_user.login, current):
         flash(_("This request can no longer be changed."), "error")
         return redirect(url_for(".detail", number=number))
     form = RequestForm(obj=None)
-    extra = _line_choices(form, current.draft.school_year)
+    extra = _line_choices(form, runtime().definitions.catalogue(current.draft.school_year))
     if request.method == "GET":
         draft = current.draft
         form.title.data, form.description.data, form.line.data = (
@@ -250,37 +222,9 @@ def attachment(number: str, sha256: str) -> Response:
     )
 
 
-def timeline(number: str) -> list[dict[str, Any]]:
-    """The signed events of a request, with who, role, when, key and the time spent before each."""
-    events = (
-        db()
-        .scalars(select(AuditEvent).where(AuditEvent.request == number).order_by(AuditEvent.seq))
-        .all()
-    )
-    names = {u.login: u.name for u in db().scalars(select(User))}
-    rows = []
-    previous: datetime | None = None
-    for event in events:
-        body = json.loads(event.body)
-        moment = datetime.strptime(event.ts, "%Y-%m-%dT%H:%M:%SZ")
-        rows.append(
-            {
-                "seq": event.seq,
-                "ts": event.ts,
-                "action": body["action"],
-                "from": body["from"],
-                "to": body["to"],
-                "actor": body["actor"],
-                "actor_name": names.get(body["actor"], body["actor"]),
-                "role": body["role"],
-                "key": body["key"],
-                "comment": body.get("comment"),
-                "hash": event.hash,
-                "waited": (moment - previous).total_seconds() if previous else None,
-            }
-        )
-        previous = moment
-    return rows
+def workflow() -> WorkflowDefinition:
+    """The workflow in force."""
+    return runtime().definitions.workflow()
 
 
 def available_actions(current: Current) -> tuple[list[Any], list[str]]:
@@ -288,12 +232,12 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
     user = me()
     actions, notes = [], []
     seen: set[str] = set()
-    for transition in runtime().definitions.workflow().triggers_from(current.state):
+    for transition in workflow().triggers_from(current.state):
         if transition.trigger in seen or not set(transition.roles) & set(current_user.roles):
             continue
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
-        if refusal is not None and is_forbidden(refusal):
+        if refusal is not None and policy.is_forbidden(refusal):
             if (
                 refusal.details.get("rule") != "actor_is_owner"
             ):  # not theirs to propose: say nothing
@@ -317,12 +261,8 @@ def render_detail(
     catalogue = runtime().definitions.catalogues.get(number.split("/")[0])
     line = catalogue.lines.get(str(content.get("line"))) if catalogue else None
     actions, notes = available_actions(current)
-    events = timeline(number)
-    waiting = None
-    if events and current.state in runtime().definitions.workflow().states:
-        last = datetime.strptime(events[-1]["ts"], "%Y-%m-%dT%H:%M:%SZ")
-        waiting = (runtime().now() - last).total_seconds()
-    owner = db().scalars(select(User).where(User.login == current.owner)).first()
+    events = queries.timeline(db(), number)
+    waiting = queries.seconds_since(events[-1].ts, runtime().now()) if events else None
     return render_template(
         "requests/detail.html",
         current=current,
@@ -342,7 +282,8 @@ def render_detail(
             paid_on=runtime().now().date(),
             amount_paid=_grouped(content.get("amount_vnd")),
         ),
-        owner=owner,
+        owner=queries.user(db(), current.owner),
+        can_edit=policy.can_edit(workflow(), current_user.login, current),
         remove_form=RemoveAttachmentForm(),
     ), status
 
@@ -360,15 +301,11 @@ def act(number: str) -> Response | tuple[str, int]:
     """Take a signed step; a refusal writes nothing and says why."""
     current = visible_request(number)
     trigger = request.form.get("trigger", "")
-    roles_for_trigger = {
-        r
-        for t in runtime().definitions.workflow().transitions
-        if t.trigger == trigger
-        for r in t.roles
-    }
-    if not roles_for_trigger & set(current_user.roles):
+    if not policy.may_ever_fire(workflow(), current_user.roles, trigger):
         abort(403)  # no role of this user can ever take this step
-    form: ActionForm = PayForm() if trigger == "pay" else ActionForm()
+    transition = workflow().find(current.state, trigger)
+    records_payment = transition is not None and transition.has("record_payment")
+    form: ActionForm = PayForm() if records_payment else ActionForm()
     if not form.validate_on_submit():
         flash(_("Please fill in the signing secret (and the payment details)."), "error")
         return render_detail(number, form=form, status=422)
@@ -379,7 +316,8 @@ def act(number: str) -> Response | tuple[str, int]:
             "paid_on": form.paid_on.data,
             "amount_paid_vnd": form.amount_paid.data,
         }
-    expected = int(form.expected_seq.data) if (form.expected_seq.data or "").isdigit() else None
+    expected_text = form.expected_seq.data or ""
+    expected = int(expected_text) if re.fullmatch(r"[0-9]{1,12}", expected_text) else None
     try:
         service().act(
             number,
@@ -397,7 +335,7 @@ def act(number: str) -> Response | tuple[str, int]:
         return redirect(url_for(".detail", number=number))
     except WorkflowError as error:
         db().rollback()
-        if is_forbidden(error):
+        if policy.is_forbidden(error):
             abort(403, description=message_for(error))
         flash(message_for(error), "error")
         form.secret.data = ""

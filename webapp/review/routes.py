@@ -6,48 +6,36 @@ from typing import Any
 
 from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
+from expense_audit.definitions import QueueDef
 from expense_audit.errors import WorkflowError
-from workflow.models import Request, User
+from workflow import policy, queries
+from workflow.errors import WrongSecret
 from workflow.service import Current, projection_of
 
 from ..choices import choices
-from ..context import db, me, roles_required, service
-from ..errors import is_forbidden, message_for
+from ..context import db, me, roles_required, runtime, service
+from ..errors import message_for
 from . import bp
 from .forms import BulkApproveForm
 
-QUEUE_PAGE = 50  # the oldest first; acting on them brings the next ones up
+
+def _queue_def(name: str) -> QueueDef:
+    return runtime().definitions.workflow().queue(name)
 
 
-def waiting_count(state: str) -> int:
-    return int(
-        db().scalar(select(func.count()).select_from(Request).where(Request.state == state)) or 0
-    )
-
-
-def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
-    """Requests waiting in ``state``, oldest first, each with whether ``trigger`` would pass now."""
-    rows = (
-        db()
-        .scalars(
-            select(Request)
-            .where(Request.state == state)
-            .order_by(Request.updated_at, Request.number)
-            .limit(QUEUE_PAGE)
-        )
-        .all()
-    )
-    names = {u.login: u.name for u in db().scalars(select(User))}
+def _queue(queue: QueueDef) -> list[dict[str, Any]]:
+    """Requests waiting in the queue's state, oldest first, each with whether its step passes."""
+    rows = queries.waiting(db(), queue.state, limit=queries.QUEUE_PAGE)
+    names = queries.names_of(db(), [r.owner for r in rows] + [r.forwarded_by for r in rows])
     user = me()
     reader = service()
     reader.remember_budgets()  # one aggregate per budget line for the whole page
     items = []
     for row in rows:
         current = Current(row.number, row.state, row.owner, projection_of(row), None)
-        refusal = reader.check_guards(row.number, trigger, user, current=current)
+        refusal = reader.check_guards(row.number, queue.trigger, user, current=current)
         items.append(
             {
                 "row": row,
@@ -55,7 +43,7 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
                 "forwarder_name": names.get(row.forwarded_by or "", row.forwarded_by),
                 "status": reader.budget_status(row.school_year, row.line or ""),
                 "refusal": message_for(refusal) if refusal is not None else None,
-                "own": refusal is not None and is_forbidden(refusal),
+                "own": refusal is not None and policy.is_forbidden(refusal),
             }
         )
     return items
@@ -65,8 +53,11 @@ def _queue(state: str, trigger: str) -> list[dict[str, Any]]:
 @roles_required("reviewer")
 def queue() -> str:
     """Submitted requests waiting for review, oldest first."""
+    review = _queue_def("review")
     return render_template(
-        "review/queue.html", items=_queue("submitted", "forward"), total=waiting_count("submitted")
+        "review/queue.html",
+        items=_queue(review),
+        total=queries.waiting_count(db(), review.state),
     )
 
 
@@ -74,13 +65,17 @@ def queue() -> str:
 @roles_required("approver")
 def approvals() -> str:
     """Forwarded requests waiting for the principal."""
-    items = _queue("forwarded", "approve")
+    approvals = _queue_def("approvals")
+    items = _queue(approvals)
     form = BulkApproveForm()
     form.numbers.choices = choices(
         (i["row"].number, i["row"].number) for i in items if not i["own"] and not i["refusal"]
     )
     return render_template(
-        "review/approvals.html", items=items, form=form, total=waiting_count("forwarded")
+        "review/approvals.html",
+        items=items,
+        form=form,
+        total=queries.waiting_count(db(), approvals.state),
     )
 
 
@@ -88,23 +83,24 @@ def approvals() -> str:
 @roles_required("approver")
 def approve_many() -> Response | str:
     """Approve several requests with one signing confirmation; each is its own signed event."""
+    approvals = _queue_def("approvals")
     form = BulkApproveForm()
-    form.numbers.choices = choices(
-        (n, n) for n in db().scalars(select(Request.number).where(Request.state == "forwarded"))
-    )
+    form.numbers.choices = choices((n, n) for n in queries.numbers_in(db(), approvals.state))
     if not form.validate_on_submit():
         flash(_("Choose at least one request and enter your signing secret."), "error")
         return redirect(url_for(".approvals"))
     approved, refused = [], []
     for number in form.numbers.data:
         try:
-            service().act(number, "approve", me(), form.secret.data, comment=form.comment.data)
+            service().act(
+                number, approvals.trigger, me(), form.secret.data, comment=form.comment.data
+            )
             db().commit()
             approved.append(number)
         except WorkflowError as error:
             db().rollback()
             refused.append(f"{number}: {message_for(error)}")
-            if error.code == "wrong_secret":
+            if isinstance(error, WrongSecret):
                 break
     if approved:
         flash(_("Approved: %(numbers)s", numbers=", ".join(approved)), "success")
