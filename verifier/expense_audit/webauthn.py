@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -509,3 +510,24 @@ class SignCounters:
         """The latest counter seen for ``key_id``, or None."""
         seen = self._last.get(key_id)
         return None if seen is None else seen.sign_count
+
+    def export_state(self) -> dict[str, Any]:
+        """JSON-ready state, so a resumed verification keeps judging counters across the cut."""
+        return {
+            key_id: {
+                "sign_count": seen.sign_count,
+                "challenge": seen.challenge.hex(),
+                "decisions": sorted(seen.decisions),
+            }
+            for key_id, seen in sorted(self._last.items())
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> SignCounters:
+        """Counters as ``export_state`` saved them."""
+        counters = cls()
+        for key_id, seen in state.items():
+            counters._last[key_id] = _Seen(
+                int(seen["sign_count"]), bytes.fromhex(seen["challenge"]), set(seen["decisions"])
+            )
+        return counters
