@@ -450,10 +450,16 @@ def _b64(name: str, value: Any) -> bytes:
 
 
 def assertion_of(signature: Mapping[str, Any]) -> Assertion:
-    """The WebAuthn assertion held in a (checked) passkey signature object."""
+    """The WebAuthn assertion held in a passkey signature object."""
     checked = check_signature(signature)
     if checked["kind"] != WEBAUTHN:
-        raise SignatureKindMismatch("not a passkey signature", found=checked["kind"])
+        raise SignatureKindMismatch(
+            "not a passkey signature", expected=WEBAUTHN, found=checked["kind"]
+        )
+    return _assertion(checked)
+
+
+def _assertion(checked: Mapping[str, Any]) -> Assertion:
     return Assertion(
         credential_id=_b64("credential", checked["credential"]),
         authenticator_data=_b64("authenticator_data", checked["authenticator_data"]),
@@ -464,17 +470,21 @@ def assertion_of(signature: Mapping[str, Any]) -> Assertion:
 
 def expected_challenge(decision: Mapping[str, Any], signature: Mapping[str, Any]) -> bytes:
     """The challenge a passkey signature must answer for this decision (single or batch)."""
-    batch = check_signature(signature).get("batch")
+    jcs = decision_bytes(decision)
+    return _challenge(jcs, hashlib.sha256(jcs).hexdigest(), check_signature(signature))
+
+
+def _challenge(jcs: bytes, own_hash: str, checked: Mapping[str, Any]) -> bytes:
+    batch = checked.get("batch")
     if batch is None:
-        return decision_challenge(decision)
-    own = decision_hash(decision)
-    if own not in batch:
+        return hashlib.sha256(CHALLENGE_PREFIX + jcs).digest()
+    if own_hash not in batch:
         raise DecisionNotInBatch(
-            f"decision {own} is not among the {len(batch)} hashes the batch signature covers",
-            decision=own,
+            f"decision {own_hash} is not among the {len(batch)} hashes the batch signature covers",
+            decision=own_hash,
             batch=batch,
         )
-    return batch_challenge(batch)
+    return hashlib.sha256(BATCH_PREFIX + canonical_json(batch)).digest()
 
 
 def verify_decision_signature(
@@ -490,37 +500,43 @@ def verify_decision_signature(
     ``key_id`` names the key in ``counters`` (default: the decision's ``key``). Returns the
     verified assertion for a passkey, None for a server-held key.
     """
+    # 1. Both objects are well formed (the decision is serialized once: JCS costs most here).
     checked = check_signature(signature)
-    if isinstance(key, Passkey):
-        if checked["kind"] != WEBAUTHN:
+    jcs = decision_bytes(decision)
+    # 2. A server-held key: Ed25519 over "expense-audit/v2\n" || JCS(decision).
+    if not isinstance(key, Passkey):
+        if checked["kind"] != SERVER_HELD:
             raise SignatureKindMismatch(
-                "a passkey's step carries a server-held signature",
-                expected=WEBAUTHN,
+                "a server-held key's step carries a passkey signature",
+                expected=SERVER_HELD,
                 found=checked["kind"],
             )
-        challenge = expected_challenge(decision, checked)
-        verified = verify_assertion(assertion_of(checked), key=key, challenge=challenge)
-        if counters is not None:
-            counters.observe(
-                key_id or str(decision["key"]),
-                sign_count=verified.sign_count,
-                challenge=challenge,
-                decision_hash=decision_hash(decision),
-            )
-        return verified
-    if checked["kind"] != SERVER_HELD:
+        try:
+            key.verify(_b64("signature", checked["signature"]), CHALLENGE_PREFIX + jcs)
+        except InvalidSignature as exc:
+            raise ServerSignatureInvalid(
+                "server-held signature does not verify over the decision", key=decision.get("key")
+            ) from exc
+        return None
+    # 3. A passkey: the assertion answers this decision's challenge (or its batch's).
+    if checked["kind"] != WEBAUTHN:
         raise SignatureKindMismatch(
-            "a server-held key's step carries a passkey signature",
-            expected=SERVER_HELD,
+            "a passkey's step carries a server-held signature",
+            expected=WEBAUTHN,
             found=checked["kind"],
         )
-    try:
-        key.verify(_b64("signature", checked["signature"]), signing_message(decision))
-    except InvalidSignature as exc:
-        raise ServerSignatureInvalid(
-            "server-held signature does not verify over the decision", key=decision.get("key")
-        ) from exc
-    return None
+    own_hash = hashlib.sha256(jcs).hexdigest()
+    challenge = _challenge(jcs, own_hash, checked)
+    verified = verify_assertion(_assertion(checked), key=key, challenge=challenge)
+    # 4. Its counter went up, or it is the same prompt signing another decision of its batch.
+    if counters is not None:
+        counters.observe(
+            key_id or str(decision["key"]),
+            sign_count=verified.sign_count,
+            challenge=challenge,
+            decision_hash=own_hash,
+        )
+    return verified
 
 
 # --- Log bodies. ---------------------------------------------------------------------------------
