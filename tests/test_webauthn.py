@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -440,3 +442,16 @@ def test_every_assertion_failure_is_a_workflow_error_with_a_distinct_code() -> N
     ]
     assert all(issubclass(cls, WorkflowError) for cls in classes)
     assert len({cls.code for cls in classes}) == len(classes) >= 15
+
+
+def test_verifier_passkey_modules_load_without_cbor_or_webauthn_libraries() -> None:
+    """The verifier distribution may depend on cryptography, rfc8785 and transitions only."""
+    code = (
+        "import sys\n"
+        "for name in ('cbor2', 'webauthn', 'fido2', 'sqlalchemy', 'flask'):\n"
+        "    sys.modules[name] = None  # importing any of them now raises ImportError\n"
+        "import expense_audit.decision, expense_audit.webauthn\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
