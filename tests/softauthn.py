@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+
 from expense_audit.webauthn import (
     EDDSA,
     ES256,

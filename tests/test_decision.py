@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from expense_audit.decision import (
     BATCH_PREFIX,
     CHALLENGE_PREFIX,

@@ -13,6 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from webauthn import base64url_to_bytes, verify_authentication_response
+from webauthn.helpers.exceptions import InvalidAuthenticationResponse
+
 from expense_audit.errors import WorkflowError
 from expense_audit.webauthn import (
     EDDSA,
@@ -41,9 +44,6 @@ from expense_audit.webauthn import (
     b64url_encode,
     verify_assertion,
 )
-from webauthn import base64url_to_bytes, verify_authentication_response
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse
-
 from workflow.passkeys import PasskeyRegistrationRefused, spki_from_registration
 
 from .softauthn import SoftAuthenticator, mirror_es256

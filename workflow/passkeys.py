@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from expense_audit.errors import WorkflowError
-from expense_audit.webauthn import Passkey, load_public_key, passkey_key_id
 from webauthn import verify_registration_response
 from webauthn.helpers import decode_credential_public_key, decoded_public_key_to_cryptography
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.exceptions import WebAuthnException
+
+from expense_audit.errors import WorkflowError
+from expense_audit.webauthn import Passkey, load_public_key, passkey_key_id
 
 # NOTE: the offline verifier accepts exactly these two; offering more at registration would
 # enroll keys whose signatures every later verification refuses.
