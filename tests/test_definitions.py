@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from expense_audit.definitions import DefinitionSet, TransitionDef, load_catalog
 from expense_audit.errors import DefinitionError
 from expense_audit.guards import GUARDS
 from expense_audit.vocabulary import GUARD_NAMES
+from workflow.livecheck import verify_live
+from workflow.runtime import Runtime, Settings
 
 from .factories import School, pay_data
 
@@ -164,3 +168,79 @@ def test_invalid_catalogue_names_file_and_key(
 def test_empty_definitions_directory_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError, match="no definition files"):
         DefinitionSet.from_directory(tmp_path)
+
+
+def _renamed_definitions(tmp_path: Path) -> Path:
+    """The shipped definitions with the triggers renamed (the effects stay as data)."""
+    target = tmp_path / "renamed"
+    (target / "budgets").mkdir(parents=True)
+    (target / "budgets" / "2024-2025.toml").write_bytes(CATALOGUE)
+    text = WORKFLOW.decode()
+    for old, new in (("submit", "gui"), ("forward", "trinh"), ("approve", "duyet"), ("pay", "chi")):
+        text = text.replace(f'trigger = "{old}"', f'trigger = "{new}"')
+    (target / "expense_approval.toml").write_text(text, encoding="utf-8")
+    return target
+
+
+def test_renaming_triggers_keeps_recording_forwarder_approval_and_payment(
+    settings: Settings, clock: object, tmp_path: Path
+) -> None:
+    renamed = replace(settings, definitions_dir=_renamed_definitions(tmp_path))
+    runtime = Runtime(renamed, clock=clock)  # type: ignore[arg-type]
+    runtime.init_db()
+    try:
+        school = School.create(runtime)
+        number = school.draft()
+        for trigger, login in (("gui", "hanh"), ("trinh", "long"), ("duyet", "toan")):
+            school.act(number, trigger, login)
+        # The approver is still not the reviewer who forwarded it: the forwarder was recorded.
+        assert school.request(number).forwarded_by == "long"  # type: ignore[union-attr]
+        assert school.request(number).approved_by == "toan"  # type: ignore[union-attr]
+        school.act(number, "chi", "mai", data=pay_data())
+        paid = school.request(number)
+        assert paid is not None and paid.state == "paid" and paid.voucher == "PC-2025-0031"
+        with runtime.transaction() as session:
+            assert verify_live(session, institution=runtime.institution, now=runtime.now()).valid
+    finally:
+        runtime.dispose()
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ('effects = ["record_forwarder"]', 'effects = ["record_everything"]'),
+        ('tone = "danger"', 'tone = "red"'),
+        ('trigger = "approve"\nrole = "approver"', 'trigger = "approve"\nrole = "reviewer"'),
+        (
+            '[states.draft]\nlabel = { vi = "Nháp", en = "Draft" }\neditable = true',
+            '[states.draft]\nlabel = { vi = "Nháp", en = "Draft" }\neditable = "yes"',
+        ),
+    ],
+    ids=["unknown-effect", "unknown-tone", "queue-role-cannot-fire", "editable-not-boolean"],
+)
+def test_bad_effects_tones_queues_and_flags_name_the_key(change: str, key: str) -> None:
+    text = WORKFLOW.decode()
+    assert change in text
+    with pytest.raises(DefinitionError) as refused:
+        load_workflow(text.replace(change, key, 1).encode(), "expense_approval.toml")
+    assert refused.value.key.startswith(("transitions[", "queues.", "states."))
+
+
+@pytest.mark.parametrize(
+    ("day", "school_year"),
+    [
+        (date(2024, 9, 1), "2024-2025"),
+        (date(2025, 5, 31), "2024-2025"),
+        (date(2025, 8, 31), "2024-2025"),
+        (date(2026, 11, 26), "2024-2025"),  # no newer plan yet: the last adopted stays in force
+    ],
+)
+def test_the_plan_in_force_comes_from_the_date(day: date, school_year: str) -> None:
+    definitions = DefinitionSet.from_directory(DEFINITIONS)
+    assert definitions.catalogue_on(day).school_year == school_year
+
+
+def test_no_plan_before_the_first_school_year() -> None:
+    definitions = DefinitionSet.from_directory(DEFINITIONS)
+    with pytest.raises(DefinitionError, match="no budget plan is in force on 2024-08-31"):
+        definitions.catalogue_on(date(2024, 8, 31))

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import zipfile
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
+from sqlalchemy import select
 
 from expense_audit.verify import verify_bundle
+from workflow.errors import AccountLocked
+from workflow.livecheck import verify_live
+from workflow.models import AuditEvent
 
 from .factories import School
 from .web import Browser, text
@@ -286,3 +293,46 @@ def test_ledger_pages_and_totals_cover_the_whole_selection(
     school.to_state("submitted")
     long = Browser(app).login("long")
     assert "1 đề xuất chờ lâu nhất trong 2 đề xuất đang chờ." in text(long.get("/review"))
+
+
+VIETNAMESE_LETTERS = re.compile(r"[ăâđêôơưạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ]", re.I)
+
+
+def test_english_users_get_english_refusals(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    nga = Browser(app).login("nga")
+    nga.post("/language", {"language": "en"})
+    number = _new_request(nga, title="Printing", line="PRINT", amount="650.000")
+    refusal = text(nga.act(number, "submit"))
+    message = re.search(r'class="flash error">([^<]*)<', refusal)
+    assert message is not None, refusal[-2000:]
+    assert "Over the norm of “Printing documents and reports”" in message.group(1)
+    assert not VIETNAMESE_LETTERS.search(message.group(1))
+    nga.get("/requests/new")
+    fields = {"title": "x", "line": "PRINT", "source": "NSNN-TX", "budget_year": "2025"}
+    wrong = text(
+        nga.post(
+            "/requests/new", {**fields, "amount": "1tr8tr"}, content_type="multipart/form-data"
+        )
+    )
+    assert "Amount “1tr8tr” not understood" in wrong and "Không hiểu" not in wrong
+
+
+def test_admin_locks_an_account_with_a_signed_event_naming_the_admin(app, school: School) -> None:  # type: ignore[no-untyped-def]
+    number = school.to_state("submitted")
+    admin = Browser(app).login("admin")
+    admin.get("/admin/users")
+    assert admin.post("/admin/users/long/active").status_code == 302
+    with school.runtime.transaction() as session:
+        last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+        assert last is not None and last.action == "user.active"
+        assert json.loads(last.body)["data"] == {"login": "long", "active": False, "by": "admin"}
+        assert verify_live(
+            session, institution=school.runtime.institution, now=school.runtime.now()
+        ).valid
+    before = school.snapshot(number)
+    with pytest.raises(AccountLocked):
+        school.act(number, "forward", "long", comment="Hợp lý.")
+    assert school.snapshot(number) == before
+    # Nobody locks themselves out, and the refusal is said, not a silent no-op.
+    page = text(admin.get(admin.post("/admin/users/admin/active").headers["Location"]))
+    assert "Không tự khóa tài khoản của mình." in page
