@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything into .venv and run the checks: ruff (lint + format), mypy on workflow/, then the
+# Install everything into .venv and run the checks: ruff (lint + format), mypy --strict on verifier/,
+# workflow/ and webapp/, then the
 # pytest suite on SQLite and, where PostgreSQL is installed, again on a throw-away PostgreSQL cluster.
 # REQUIRE_POSTGRES=1 (set by CI) makes a missing PostgreSQL an error instead of a skipped run.
 set -euo pipefail

@@ -7,6 +7,7 @@ Strings not yet translated below are reported and left in English.
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from babel.messages.pofile import read_po, write_po
@@ -204,7 +205,8 @@ VI = {
 
 def main() -> int:
     root = Path(__file__).resolve().parent.parent
-    with open(sys.argv[1] if len(sys.argv) > 1 else "/tmp/messages.pot", "rb") as handle:
+    default = Path(tempfile.gettempdir()) / "messages.pot"
+    with open(sys.argv[1] if len(sys.argv) > 1 else default, "rb") as handle:
         catalog = read_po(handle, locale="vi")
     missing = []
     for message in catalog:

@@ -14,7 +14,7 @@ from workflow.runtime import Runtime, Settings
 
 from .extensions import babel, csrf, limiter, login_manager
 
-DEV_SECRET_KEY = "dev-only-not-secret"
+DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production (check_production)
 LANGUAGES = ("vi", "en")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, cast
 
 from flask import abort, current_app, g, request
 from flask_login import current_user
+from flask_login import login_required as _login_required
 from sqlalchemy.orm import Session
 
 from workflow import policy
@@ -85,6 +86,11 @@ def me() -> User:
     if user is None or not user.active:
         abort(403)
     return user
+
+
+def login_required(view: F) -> F:
+    """flask-login's login_required, typed (flask-login ships no type information)."""
+    return cast(F, _login_required(view))
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:

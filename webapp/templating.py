@@ -60,7 +60,7 @@ def role_label(role: str) -> str:
         "admin": _("administrator"),
         "institution": _("school (institution key)"),
     }
-    return names.get(role, role)
+    return str(names.get(role, role))
 
 
 def label(mapping: Any) -> str:

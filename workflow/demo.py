@@ -15,8 +15,8 @@ from .directory import Directory
 from .models import User
 from .runtime import Runtime
 
-DEMO_PASSWORD = "demo-2024"  # demo accounts only; printed by `flask demo`
-DEMO_SECRET = "123456"  # demo signing secret (a real one is chosen by each user)
+DEMO_PASSWORD = "demo-2024"  # noqa: S105 - demo accounts only; printed by `flask demo`
+DEMO_SECRET = "123456"  # noqa: S105 - demo signing secret; real ones are chosen by each user
 DEMO_SCRYPT_N = 2**12  # demo keys unlock fast; real keys use the default cost
 
 
@@ -108,7 +108,7 @@ def create_people(
 
 def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[str, int]:
     """Create ``count`` requests spread over every state, every step really signed."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not a secret
     # NOTE: time is compressed for long histories so every request stays inside the school year.
     clock = DemoClock(datetime(2024, 9, 9, 0, 40), rng, scale=min(1.0, 200 / max(count, 1)))
     tally: dict[str, int] = {}
@@ -174,7 +174,8 @@ def _one_request(
         content.pop("quantity")
         content.pop("unit_price_vnd")
     proposer = people[proposer_login]
-    assert proposer is not None
+    if proposer is None:
+        raise WorkflowError(f"demo person {proposer_login} is missing: run `flask demo` first")
     number = service.create_draft(proposer, school_year="2024-2025", **content).number
     if target == "draft":
         return "draft"
@@ -184,7 +185,8 @@ def _one_request(
     ) -> bool:
         clock.advance()
         user = people[actor]
-        assert user is not None
+        if user is None:
+            raise WorkflowError(f"demo person {actor} is missing: run `flask demo` first")
         try:
             with session.begin_nested():
                 service.act(number, trigger, user, DEMO_SECRET, comment=comment, data=data)

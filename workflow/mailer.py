@@ -129,7 +129,8 @@ class _Connection:
 
     def _open(self) -> smtplib.SMTP:
         s = self.settings
-        assert s.host is not None
+        if s.host is None:
+            raise ValueError("EXPENSES_SMTP_HOST is not set: mail is printed instead of sent")
         context = ssl.create_default_context(cafile=s.cafile)
         smtp: smtplib.SMTP
         if s.security == "ssl":

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 from .budget import BudgetBook
 from .definitions import BudgetCatalogue, BudgetLine
@@ -174,9 +174,9 @@ def allocation_left(catalogue: BudgetCatalogue, line: BudgetLine, book: BudgetBo
 def within_allocation(ctx: GuardContext) -> None:
     """The amount fits in what is left of the line's allocation."""
     line = _line(ctx)
-    assert ctx.catalogue is not None  # checked by _line
+    catalogue = cast(BudgetCatalogue, ctx.catalogue)  # _line refused a missing catalogue
     amount = int(ctx.content["amount_vnd"])
-    left = allocation_left(ctx.catalogue, line, ctx.book)
+    left = allocation_left(catalogue, line, ctx.book)
     if amount > left:
         raise GuardRefused(
             f"Vượt phân bổ «{line.name['vi']}»: còn lại {format_vnd(left)} trên "

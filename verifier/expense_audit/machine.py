@@ -9,7 +9,7 @@ from typing import Any
 from transitions import EventData, Machine, MachineError
 
 from .definitions import TransitionDef, WorkflowDefinition
-from .errors import RoleNotAllowed, TransitionNotAllowed
+from .errors import RoleNotAllowed, TransitionNotAllowed, WorkflowError
 from .guards import GUARDS, GuardContext
 
 
@@ -123,7 +123,10 @@ class WorkflowMachine:
                 en="The conditions of this step are not met.",
                 trigger=trigger,
             )
-        assert token.state == transition.dest
+        if token.state != transition.dest:  # pragma: no cover - the machine is built from it
+            raise WorkflowError(
+                f"machine reached {token.state!r}, definition says {transition.dest!r}"
+            )
         return token.state
 
 

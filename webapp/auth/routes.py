@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from ..context import Account, db, directory, me
+from ..context import Account, db, directory, login_required, me
 from ..errors import attempt
 from ..extensions import limiter, login_manager
 from . import bp
 from .forms import LanguageForm, LoginForm, SigningSecretForm
 
 
-@login_manager.user_loader
 def load_user(user_id: str) -> Account | None:
     """Reload the account of a session; inactive accounts are signed out."""
     from workflow.models import User
@@ -23,6 +22,9 @@ def load_user(user_id: str) -> Account | None:
         return None
     user = db().get(User, int(user_id))
     return Account.of(user) if user is not None and user.active else None
+
+
+login_manager.user_loader(load_user)
 
 
 def _login_limit() -> str:

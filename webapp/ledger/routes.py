@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 from flask import Response, render_template, request, send_file, stream_with_context
@@ -81,7 +82,7 @@ def ledger_csv() -> Response:
     selection = _filter()
     session = runtime().read_sessions()
 
-    def generate():  # type: ignore[no-untyped-def]
+    def generate() -> Iterator[str]:
         try:
             yield from csv_chunks(rows_from_database(session, selection, runtime().definitions))
         finally:
@@ -97,7 +98,7 @@ def ledger_csv() -> Response:
 def ledger_xlsx() -> Response:
     """The ledger as XLSX with formatted đồng and a totals row."""
     path = temporary_path(".xlsx")
-    write_xlsx(rows_from_database(db(), _filter(), runtime().definitions), path)
+    write_xlsx(rows_from_database(db(), _filter(), runtime().definitions), str(path))
     response = send_file(
         path,
         as_attachment=True,

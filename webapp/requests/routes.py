@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
@@ -18,7 +18,7 @@ from workflow.service import Current, draft_content
 
 from .. import MAX_UPLOAD_BYTES
 from ..choices import choices
-from ..context import db, me, roles_required, runtime, service, visible_request
+from ..context import db, login_required, me, roles_required, runtime, service, visible_request
 from ..errors import attempt, message_for
 from ..uploads import UploadRefused, path_for, store
 from . import bp
@@ -111,7 +111,7 @@ def _store_uploads(form: RequestForm) -> list[dict[str, Any]]:
 
 @bp.route("/requests/new", methods=["GET", "POST"])
 @roles_required("proposer")
-def new() -> str | Response:
+def new() -> str | Response | tuple[str, int]:
     """A new request, saved as a draft; submitted (signed) from its page."""
     form = RequestForm()
     catalogue = service().catalogue_in_force()
