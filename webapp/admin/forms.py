@@ -6,7 +6,9 @@ from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField,
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from expense_audit.limits import MAX_EMAIL, MAX_LOGIN, MAX_NAME, MAX_PASSWORD
 from expense_audit.vocabulary import ROLES
+from workflow.directory import MIN_PASSWORD
 
 from ..choices import choices
 
@@ -21,14 +23,15 @@ def _roles_field() -> SelectMultipleField:
 
 
 class UserForm(FlaskForm):
-    login = StringField(_l("Login"), validators=[DataRequired(), Length(max=64)])
-    name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=200)])
-    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=254)])
+    login = StringField(_l("Login"), validators=[DataRequired(), Length(max=MAX_LOGIN)])
+    name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=MAX_NAME)])
+    email = EmailField(_l("E-mail"), validators=[DataRequired(), Length(max=MAX_EMAIL)])
     language = SelectField(
         _l("Language"), choices=choices([("vi", "Tiếng Việt"), ("en", "English")])
     )
     password = PasswordField(
-        _l("First password"), validators=[DataRequired(), Length(min=8, max=200)]
+        _l("First password"),
+        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD)],
     )
     roles = _roles_field()
 

@@ -5,12 +5,15 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from expense_audit.limits import MAX_LOGIN, MAX_PASSWORD
+from workflow.keys import MIN_SECRET_LENGTH
+
 from ..choices import choices
 
 
 class LoginForm(FlaskForm):
-    login = StringField(_l("Login"), validators=[DataRequired(), Length(max=64)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=200)])
+    login = StringField(_l("Login"), validators=[DataRequired(), Length(max=MAX_LOGIN)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)])
 
 
 class LanguageForm(FlaskForm):
@@ -19,10 +22,13 @@ class LanguageForm(FlaskForm):
 
 class SigningSecretForm(FlaskForm):
     secret = PasswordField(
-        _l("New signing secret"), validators=[DataRequired(), Length(min=6, max=200)]
+        _l("New signing secret"),
+        validators=[DataRequired(), Length(min=MIN_SECRET_LENGTH, max=MAX_PASSWORD)],
     )
     confirm = PasswordField(
         _l("Repeat the signing secret"),
         validators=[DataRequired(), EqualTo("secret", message=_l("The two entries differ."))],
     )
-    password = PasswordField(_l("Your password"), validators=[DataRequired(), Length(max=200)])
+    password = PasswordField(
+        _l("Your password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )

@@ -6,6 +6,8 @@ from wtforms import PasswordField, SelectMultipleField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from expense_audit.limits import MAX_COMMENT, MAX_PASSWORD
+
 
 class BulkApproveForm(FlaskForm):
     numbers = SelectMultipleField(
@@ -15,5 +17,7 @@ class BulkApproveForm(FlaskForm):
         option_widget=CheckboxInput(),
         validators=[DataRequired()],
     )
-    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=2000)])
-    secret = PasswordField(_l("Signing secret"), validators=[DataRequired(), Length(max=200)])
+    comment = TextAreaField(_l("Comment"), validators=[Optional(), Length(max=MAX_COMMENT)])
+    secret = PasswordField(
+        _l("Signing secret"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
