@@ -90,7 +90,9 @@ class Bundle:
             len(leaves),
             root_from_leaf_hashes(leaves),
             institution.private,
-            now=datetime.strptime(self.lines[-1]["body"]["ts"], "%Y-%m-%dT%H:%M:%SZ"),
+            now=datetime.strptime(
+                max(line["body"]["ts"] for line in self.lines), "%Y-%m-%dT%H:%M:%SZ"
+            ),
         )
         old = self.files["checkpoints.jsonl"].decode() if keep_old_checkpoints else ""
         self.files["checkpoints.jsonl"] = (
