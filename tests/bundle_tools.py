@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import zipfile
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from expense_audit.checkpoint import sign_checkpoint
 from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 from expense_audit.verify import (
@@ -23,7 +24,6 @@ from expense_audit.verify import (
     Report,
     verify_bundle,
 )
-
 from workflow.bundle import export_bundle
 
 from .bundle_tools import Bundle

@@ -11,10 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from expense_audit.verify import BundleUnreadable, verify_bundle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from expense_audit.verify import BundleUnreadable, verify_bundle
 from webapp import create_app
 from workflow.runtime import Settings
 

@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from expense_audit.checkpoint import verifier_key
 from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
 from workflow import demo as demo_data
@@ -148,9 +149,13 @@ def keys_init_institution() -> None:
 
 @keys.command("fingerprint")
 def keys_fingerprint() -> None:
-    """Print the institution key fingerprint (the auditors' trust anchor)."""
+    """Print the institution key fingerprint (the auditors' pin) and its signed-note verifier key."""
     try:
-        click.echo(_runtime().institution.fingerprint)
+        runtime = _runtime()
+        click.echo(runtime.institution.fingerprint)
+        click.echo(
+            "verifier key: " + verifier_key(runtime.settings.origin, runtime.institution.public_raw)
+        )
     except WorkflowError as exc:
         _fail(exc.message)
 

@@ -8,6 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from expense_audit.verify.format import (
     BUNDLE_FORMAT,
     BUNDLE_VERSION,
@@ -19,8 +22,6 @@ from expense_audit.verify.format import (
     check_member_name,
 )
 from expense_audit.verify.format import event_line as format_line
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from .audit import format_ts, iter_events, lock_head, make_checkpoint
 from .keys import INSTITUTION_ACTOR, InstitutionKey

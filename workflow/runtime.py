@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from expense_audit.checkpoint import Checkpoint
+from expense_audit.checkpoint import Checkpoint, check_key_name
 from expense_audit.definitions import DefinitionSet
 
 from .audit import init_log, make_checkpoint
@@ -41,6 +41,11 @@ class Settings:
     institution_passphrase: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     witnesses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # NOTE: the origin is the checkpoints' key name: refuse at start-up what the signed-note
+        # spec forbids (empty, spaces, '+'), rather than sign notes no witness can read.
+        check_key_name(self.origin)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
