@@ -181,13 +181,53 @@ def events(total: int) -> Log:
     return log
 
 
+def _keys_file(lines: list[bytes]) -> list[dict[str, Any]]:
+    """keys.json as the log implies it (institution events only)."""
+    keys: list[dict[str, Any]] = []
+    for line in lines:
+        if b'"actor":"institution"' not in line:
+            continue
+        body = json.loads(line)["body"]
+        data = body["data"]
+        if body["action"] == "log.init":
+            keys.append(
+                {
+                    "key_id": body["key"],
+                    "owner": "institution",
+                    "public_key": data["institution_key"],
+                    "fingerprint": data["fingerprint"],
+                    "registered_seq": 1,
+                    "revoked_seq": None,
+                }
+            )
+        elif body["action"] == "key.register":
+            keys.append(
+                {
+                    "key_id": data["key_id"],
+                    "owner": data["owner"],
+                    "public_key": data["public_key"],
+                    "registered_seq": body["seq"],
+                    "revoked_seq": None,
+                }
+            )
+    return keys
+
+
+def _time_of(line: bytes) -> datetime:
+    return datetime.strptime(json.loads(line)["body"]["ts"], "%Y-%m-%dT%H:%M:%SZ")
+
+
 def write_bundle(log: Log, path: Path, *, size: int | None = None) -> Path:
     """Write the first ``size`` events (all by default) as an audit bundle with a final checkpoint."""
     size = len(log.lines) if size is None else size
     institution = _key("institution")
     public = institution.public_key().public_bytes_raw()
     checkpoint = sign_checkpoint(
-        ORIGIN, size, root_from_leaf_hashes(log.leaves[:size]), institution
+        ORIGIN,
+        size,
+        root_from_leaf_hashes(log.leaves[:size]),
+        institution,
+        now=_time_of(log.lines[size - 1]),
     )
     definitions = DefinitionSet.from_directory(PROJECT_ROOT / "definitions")
     head = json.loads(log.lines[size - 1])["hash"]
@@ -199,12 +239,7 @@ def write_bundle(log: Log, path: Path, *, size: int | None = None) -> Path:
             "checkpoints.jsonl",
             json.dumps({"size": size, "root": checkpoint.root_hex, "note": checkpoint.note}) + "\n",
         )
-        bundle.writestr(
-            "keys.json",
-            json.dumps(
-                [{"key_id": key_id(public), "owner": "institution", "public_key": public.hex()}]
-            ),
-        )
+        bundle.writestr("keys.json", json.dumps(_keys_file(log.lines[:size])))
         for sha, rel in definitions.paths.items():
             bundle.writestr(f"definitions/{sha}/{rel}", definitions.files[sha])
         bundle.writestr(
@@ -214,9 +249,14 @@ def write_bundle(log: Log, path: Path, *, size: int | None = None) -> Path:
                     "format": "expense-audit-bundle",
                     "version": 1,
                     "origin": ORIGIN,
-                    "institution": {"fingerprint": key_fingerprint(public)},
+                    "institution": {
+                        "key_id": key_id(public),
+                        "fingerprint": key_fingerprint(public),
+                    },
                     "event_count": size,
                     "head_hash": head,
+                    "exported_at": _time_of(log.lines[size - 1]).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "definitions": dict(definitions.paths),
                 }
             ),
         )
@@ -225,4 +265,10 @@ def write_bundle(log: Log, path: Path, *, size: int | None = None) -> Path:
 
 def checkpoint_note(log: Log, size: int) -> str:
     institution = _key("institution")
-    return sign_checkpoint(ORIGIN, size, root_from_leaf_hashes(log.leaves[:size]), institution).note
+    return sign_checkpoint(
+        ORIGIN,
+        size,
+        root_from_leaf_hashes(log.leaves[:size]),
+        institution,
+        now=_time_of(log.lines[size - 1]),
+    ).note

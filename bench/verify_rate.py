@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from synth import checkpoint_note, events, write_bundle
 
 from expense_audit.canonical import signing_message
-from expense_audit.verify import _split_line, verify_bundle
+from expense_audit.verify import verify_bundle
+from expense_audit.verify.format import split_line
 
 
 def raw_rate(path: Path) -> float:
@@ -30,7 +31,7 @@ def raw_rate(path: Path) -> float:
     with zipfile.ZipFile(path) as archive:
         lines = archive.read("events.jsonl").splitlines()
     for line in lines:
-        body, _, sig = _split_line(line)
+        body, _, sig = split_line(line)
         parsed = json.loads(body)
         if parsed["action"] == "log.init":
             keys[parsed["key"]] = Ed25519PublicKey.from_public_bytes(

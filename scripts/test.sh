@@ -12,6 +12,24 @@ python3 -m venv .venv
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 
+echo "== the verifier alone: its wheel in a fresh venv without Flask or SQLAlchemy"
+inspector="$(mktemp -d)"
+.venv/bin/pip wheel --quiet --no-deps ./verifier -w "$inspector/wheels"
+python3 -m venv "$inspector/venv"
+"$inspector/venv/bin/pip" install --quiet "$inspector"/wheels/expense_audit-*.whl
+if "$inspector/venv/bin/python" -c "import flask" 2>/dev/null || "$inspector/venv/bin/python" -c "import sqlalchemy" 2>/dev/null; then
+  echo "the verifier's venv has Flask or SQLAlchemy" >&2; exit 1
+fi
+demo="$inspector/demo"
+mkdir -p "$demo"
+EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" EXPENSES_SCRYPT_N=1024 \
+  .venv/bin/flask --app wsgi demo --requests 6 >/dev/null
+EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" \
+  .venv/bin/flask --app wsgi audit export "$demo/bundle.zip" >/dev/null
+fingerprint="$(EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" .venv/bin/flask --app wsgi keys fingerprint | head -1)"
+"$inspector/venv/bin/audit-verify" "$demo/bundle.zip" --institution-key "$fingerprint"
+rm -rf "$inspector"
+
 echo "== pytest on SQLite"
 .venv/bin/python -m pytest "$@"
 

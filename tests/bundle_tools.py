@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,13 @@ class Bundle:
         ]
         origin = self.manifest["origin"]
         checkpoint = sign_checkpoint(
-            origin, len(leaves), root_from_leaf_hashes(leaves), institution.private
+            origin,
+            len(leaves),
+            root_from_leaf_hashes(leaves),
+            institution.private,
+            now=datetime.strptime(
+                max(line["body"]["ts"] for line in self.lines), "%Y-%m-%dT%H:%M:%SZ"
+            ),
         )
         old = self.files["checkpoints.jsonl"].decode() if keep_old_checkpoints else ""
         self.files["checkpoints.jsonl"] = (

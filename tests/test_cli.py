@@ -30,7 +30,9 @@ def test_from_nothing_to_a_verified_bundle(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "Fingerprint:" in result.output
     fingerprint = result.output.split("Fingerprint:")[1].strip()
     assert runner.invoke(args=["keys", "init-institution"]).exit_code == 1
-    assert runner.invoke(args=["keys", "fingerprint"]).output.strip() == fingerprint
+    printed = runner.invoke(args=["keys", "fingerprint"]).output.splitlines()
+    assert printed[0] == fingerprint
+    assert printed[1].startswith("verifier key: th-demo.edu.vn/expenses+")
     assert "initialised" in runner.invoke(args=["init-db"]).output
     demo = runner.invoke(args=["demo", "--requests", "24"])
     assert demo.exit_code == 0, demo.output

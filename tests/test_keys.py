@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from expense_audit.checkpoint import (
@@ -14,6 +15,7 @@ from expense_audit.checkpoint import (
     note_key_id,
     open_checkpoint,
     sign_checkpoint,
+    verifier_key,
 )
 from workflow.errors import InstitutionKeyExists, InstitutionKeyMissing, SecretTooWeak, WrongSecret
 from workflow.keys import InstitutionKey, seal_new_key, unlock
@@ -96,3 +98,35 @@ def test_checkpoint_is_a_c2sp_signed_note(tmp_path: Path) -> None:
         open_checkpoint(checkpoint.note.replace("\n42\n", "\n43\n"), key.public_raw)
     with pytest.raises(CheckpointInvalid, match="origin"):
         open_checkpoint(checkpoint.note, key.public_raw, origin="other.example/log")
+
+
+@pytest.mark.parametrize("origin", ["", "th demo/expenses", "a+b", "tab\there"])
+def test_origin_that_no_signed_note_allows_is_refused_at_start_up(origin: str) -> None:
+    from workflow.runtime import Settings
+
+    with pytest.raises(CheckpointInvalid):
+        Settings(origin=origin)
+
+
+def test_checkpoint_size_in_non_ascii_digits_is_refused() -> None:
+    key = Ed25519PrivateKey.generate()
+    note = sign_checkpoint("th-demo.edu.vn/expenses", 42, b"\x00" * 32, key).note
+    with pytest.raises(CheckpointInvalid, match="tree size"):
+        open_checkpoint(note.replace("\n42\n", "\n4\u0662\n"), key.public_key().public_bytes_raw())
+
+
+def test_checkpoint_with_too_many_signature_lines_is_refused() -> None:
+    key = Ed25519PrivateKey.generate()
+    note = sign_checkpoint("th-demo.edu.vn/expenses", 1, b"\x00" * 32, key).note
+    extra = "\u2014 witness AAAAAAAA\n" * 101
+    with pytest.raises(CheckpointInvalid, match="signature lines"):
+        open_checkpoint(note + extra, key.public_key().public_bytes_raw())
+
+
+def test_verifier_key_string_matches_the_signed_note_format() -> None:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes_raw()
+    name, key_hash, blob = verifier_key("th-demo.edu.vn/expenses", public).split("+")
+    assert name == "th-demo.edu.vn/expenses"
+    assert bytes.fromhex(key_hash) == note_key_id(name, public)
+    assert base64.b64decode(blob) == b"\x01" + public

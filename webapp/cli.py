@@ -11,6 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from expense_audit.checkpoint import verifier_key
 from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
 from workflow import demo as demo_data
@@ -58,9 +59,10 @@ def demo(count: int) -> None:
                 runtime.settings.keys_dir, passphrase=runtime.settings.institution_passphrase
             )
             click.echo(f"Institution key created, fingerprint {key.fingerprint}")
-        runtime.init_db()
+        # NOTE: a fresh demo log begins before the school year its history walks through.
+        runtime.init_db(at=demo_data.DEMO_EPOCH)
         with runtime.transaction() as session:
-            demo_data.create_people(runtime, session)
+            demo_data.create_people(runtime, session, clock=demo_data.enrolment_clock(runtime))
         with runtime.transaction() as session:
             has_history = queries.request_count(session) > 0
         tally = demo_data.create_history(runtime, count) if count and not has_history else {}
@@ -149,9 +151,13 @@ def keys_init_institution() -> None:
 
 @keys.command("fingerprint")
 def keys_fingerprint() -> None:
-    """Print the institution key fingerprint (the auditors' trust anchor)."""
+    """Print the institution key fingerprint (the auditors' pin) and its signed-note verifier key."""
     try:
-        click.echo(_runtime().institution.fingerprint)
+        runtime = _runtime()
+        click.echo(runtime.institution.fingerprint)
+        click.echo(
+            "verifier key: " + verifier_key(runtime.settings.origin, runtime.institution.public_raw)
+        )
     except WorkflowError as exc:
         _fail(exc.message)
 

@@ -136,7 +136,7 @@ def make_checkpoint(session: Session, *, institution: InstitutionKey, now: datet
         return Checkpoint(head.origin, latest.size, bytes.fromhex(latest.root), latest.note)
     leaves = [event_leaf(e.hash, e.sig) for e in iter_events(session)]
     root = root_from_leaf_hashes(leaves)
-    checkpoint = sign_checkpoint(head.origin, len(leaves), root, institution.private)
+    checkpoint = sign_checkpoint(head.origin, len(leaves), root, institution.private, now=now)
     session.add(
         CheckpointRow(size=checkpoint.size, root=root.hex(), note=checkpoint.note, created_at=now)
     )

@@ -11,25 +11,26 @@ from typing import IO, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from expense_audit.verify.format import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    CHECKPOINTS,
+    DEFINITIONS_DIR,
+    EVENTS,
+    KEYS,
+    MANIFEST,
+    check_member_name,
+)
+from expense_audit.verify.format import event_line as format_line
+
 from .audit import format_ts, iter_events, lock_head, make_checkpoint
 from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import AuditEvent, CheckpointRow, DefinitionFile, SigningKey
 
-BUNDLE_FORMAT = "expense-audit-bundle"
-BUNDLE_VERSION = 1
-
 
 def event_line(event: AuditEvent) -> bytes:
     """One events.jsonl line, embedding the exact signed body bytes."""
-    return (
-        b'{"body":'
-        + event.body
-        + b',"hash":"'
-        + event.hash.encode()
-        + b'","sig":"'
-        + event.sig.hex().encode()
-        + b'"}\n'
-    )
+    return format_line(event.body, event.hash, event.sig)
 
 
 def export_bundle(
@@ -40,13 +41,13 @@ def export_bundle(
     head = lock_head(session)
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         count = 0
-        with bundle.open("events.jsonl", "w", force_zip64=True) as events:
+        with bundle.open(EVENTS, "w", force_zip64=True) as events:
             for event in iter_events(session):
                 events.write(event_line(event))
                 count += 1
         checkpoints = session.scalars(select(CheckpointRow).order_by(CheckpointRow.size)).all()
         bundle.writestr(
-            "checkpoints.jsonl",
+            CHECKPOINTS,
             "".join(
                 json.dumps({"size": c.size, "root": c.root, "note": c.note}, ensure_ascii=False)
                 + "\n"
@@ -73,10 +74,11 @@ def export_bundle(
                     "revoked_seq": key.revoked_seq,
                 }
             )
-        bundle.writestr("keys.json", json.dumps(keys, indent=1))
+        bundle.writestr(KEYS, json.dumps(keys, indent=1))
         definitions = {}
         for definition in session.scalars(select(DefinitionFile)):
-            name = f"definitions/{definition.sha256}/{definition.path}"
+            name = f"{DEFINITIONS_DIR}{definition.sha256}/{definition.path}"
+            check_member_name(name)
             bundle.writestr(name, definition.content)
             definitions[definition.sha256] = definition.path
         manifest = {
@@ -89,5 +91,5 @@ def export_bundle(
             "exported_at": format_ts(now),
             "definitions": definitions,
         }
-        bundle.writestr("manifest.json", json.dumps(manifest, indent=1, ensure_ascii=False))
+        bundle.writestr(MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     return manifest

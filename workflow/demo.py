@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from expense_audit.errors import WorkflowError
 
+from .clock import Clock
 from .directory import Directory
-from .models import User
+from .models import AuditEvent, User
 from .runtime import Runtime
 
 DEMO_PASSWORD = "demo-2024"  # noqa: S105 - demo accounts only; printed by `flask demo`
 DEMO_SECRET = "123456"  # noqa: S105 - demo signing secret; real ones are chosen by each user
 DEMO_SCRYPT_N = 2**12  # demo keys unlock fast; real keys use the default cost
+DEMO_EPOCH = datetime(2024, 8, 26, 1, 0)  # the demo log begins before the school year
+DEMO_START = datetime(2024, 9, 9, 0, 40)  # the earliest the demo history may start
+DEMO_END = datetime(2025, 5, 31, 10, 0)  # the school year's requests are decided by then
+DEMO_BUDGET_YEARS = (2024, 2025)  # the years of definitions/budgets/2024-2025.toml
 
 
 @dataclass(frozen=True)
@@ -67,11 +74,25 @@ TARGETS = (
 )
 
 
+def enrolment_clock(runtime: Runtime) -> Clock:
+    """Times for the demo accounts' events: a minute apart, after the log's latest event."""
+    moments = itertools.count(1)
+    first = max(DEMO_EPOCH, _latest_event_time(runtime))
+    return lambda: first + timedelta(minutes=next(moments))
+
+
 class DemoClock:
     """A clock that walks through the school year, so the history looks lived in."""
 
-    def __init__(self, start: datetime, rng: random.Random, *, scale: float = 1.0) -> None:
-        self.now, self.rng, self.scale = start, rng, scale
+    def __init__(
+        self,
+        start: datetime,
+        rng: random.Random,
+        *,
+        scale: float = 1.0,
+        ceiling: datetime | None = None,
+    ) -> None:
+        self.now, self.rng, self.scale, self.ceiling = start, rng, scale, ceiling
 
     def __call__(self) -> datetime:
         return self.now
@@ -81,14 +102,33 @@ class DemoClock:
         self.now += timedelta(
             minutes=self.rng.randint(low, max(low, int(high_minutes * self.scale)))
         )
+        # NOTE: the history never runs ahead of the real clock: later real steps and the
+        # checkpoint made at export must not be dated before it.
+        if self.ceiling is not None and self.now > self.ceiling:
+            self.now = self.ceiling
+
+
+def _latest_event_time(runtime: Runtime) -> datetime:
+    with runtime.transaction() as session:
+        latest = session.scalars(
+            select(AuditEvent.ts).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+    return datetime.strptime(latest, "%Y-%m-%dT%H:%M:%SZ") if latest else DEMO_EPOCH
 
 
 def create_people(
-    runtime: Runtime, session: Session, *, domain: str = "th-demo.edu.vn"
+    runtime: Runtime,
+    session: Session,
+    *,
+    domain: str = "th-demo.edu.vn",
+    clock: Clock | None = None,
 ) -> list[User]:
     """Create the demo accounts (idempotent), each with a signing key under the demo secret."""
     directory = Directory(
-        session, institution=runtime.institution, clock=runtime.clock, scrypt_n=DEMO_SCRYPT_N
+        session,
+        institution=runtime.institution,
+        clock=clock or runtime.clock,
+        scrypt_n=DEMO_SCRYPT_N,
     )
     users = []
     for person in PEOPLE:
@@ -109,8 +149,14 @@ def create_people(
 def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[str, int]:
     """Create ``count`` requests spread over every state, every step really signed."""
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not a secret
-    # NOTE: time is compressed for long histories so every request stays inside the school year.
-    clock = DemoClock(datetime(2024, 9, 9, 0, 40), rng, scale=min(1.0, 200 / max(count, 1)))
+    # The log moves forward in time: the history starts after the log's latest event and runs
+    # through the school year (or, on a log already past it, up to now).
+    start = max(DEMO_START, _latest_event_time(runtime) + timedelta(minutes=1))
+    ceiling = DEMO_END if start < DEMO_END else max(start, runtime.now().replace(tzinfo=None))
+    # NOTE: time is compressed so a long history fits between its start and its end.
+    hours = max(1.0, (ceiling - start).total_seconds() / 3600)
+    scale = min(1.0, 200 / max(count, 1), hours / (50 * max(count, 1)))
+    clock = DemoClock(start, rng, scale=scale, ceiling=ceiling)
     tally: dict[str, int] = {}
     for index in range(count):
         target = TARGETS[index % len(TARGETS)] if index < len(TARGETS) * 2 else rng.choice(TARGETS)
@@ -128,6 +174,8 @@ def _content(
     template: tuple[str, str, int | tuple[int, int], str], year: int, rng: random.Random
 ) -> dict[str, object]:
     line, title, amount, source = template
+    # NOTE: a demo run later than the 2024-2025 school year still charges that year's budget.
+    year = year if year in DEMO_BUDGET_YEARS else DEMO_BUDGET_YEARS[-1]
     content: dict[str, object] = {
         "title": title,
         "line": line,

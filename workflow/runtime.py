@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from expense_audit.checkpoint import Checkpoint
+from expense_audit.checkpoint import Checkpoint, check_key_name
 from expense_audit.definitions import DefinitionSet
 
 from .audit import init_log, make_checkpoint
@@ -41,6 +41,11 @@ class Settings:
     institution_passphrase: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     witnesses: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # NOTE: the origin is the checkpoints' key name: refuse at start-up what the signed-note
+        # spec forbids (empty, spaces, '+'), rather than sign notes no witness can read.
+        check_key_name(self.origin)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,14 +112,18 @@ class Runtime:
             )
         return self._institution
 
-    def init_db(self) -> bool:
-        """Create the schema and the log's genesis event; returns False if already initialised."""
+    def init_db(self, *, at: datetime | None = None) -> bool:
+        """Create the schema and the log's genesis event (dated ``at``, by default now);
+        returns False if the log was already initialised."""
         create_schema(self.engine)
         with self.transaction() as session:
             if session.get(LogHead, 1) is not None:
                 return False
             init_log(
-                session, origin=self.settings.origin, institution=self.institution, ts=self.clock()
+                session,
+                origin=self.settings.origin,
+                institution=self.institution,
+                ts=at or self.clock(),
             )
         return True
 

@@ -1,20 +1,38 @@
-"""Checkpoints in the C2SP tlog-checkpoint format, signed as C2SP signed notes (Ed25519)."""
+"""Checkpoints in the C2SP tlog-checkpoint format, signed as C2SP signed notes (Ed25519).
+
+Strict as the specs ask: the size line is ASCII digits without a leading zero, no note line is
+empty or holds a control character, the key name follows the signed-note rules, and a note may
+carry at most MAX_SIGNATURES signature lines. One extension line, ``time <RFC 3339 UTC>``, records
+when the institution signed it (other tools ignore extension lines, as the spec lets them).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
+import struct
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from .errors import WorkflowError
+
 SIG_PREFIX = "\u2014 "  # em dash and a space
 ED25519_TYPE = b"\x01"
+MAX_SIGNATURES = 100  # as golang.org/x/mod/sumdb/note
+TIME_PREFIX = "time "
+_SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
+_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
 
 
-class CheckpointInvalid(Exception):
+class CheckpointInvalid(WorkflowError):
     """A checkpoint note is malformed or its signature does not verify."""
+
+    code = "checkpoint_invalid"
 
 
 @dataclass(frozen=True)
@@ -23,10 +41,21 @@ class Checkpoint:
     size: int
     root: bytes
     note: str  # the whole signed note, exactly as signed
+    time: str | None = None  # the signed `time` extension line, when there is one
 
     @property
     def root_hex(self) -> str:
         return self.root.hex()
+
+
+def check_key_name(name: str) -> None:
+    """Raise CheckpointInvalid unless ``name`` is a signed-note key name (and a log origin)."""
+    if not name:
+        raise CheckpointInvalid("a key name must not be empty")
+    if "+" in name or any(c.isspace() for c in name) or _CONTROL.search(name):
+        raise CheckpointInvalid(f"key name {name!r} holds a space, '+' or a control character")
+    if "\ufffd" in name or not name.isprintable():
+        raise CheckpointInvalid(f"key name {name!r} holds a character that cannot be printed")
 
 
 def note_key_id(name: str, public_raw: bytes) -> bytes:
@@ -34,34 +63,57 @@ def note_key_id(name: str, public_raw: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ED25519_TYPE + public_raw).digest()[:4]
 
 
-def checkpoint_text(origin: str, size: int, root: bytes) -> str:
-    """The checkpoint body: origin, tree size, base64 root hash, each on its own line."""
-    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+def verifier_key(name: str, public_raw: bytes) -> str:
+    """The signed-note verifier key string: name+keyid(8 hex)+base64(0x01 || public key)."""
+    check_key_name(name)
+    (hash32,) = struct.unpack(">I", note_key_id(name, public_raw))
+    return f"{name}+{hash32:08x}+{base64.b64encode(ED25519_TYPE + public_raw).decode()}"
 
 
-def sign_checkpoint(origin: str, size: int, root: bytes, key: Ed25519PrivateKey) -> Checkpoint:
+def checkpoint_text(origin: str, size: int, root: bytes, time: str | None = None) -> str:
+    """The checkpoint body: origin, tree size, base64 root hash, then the optional time line."""
+    text = f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+    return text + (f"{TIME_PREFIX}{time}\n" if time is not None else "")
+
+
+def sign_checkpoint(
+    origin: str,
+    size: int,
+    root: bytes,
+    key: Ed25519PrivateKey,
+    *,
+    now: datetime | None = None,
+) -> Checkpoint:
     """Sign a checkpoint with the institution key; the key name is the log's origin."""
-    text = checkpoint_text(origin, size, root)
+    check_key_name(origin)
+    time = now.strftime("%Y-%m-%dT%H:%M:%SZ") if now is not None else None
+    text = checkpoint_text(origin, size, root, time)
     public_raw = key.public_key().public_bytes_raw()
     signature = key.sign(text.encode())
     blob = base64.b64encode(note_key_id(origin, public_raw) + signature).decode()
-    return Checkpoint(origin, size, root, f"{text}\n{SIG_PREFIX}{origin} {blob}\n")
+    return Checkpoint(origin, size, root, f"{text}\n{SIG_PREFIX}{origin} {blob}\n", time)
 
 
 def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) -> Checkpoint:
     """Parse a signed checkpoint and verify its signature by the given key (fail closed)."""
-    # 1. Split the text from the signature block at the last blank line.
-    cut = note.rfind("\n\n")
-    if cut < 0 or not note.endswith("\n"):
+    # 1. Split the text from the signature block at the first blank line.
+    if not isinstance(note, str) or not note.endswith("\n") or _CONTROL.search(note):
+        raise CheckpointInvalid("not a signed note (control characters or no final newline)")
+    cut = note.find("\n\n")
+    if cut < 0:
         raise CheckpointInvalid("not a signed note")
     text, sig_block = note[: cut + 1], note[cut + 2 :]
-    lines = text.split("\n")
-    if len(lines) < 4:
+    lines = text.split("\n")[:-1]
+    if len(lines) < 3:
         raise CheckpointInvalid("checkpoint needs origin, size and root lines")
+    if any(not line for line in lines):
+        raise CheckpointInvalid("a checkpoint line is empty")
     note_origin, size_line, root_line = lines[0], lines[1], lines[2]
+    check_key_name(note_origin)
     if origin is not None and note_origin != origin:
         raise CheckpointInvalid(f"origin is {note_origin!r}, expected {origin!r}")
-    if not size_line.isdigit() or (size_line != "0" and size_line.startswith("0")):
+    # NOTE: str.isdigit() accepts non-ASCII digits; the spec wants ASCII decimal only.
+    if not _SIZE.fullmatch(size_line):
         raise CheckpointInvalid(f"bad tree size {size_line!r}")
     try:
         root = base64.b64decode(root_line, validate=True)
@@ -69,22 +121,39 @@ def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) 
         raise CheckpointInvalid("root hash is not base64") from None
     if len(root) != 32:
         raise CheckpointInvalid("root hash is not 32 bytes")
+    time = None
+    for extension in lines[3:]:
+        if extension.startswith(TIME_PREFIX):
+            if time is not None or not _TIME.fullmatch(extension[len(TIME_PREFIX) :]):
+                raise CheckpointInvalid(f"bad time line {extension!r:.80}")
+            time = extension[len(TIME_PREFIX) :]
     # 2. Find our key's signature line by name and key ID; verify it.
+    sig_lines = sig_block.split("\n")[:-1]
+    if not sig_lines:
+        raise CheckpointInvalid("a signed note needs a signature line")
+    if len(sig_lines) > MAX_SIGNATURES:
+        raise CheckpointInvalid(f"more than {MAX_SIGNATURES} signature lines")
     wanted = note_key_id(note_origin, public_raw)
     public = Ed25519PublicKey.from_public_bytes(public_raw)
-    for line in sig_block.split("\n")[:-1]:
+    found: Checkpoint | None = None
+    for line in sig_lines:
         if not line.startswith(SIG_PREFIX):
             raise CheckpointInvalid("malformed signature line")
         name, _, blob = line[len(SIG_PREFIX) :].rpartition(" ")
+        check_key_name(name)
         try:
             raw = base64.b64decode(blob, validate=True)
         except ValueError:
             raise CheckpointInvalid("signature is not base64") from None
-        if name != note_origin or raw[:4] != wanted:
+        if len(raw) < 5:
+            raise CheckpointInvalid("signature too short")
+        if name != note_origin or raw[:4] != wanted or found is not None:
             continue  # NOTE: signatures of other keys (witnesses) are ignored, per the spec
         try:
             public.verify(raw[4:], text.encode())
         except InvalidSignature:
             raise CheckpointInvalid("signature does not verify") from None
-        return Checkpoint(note_origin, int(size_line), root, note)
-    raise CheckpointInvalid("no signature by the institution key")
+        found = Checkpoint(note_origin, int(size_line), root, note, time)
+    if found is None:
+        raise CheckpointInvalid("no signature by the institution key")
+    return found

@@ -1,0 +1,119 @@
+"""`audit-verify`: the console entry point. Domain errors become a message and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .report import EXIT_UNREADABLE, NOT_TRUSTED, Report, VerifyError
+from .verifier import verify_bundle
+
+EPILOG = """exit codes:
+  0  valid, and tied to the key you trust (--institution-key or --trust)
+  1  invalid: every problem is listed (seq, kind, detail)
+  2  the bundle (or a file you named) cannot be read, or the pin is not a full fingerprint
+  3  valid, but NOT VERIFIED AGAINST A TRUSTED KEY: give --institution-key or --trust
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audit-verify",
+        description="Verify an audit bundle offline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("bundle", help="the audit bundle (.zip)")
+    parser.add_argument(
+        "--trust", metavar="CHECKPOINT", help="a signed checkpoint you kept earlier"
+    )
+    parser.add_argument(
+        "--institution-key", metavar="FINGERPRINT", help="the school's full 64-hex key fingerprint"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes in all (this one replays, the others check signatures)",
+    )
+    parser.add_argument(
+        "--save-state",
+        metavar="FILE",
+        help="after a valid run, keep what is needed to verify only new events next time",
+    )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="state saved with the --trust checkpoint: verify only what is new",
+    )
+    return parser
+
+
+def _unreadable(message: str, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"valid": False, "trusted": False, "unreadable": message}))
+    else:
+        print(f"audit-verify: {message}", file=sys.stderr)
+    return EXIT_UNREADABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of `audit-verify`."""
+    args = _parser().parse_args(argv)
+    trusted = None
+    if args.trust:
+        try:
+            # NOTE: a checkpoint kept from an e-mail may have CRLF line ends; notes only use LF.
+            trusted = Path(args.trust).read_text(encoding="utf-8").replace("\r\n", "\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            return _unreadable(f"cannot read {args.trust}: {exc}", args.json)
+    try:
+        state = json.loads(Path(args.state).read_text(encoding="utf-8")) if args.state else None
+    except (OSError, ValueError) as exc:
+        return _unreadable(f"cannot read state {args.state}: {exc}", args.json)
+    if state is not None and not isinstance(state, dict):
+        return _unreadable(f"state {args.state} is not a saved verifier state", args.json)
+    try:
+        report = verify_bundle(
+            args.bundle,
+            trusted_checkpoint=trusted,
+            institution_key=args.institution_key,
+            progress=sys.stderr.isatty() and not args.json,
+            jobs=max(1, args.jobs),
+            state=state,
+            keep_state=bool(args.save_state),
+        )
+    except VerifyError as exc:
+        return _unreadable(exc.message, args.json)
+    if args.save_state and report.state is not None:
+        Path(args.save_state).write_text(
+            json.dumps(report.state, ensure_ascii=False), encoding="utf-8"
+        )
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+    else:
+        print_text(report)
+    return report.exit_code
+
+
+def print_text(report: Report) -> None:
+    """The human-readable report; the headline says whether a trusted key was checked."""
+    print(f"origin:      {report.origin}")
+    print(f"events:      {report.event_count}")
+    print(f"institution: {report.institution_fingerprint}")
+    print(f"checkpoint:  {report.checkpoint_size} events, root {report.checkpoint_root}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    if not report.trusted:
+        print(
+            f"{NOT_TRUSTED}: pass --institution-key FINGERPRINT (printed by the school) or --trust "
+            "CHECKPOINT to know this log is the school's and not a copy re-signed by someone else"
+        )
+    print(report.headline)
+    for problem in report.problems:
+        seq = "-" if problem.seq is None else str(problem.seq)
+        where = f" [{problem.request}]" if problem.request else ""
+        print(f"  seq {seq:>6}  {problem.kind:<28}{where} {problem.detail}")

@@ -1,0 +1,194 @@
+"""Step 3 of the package docstring: every field of an event body, type-checked before any use."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from ..projection import CONTENT_FIELDS
+
+EVENT_FIELDS = frozenset(
+    {
+        "v",
+        "origin",
+        "seq",
+        "prev",
+        "ts",
+        "request",
+        "action",
+        "from",
+        "to",
+        "actor",
+        "role",
+        "key",
+        "definition",
+        "data",
+        "comment",
+    }
+)
+INSTITUTION = "institution"
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
+# RFC 3339 in UTC, exactly as the writer stores it (no fraction, no offset other than Z).
+_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MAX_SAFE = 2**53 - 1
+
+
+class FieldInvalid(ValueError):
+    """A field is missing or of the wrong type; the message names it."""
+
+
+def parse_ts(value: object) -> datetime:
+    """A timestamp 'YYYY-MM-DDTHH:MM:SSZ' (RFC 3339, UTC) as an aware datetime."""
+    if not isinstance(value, str) or not _TS.fullmatch(value):
+        raise FieldInvalid(f"ts {value!r} is not an RFC 3339 UTC time like 2026-11-22T09:15:03Z")
+    try:
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        raise FieldInvalid(f"ts {value!r} is not a real date and time") from None
+
+
+Check = Callable[[object], bool]
+
+
+def _str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _opt_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _int(value: object) -> bool:
+    return type(value) is int and -_MAX_SAFE <= value <= _MAX_SAFE
+
+
+def _opt_int(value: object) -> bool:
+    return value is None or _int(value)
+
+
+def _hex64(value: object) -> bool:
+    return isinstance(value, str) and _HEX64.fullmatch(value) is not None
+
+
+def _opt_hex64(value: object) -> bool:
+    return value is None or _hex64(value)
+
+
+def _key_id(value: object) -> bool:
+    return isinstance(value, str) and _KEY_ID.fullmatch(value) is not None
+
+
+def _bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _date(value: object) -> bool:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True
+
+
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _attachments(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, dict)
+        and set(item) == {"name", "sha256"}
+        and isinstance(item["name"], str)
+        and _hex64(item["sha256"])
+        for item in value
+    )
+
+
+_BODY: dict[str, Check] = {
+    "origin": _str,
+    "prev": _hex64,
+    "request": _opt_str,
+    "action": _str,
+    "from": _opt_str,
+    "to": _opt_str,
+    "actor": _str,
+    "role": _str,
+    "key": _key_id,
+    "definition": _opt_hex64,
+    "comment": _opt_str,
+}
+# Institution events: exactly these data fields.
+_INSTITUTION_DATA: dict[str, dict[str, Check]] = {
+    "log.init": {"institution_key": _hex64, "fingerprint": _hex64},
+    "user.roles": {"login": _str, "roles": _str_list},
+    "user.active": {"login": _str, "active": _bool},
+    "key.register": {"key_id": _key_id, "public_key": _hex64, "owner": _str},
+    "key.revoke": {"key_id": _key_id, "owner": _str, "reason": _str},
+}
+_CONTENT: dict[str, Check] = {
+    "title": _opt_str,
+    "description": _opt_str,
+    "line": _opt_str,
+    "source": _opt_str,
+    "budget_year": _opt_int,
+    "quantity": _opt_int,
+    "unit_price_vnd": _opt_int,
+    "amount_vnd": _opt_int,
+    "attachments": _attachments,
+}
+if set(_CONTENT) != set(CONTENT_FIELDS):  # pragma: no cover - keeps the two lists together
+    raise ImportError("verify.fields checks other content fields than projection.CONTENT_FIELDS")
+_PAYMENT: dict[str, Check] = {"voucher": _str, "paid_on": _date, "amount_paid_vnd": _int}
+
+
+def _exactly(where: str, value: object, checks: Mapping[str, Check]) -> None:
+    if not isinstance(value, dict):
+        raise FieldInvalid(f"{where} is {type(value).__name__}, expected an object")
+    if set(value) != set(checks):
+        missing, extra = sorted(set(checks) - set(value)), sorted(set(value) - set(checks))
+        raise FieldInvalid(f"{where} fields: missing {missing}, unexpected {extra}")
+    for name, check in checks.items():
+        if not check(value[name]):
+            raise FieldInvalid(f"{where}.{name} has an invalid value {value[name]!r:.80}")
+
+
+def check_body(body: object) -> datetime:
+    """Raise FieldInvalid unless every field has its type; return the event's time."""
+    if not isinstance(body, dict):
+        raise FieldInvalid(f"body is {type(body).__name__}, expected an object")
+    if set(body) != EVENT_FIELDS:
+        missing, extra = sorted(EVENT_FIELDS - set(body)), sorted(set(body) - EVENT_FIELDS)
+        raise FieldInvalid(f"body fields: missing {missing}, unexpected {extra}")
+    if body["v"] != 1 or type(body["v"]) is not int:
+        raise FieldInvalid(f"unsupported event version {body['v']!r:.40}")
+    seq = body["seq"]
+    if not _int(seq) or seq < 1:
+        raise FieldInvalid(f"seq {seq!r:.40} is not a positive integer")
+    for name, check in _BODY.items():
+        if not check(body[name]):
+            raise FieldInvalid(f"{name} has an invalid value {body[name]!r:.80}")
+    moment = parse_ts(body["ts"])
+    data, action = body["data"], body["action"]
+    if body["actor"] == INSTITUTION:
+        checks = _INSTITUTION_DATA.get(action)
+        if checks is None:
+            raise FieldInvalid(f"unknown institution action {action!r:.40}")
+        _exactly("data", data, checks)
+        return moment
+    if not isinstance(data, dict):
+        raise FieldInvalid(f"data is {type(data).__name__}, expected an object")
+    unexpected = set(data) - {"content", "budget", "payment"}
+    if unexpected or "content" not in data:
+        raise FieldInvalid(f"data fields: need content, unexpected {sorted(unexpected)}")
+    _exactly("data.content", data["content"], _CONTENT)
+    if "budget" in data and not _hex64(data["budget"]):
+        raise FieldInvalid(f"data.budget has an invalid value {data['budget']!r:.80}")
+    if "payment" in data:
+        _exactly("data.payment", data["payment"], _PAYMENT)
+    return moment

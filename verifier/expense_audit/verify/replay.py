@@ -1,0 +1,151 @@
+"""Step 7: replay every request event through the definition it names (roles, duties, guards)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from ..budget import BudgetBook, commitment_of
+from ..definitions import BudgetCatalogue, WorkflowDefinition
+from ..errors import WorkflowError
+from ..guards import GuardContext, check_content
+from ..machine import machine_for
+from ..projection import Projection, apply_event, content_of
+from .keys import Keyring
+from .report import Kind, Problem
+
+
+class _Forbidden(Exception):
+    def __init__(self, kind: Kind, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
+
+
+class Replay:
+    """Request projections and budget commitments, folded event by event as the engine does."""
+
+    def __init__(
+        self,
+        *,
+        workflows: Mapping[str, WorkflowDefinition],
+        catalogues: Mapping[str, BudgetCatalogue],
+        keyring: Keyring,
+    ) -> None:
+        self.workflows, self.catalogues, self.keyring = workflows, catalogues, keyring
+        self.projections: dict[str, Projection] = {}
+        self.book = BudgetBook()
+        self.problems: list[Problem] = []
+        self._reported_definitions: set[str] = set()
+
+    def load(self, projections: Mapping[str, Projection]) -> None:
+        """Start from projections saved at a trusted checkpoint."""
+        self.projections = {n: dict(p) for n, p in projections.items()}
+        for number, projection in self.projections.items():
+            self.book.set(number, commitment_of(projection))
+
+    def step(self, seq: int, body: dict[str, Any], event_hash: str) -> None:
+        """Replay one request event (fields already type-checked); a forbidden step is a problem."""
+        number = body["request"]
+        if not number:
+            self.problems.append(
+                Problem(seq, Kind.FORBIDDEN_STEP, f"event by {body['actor']} names no request")
+            )
+            return
+        projection = self.projections.get(number)
+        try:
+            self._check(body, projection)
+        except _Forbidden as refusal:
+            self.problems.append(Problem(seq, refusal.kind, refusal.detail, number))
+        except WorkflowError as refusal:
+            detail = f"{body['action']} by {body['actor']}: {refusal.message}"
+            self.problems.append(Problem(seq, Kind.FORBIDDEN_STEP, detail, number))
+        except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
+            # NOTE: fields are type-checked before replay; this is the fail-closed net for a
+            # value a guard cannot use (it is reported, never passed).
+            detail = f"{body['action']} cannot be replayed: {exc!r:.200}"
+            self.problems.append(Problem(seq, Kind.MALFORMED, detail, number))
+        try:
+            updated = apply_event(projection, body, event_hash, self._effects(body, projection))
+        except (KeyError, TypeError, ValueError):
+            return
+        self.projections[number] = updated
+        with contextlib.suppress(TypeError, ValueError, KeyError, ArithmeticError):
+            self.book.set(number, commitment_of(updated))
+
+    def _effects(self, body: dict[str, Any], projection: Projection | None) -> tuple[str, ...]:
+        """What the event's transition records, from the definition the event names."""
+        workflow = self.workflows.get(body["definition"] or "")
+        if workflow is None:
+            return ()
+        state = projection["state"] if projection else workflow.initial
+        transition = workflow.find(str(state), body["action"])
+        return transition.effects if transition is not None else ()
+
+    def _workflow(self, definition_hash: str | None) -> WorkflowDefinition:
+        workflow = self.workflows.get(definition_hash or "")
+        if workflow is not None:
+            return workflow
+        if definition_hash not in self._reported_definitions:
+            self._reported_definitions.add(str(definition_hash))
+            raise _Forbidden(
+                Kind.DEFINITION_MISSING,
+                f"no definition file in the bundle has sha256 {definition_hash}",
+            )
+        raise _Forbidden(Kind.DEFINITION_MISSING, "definition missing (see first report)")
+
+    def _check(self, body: dict[str, Any], projection: Projection | None) -> None:
+        workflow = self._workflow(body["definition"])
+        data: dict[str, Any] = body["data"]
+        catalogue = self.catalogues.get(data.get("budget") or "")
+        if data.get("budget") and catalogue is None:
+            raise _Forbidden(
+                Kind.DEFINITION_MISSING, f"no budget catalogue has sha256 {data.get('budget')}"
+            )
+        state = projection["state"] if projection else workflow.initial
+        action, actor, role = body["action"], body["actor"], body["role"]
+        if actor in self.keyring.locked:
+            raise _Forbidden(Kind.FORBIDDEN_STEP, f"{actor}'s account is locked")
+        if body["from"] != state:
+            raise _Forbidden(
+                Kind.FORBIDDEN_STEP,
+                f"{action} claims to start from {body['from']!r}, request is {state!r}",
+            )
+        transition = workflow.find(state, action)
+        if transition is None:
+            raise _Forbidden(Kind.FORBIDDEN_STEP, f"{action} is not possible from {state!r}")
+        if body["to"] != transition.dest:
+            raise _Forbidden(
+                Kind.FORBIDDEN_STEP,
+                f"{action} leads to {transition.dest!r}, event says {body['to']!r}",
+            )
+        held = self.keyring.roles.get(actor, set())
+        if role not in transition.roles or role not in held:
+            raise _Forbidden(
+                Kind.FORBIDDEN_STEP,
+                f"{actor} acted as {role!r}; {action} needs one of {list(transition.roles)} and {actor} holds {sorted(held)}",
+            )
+        if transition.comment_required and not (body["comment"] or "").strip():
+            raise _Forbidden(Kind.FORBIDDEN_STEP, f"{action} needs a comment")
+        content = data["content"]
+        if transition.binds_content:
+            if transition.checks_content:
+                check_content(content, catalogue)
+        elif projection is None or content != content_of(projection):
+            raise _Forbidden(
+                Kind.CONTENT_MISMATCH,
+                f"{action} decides on content that differs from what was submitted",
+            )
+        owner = projection["owner"] if projection else actor
+        ctx = GuardContext(
+            actor=actor,
+            owner=owner,
+            forwarded_by=projection.get("forwarded_by") if projection else None,
+            content=content,
+            catalogue=catalogue,
+            book=self.book,
+            data=data.get("payment") or {},
+            today=date.fromisoformat(body["ts"][:10]),
+        )
+        machine_for(workflow).fire(state, action, ctx)

@@ -1,0 +1,229 @@
+"""The verification, step by step (the steps are listed in the package docstring)."""
+
+from __future__ import annotations
+
+import re
+import sys
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..canonical import event_hash, parse_canonical
+from ..checkpoint import CheckpointInvalid, open_checkpoint
+from ..merkle import leaf_hash
+from .chain import Chain
+from .checkpoints import check_checkpoints, check_trusted, parse_checkpoint_lines
+from .fields import INSTITUTION, FieldInvalid, check_body
+from .format import CHECKPOINTS, KEYS, BundleFiles, LineNotCanonical, open_bundle, split_line
+from .keys import BATCH, Crypto, Keyring, Pool
+from .metadata import check_keys_file, check_manifest, read_definitions, read_manifest
+from .replay import Replay
+from .report import INTEGRITY, BundleUnreadable, Kind, PinInvalid, Report
+from .state import export_state, institution_public, load_state
+
+_PIN = re.compile(r"[0-9a-f]{64}")
+
+
+def check_pin(pin: str | None) -> str | None:
+    """A pin is the whole 64-hex fingerprint (any case), never a prefix."""
+    if pin is None:
+        return None
+    if not _PIN.fullmatch(pin.strip().lower()):
+        raise PinInvalid(
+            f"--institution-key needs the full 64-hex fingerprint, got {len(pin.strip())} characters"
+        )
+    return pin.strip().lower()
+
+
+class _Run:
+    """One pass over the bundle's events (steps 2 to 7)."""
+
+    def __init__(
+        self, files: BundleFiles, report: Report, keyring: Keyring, replay: Replay
+    ) -> None:
+        self.files, self.report, self.keyring, self.replay = files, report, keyring, replay
+        self.chain = Chain()
+        self.leaves: list[bytes] = []
+
+    def events(self, *, jobs: int, progress: bool, total: object, resume_size: int) -> None:
+        report, chain = self.report, self.chain
+        bar = _progress(total) if progress else None
+        pool = Pool(jobs)
+        batch: list[Crypto] = []
+        try:
+            for line in self.files.lines():
+                if bar is not None:
+                    bar.update(1)
+                report.event_count += 1
+                # 2. The line is exactly the writer's form; keep the signed bytes as they are.
+                try:
+                    body_bytes, claimed, sig = split_line(line)
+                except LineNotCanonical as exc:
+                    report.add(chain.expected_seq, Kind.NON_CANONICAL, str(exc))
+                    chain.advance(None, chain.prev_hash)
+                    continue
+                leaf = leaf_hash(bytes.fromhex(claimed) + sig)
+                # Events under a trusted checkpoint were verified before: their bytes must
+                # still hash to what that checkpoint committed to.
+                if report.event_count <= resume_size:
+                    if event_hash(body_bytes) != claimed:
+                        report.add(
+                            report.event_count,
+                            Kind.HASH_MISMATCH,
+                            "an event under the trusted checkpoint changed",
+                        )
+                    self.leaves.append(leaf)
+                    chain.advance(report.event_count, claimed)
+                    continue
+                self.leaves.append(leaf)
+                # 3. The body is canonical JCS, checked on its bytes, and every field is typed.
+                seq = chain.expected_seq
+                try:
+                    body, canonical = parse_canonical(body_bytes)
+                except (ValueError, RecursionError) as exc:
+                    report.add(seq, Kind.MALFORMED, f"event body unreadable: {exc!s:.200}")
+                    chain.advance(None, claimed)
+                    continue
+                if not canonical:
+                    report.add(seq, Kind.NON_CANONICAL, "body is not in RFC 8785 canonical form")
+                    chain.advance(None, claimed)
+                    continue
+                try:
+                    moment = check_body(body)
+                except FieldInvalid as exc:
+                    report.add(seq, Kind.MALFORMED, str(exc))
+                    chain.advance(None, claimed)
+                    continue
+                seq = body["seq"]
+                # 4. Sequence, link, origin and time.
+                chain.link(seq, body, moment, report)
+                # 5. The key that must have signed it; 6. hash and signature (batched).
+                public = self.keyring.signing_key(seq, body, report)
+                batch.append((seq, body["request"], body_bytes, claimed, sig, public))
+                if len(batch) >= BATCH:
+                    pool.submit(batch, report)
+                    batch = []
+                # 7. Meaning: institution events change keys and roles; request steps replay.
+                if body["actor"] == INSTITUTION:
+                    if body["action"] != "log.init":
+                        self.keyring.apply(seq, body, report)
+                else:
+                    self.replay.step(seq, body, claimed)
+                chain.advance(seq, claimed)
+            pool.submit(batch, report)
+            pool.finish(report)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise BundleUnreadable(f"events.jsonl unreadable: {exc}") from None
+        finally:
+            pool.close()
+            if bar is not None:
+                bar.close()
+        broken = {p.seq for p in report.problems if p.kind in INTEGRITY}
+        report.problems.extend(p for p in self.replay.problems if p.seq not in broken)
+
+
+def _progress(total: object) -> Any:
+    """A progress bar on the terminal when tqdm is installed (the `progress` extra), else None."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(
+        total=total if type(total) is int else None, unit="ev", file=sys.stderr, leave=False
+    )
+
+
+def verify_bundle(
+    path: str | Path,
+    *,
+    trusted_checkpoint: str | None = None,
+    institution_key: str | None = None,
+    progress: bool = False,
+    jobs: int = 1,
+    state: Mapping[str, Any] | None = None,
+    keep_state: bool = False,
+) -> Report:
+    """Verify a bundle; raises BundleUnreadable when it cannot be read, PinInvalid for a bad pin.
+
+    With ``state`` (saved by an earlier run with ``keep_state``) and the trusted checkpoint it
+    belongs to, only the events after that checkpoint are verified in full.
+    """
+    pin = check_pin(institution_key)
+    report = Report()
+    # 1. The zip's layout, then the small members, each read under its cap.
+    files = open_bundle(path)
+    manifest = read_manifest(files)
+    workflows, catalogues, listed = read_definitions(files, report)
+    keys_file = files.json(KEYS)
+    checkpoint_entries = parse_checkpoint_lines(files.read(CHECKPOINTS), report)
+    keyring = Keyring(pinned=pin)
+    replay = Replay(workflows=workflows, catalogues=catalogues, keyring=keyring)
+    run = _Run(files, report, keyring, replay)
+    resume_size = 0
+    if state is not None:
+        if trusted_checkpoint is None:
+            raise BundleUnreadable(
+                "a saved state needs the trusted checkpoint it belongs to (--trust)"
+            )
+        try:
+            trusted = open_checkpoint(trusted_checkpoint, institution_public(dict(state)))
+        except CheckpointInvalid as exc:
+            raise BundleUnreadable(f"trusted checkpoint does not verify: {exc.message}") from None
+        replay.load(load_state(dict(state), trusted, keyring))
+        run.chain.origin = trusted.origin
+        resume_size = trusted.size
+        if pin is not None and keyring.fingerprint != pin:
+            report.add(
+                1,
+                Kind.INSTITUTION_KEY_MISMATCH,
+                f"log is signed by {keyring.fingerprint}, you trust {pin}",
+            )
+    run.events(
+        jobs=jobs, progress=progress, total=manifest.get("event_count"), resume_size=resume_size
+    )
+    origin = run.chain.origin or ""
+    report.origin = origin
+    report.institution_fingerprint = keyring.fingerprint
+    report.requests = replay.projections
+    public_raw = (
+        bytes.fromhex(keyring.keys[keyring.institution_key].public_hex)
+        if keyring.institution_key in keyring.keys
+        else None
+    )
+    # 8. Checkpoints, and the auditor's own trusted checkpoint.
+    check_checkpoints(
+        checkpoint_entries,
+        leaves=run.leaves,
+        public_raw=public_raw,
+        origin=origin,
+        chain=run.chain,
+        report=report,
+    )
+    if trusted_checkpoint is not None:
+        check_trusted(
+            trusted_checkpoint,
+            leaves=run.leaves,
+            public_raw=public_raw,
+            origin=origin,
+            report=report,
+        )
+    # 9. The unsigned files say what the signed log says.
+    check_manifest(
+        manifest,
+        origin=origin,
+        keyring=keyring,
+        event_count=report.event_count,
+        head_hash=run.chain.prev_hash,
+        definitions=listed,
+        report=report,
+    )
+    check_keys_file(keys_file, keyring, report)
+    # 10. Trust: only a full pin or a checkpoint the auditor kept ties the log to the school.
+    report.trusted = pin is not None or trusted_checkpoint is not None
+    report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    if keep_state and report.valid:
+        report.state = export_state(
+            origin=origin, leaves=run.leaves, keyring=keyring, projections=replay.projections
+        )
+    return report
