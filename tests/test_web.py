@@ -326,9 +326,10 @@ def test_admin_locks_an_account_with_a_signed_event_naming_the_admin(app, school
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
         assert last is not None and last.action == "user.active"
         assert json.loads(last.body)["data"] == {"login": "long", "active": False, "by": "admin"}
-        assert verify_live(
+        report = verify_live(
             session, institution=school.runtime.institution, now=school.runtime.now()
-        ).valid
+        )
+        assert report.valid, report.problems
     before = school.snapshot(number)
     with pytest.raises(AccountLocked):
         school.act(number, "forward", "long", comment="Hợp lý.")

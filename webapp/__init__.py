@@ -9,6 +9,7 @@ from flask import Flask, g, request, session
 from flask_login import current_user
 from werkzeug.routing import BaseConverter
 
+from expense_audit.limits import MAX_ATTACHMENT_BYTES
 from workflow.keys import InstitutionKey
 from workflow.runtime import Runtime, Settings
 
@@ -16,7 +17,7 @@ from .extensions import babel, csrf, limiter, login_manager
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production (check_production)
 LANGUAGES = ("vi", "en")
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = MAX_ATTACHMENT_BYTES
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "

@@ -75,10 +75,13 @@ TARGETS = (
 
 
 def enrolment_clock(runtime: Runtime) -> Clock:
-    """Times for the demo accounts' events: a minute apart, after the log's latest event."""
+    """Times for the demo accounts' events: a minute apart before the school year on a fresh
+    demo log; the real clock on a log already in use (nothing may be dated ahead of it)."""
+    latest = _latest_event_time(runtime)
+    if latest >= DEMO_START:
+        return runtime.clock
     moments = itertools.count(1)
-    first = max(DEMO_EPOCH, _latest_event_time(runtime))
-    return lambda: first + timedelta(minutes=next(moments))
+    return lambda: max(DEMO_EPOCH, latest) + timedelta(minutes=next(moments))
 
 
 class DemoClock:
@@ -151,7 +154,7 @@ def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[st
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not a secret
     # The log moves forward in time: the history starts after the log's latest event and runs
     # through the school year (or, on a log already past it, up to now).
-    start = max(DEMO_START, _latest_event_time(runtime) + timedelta(minutes=1))
+    start = max(DEMO_START, _latest_event_time(runtime))
     ceiling = DEMO_END if start < DEMO_END else max(start, runtime.now().replace(tzinfo=None))
     # NOTE: time is compressed so a long history fits between its start and its end.
     hours = max(1.0, (ceiling - start).total_seconds() / 3600)

@@ -15,7 +15,14 @@ from typing import Any, cast
 from .budget import BudgetBook
 from .definitions import BudgetCatalogue, BudgetLine
 from .errors import ActorNotAllowed, DataInvalid, GuardRefused
-from .limits import MAX_ATTACHMENTS, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE, MAX_VOUCHER
+from .limits import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_ATTACHMENTS,
+    MAX_DESCRIPTION,
+    MAX_QUANTITY,
+    MAX_TITLE,
+    MAX_VOUCHER,
+)
 from .money import MAX_AMOUNT_VND, format_vnd
 
 
@@ -360,14 +367,29 @@ def check_attachments(attachments: Any) -> None:
             field="attachments",
         )
     for item in attachments:
-        if (
-            not isinstance(item, Mapping)
-            or not isinstance(item.get("name"), str)
-            or not _SHA256.match(str(item.get("sha256", "")))
-        ):
+        if not _attachment_ok(item):
             raise DataInvalid(
                 "Tệp đính kèm không hợp lệ.", en="An attachment is not valid.", field="attachments"
             )
+
+
+ATTACHMENT_FIELDS = frozenset({"name", "sha256", "size", "type"})
+
+
+def _attachment_ok(item: Any) -> bool:
+    """An attachment record: a name and a sha256, optionally its size and media type."""
+    return (
+        isinstance(item, Mapping)
+        and {"name", "sha256"} <= set(item) <= ATTACHMENT_FIELDS
+        and isinstance(item["name"], str)
+        and isinstance(item["sha256"], str)
+        and bool(_SHA256.match(item["sha256"]))
+        and (
+            "size" not in item
+            or (type(item["size"]) is int and 0 <= item["size"] <= MAX_ATTACHMENT_BYTES)
+        )
+        and ("type" not in item or isinstance(item["type"], str))
+    )
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

@@ -7,6 +7,7 @@ MAX_DESCRIPTION = 4000
 MAX_COMMENT = 2000
 MAX_QUANTITY = 100_000
 MAX_ATTACHMENTS = 20
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024  # one photo or PDF of a quote
 MAX_CODE = 32  # budget line and funding source codes
 MAX_VOUCHER = 40
 MAX_AMOUNT_TEXT = 40  # an amount as typed ("1.800.000 đồng"); parse_amount reads at most 32 of it

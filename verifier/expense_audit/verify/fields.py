@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from ..errors import DataInvalid
+from ..guards import check_attachments
 from ..projection import CONTENT_FIELDS
 
 EVENT_FIELDS = frozenset(
@@ -101,13 +103,14 @@ def _str_list(value: object) -> bool:
 
 
 def _attachments(value: object) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(item, dict)
-        and set(item) == {"name", "sha256"}
-        and isinstance(item["name"], str)
-        and _hex64(item["sha256"])
-        for item in value
-    )
+    # NOTE: the engine's own rule (guards.check_attachments), so both accept the same records.
+    if not isinstance(value, list):
+        return False
+    try:
+        check_attachments(value)
+    except DataInvalid:
+        return False
+    return True
 
 
 _BODY: dict[str, Check] = {
@@ -127,7 +130,7 @@ _BODY: dict[str, Check] = {
 _INSTITUTION_DATA: dict[str, dict[str, Check]] = {
     "log.init": {"institution_key": _hex64, "fingerprint": _hex64},
     "user.roles": {"login": _str, "roles": _str_list},
-    "user.active": {"login": _str, "active": _bool},
+    "user.active": {"login": _str, "active": _bool, "by": _str},
     "key.register": {"key_id": _key_id, "public_key": _hex64, "owner": _str},
     "key.revoke": {"key_id": _key_id, "owner": _str, "reason": _str},
 }
