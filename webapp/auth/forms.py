@@ -26,3 +26,12 @@ class SigningSecretForm(FlaskForm):
         validators=[DataRequired(), EqualTo("secret", message=_l("The two entries differ."))],
     )
     password = PasswordField(_l("Your password"), validators=[DataRequired(), Length(max=200)])
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=200)])
+    new = PasswordField(_l("New password"), validators=[DataRequired(), Length(min=8, max=200)])
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[DataRequired(), EqualTo("new", message=_l("The two entries differ."))],
+    )
