@@ -63,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOGIN_FAILURES_PER_ACCOUNT=10,
         LOGIN_FAILURES_PER_ADDRESS=50,
         LOGIN_WINDOW_MINUTES=15,
+        UPLOAD_QUOTA_MB=300,  # attachments a person's drafts and requests may hold
         # Only a per-worker brake on floods of posts; the real limits are in workflow.signin.
         RATELIMIT_STORAGE_URI="memory://",
         LOGIN_RATE_LIMIT="60 per minute",
@@ -90,10 +91,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _register_hooks(app)
     _register_errors(app)
 
-    from . import cli, templating
+    from . import cli, templating, uploads
 
     cli.register(app)
     templating.register(app)
+    uploads.register(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from workflow.signin import Limits, LoginThrottled, SignIn
 
+from .. import session_identifier
 from ..context import Account, db, directory, me, runtime
 from ..errors import attempt
 from ..extensions import limiter, login_manager
@@ -34,6 +35,10 @@ def load_user(user_id: str) -> Account | None:
     number = parse_int(user_id)
     user = db().get(User, number) if number is not None else None
     if user is None or not user.active or session.get("epoch") != user.session_epoch:
+        return None
+    # NOTE: flask-login's "strong" mode only marks a *permanent* session as not fresh when the
+    # address or browser changes; here the session ends, as strong protection promises.
+    if login_manager.session_protection == "strong" and session.get("_id") != session_identifier():
         return None
     signed_in = session.get("signed_in_at")
     lifetime = float(current_app.config["SESSION_ABSOLUTE_LIFETIME"])
