@@ -97,6 +97,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     templating.register(app)
     uploads.register(app)
 
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        """The icon browsers ask for at the root, whatever the page says."""
+        return app.send_static_file("favicon.svg")
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         """Liveness probe."""
