@@ -7,5 +7,6 @@ GRANT USAGE ON SCHEMA public TO expenses_app;
 GRANT SELECT, INSERT ON audit_events, checkpoints, definition_files TO expenses_app;
 GRANT SELECT, INSERT, UPDATE ON log_head, counters, users, signing_keys, drafts, requests, budget_totals,
     outbox, reminders TO expenses_app;
+GRANT SELECT, INSERT, DELETE ON login_attempts TO expenses_app;
 GRANT SELECT ON alembic_version TO expenses_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO expenses_app;

@@ -200,6 +200,18 @@ VI = {
     "Next": "Trang sau",
     "Page %(p)s of %(n)s": "Trang %(p)s / %(n)s",
     "The %(shown)s oldest of %(total)s waiting.": "%(shown)s đề xuất chờ lâu nhất trong %(total)s đề xuất đang chờ.",
+    "Too many failed sign-ins. Try again in %(n)s minutes.": "Quá nhiều lần đăng nhập sai. Hãy thử lại sau %(n)s phút.",
+    "Password changed. Your other sessions have been signed out.": "Đã đổi mật khẩu. Các phiên đăng nhập khác của bạn đã bị đăng xuất.",
+    "Current password": "Mật khẩu hiện tại",
+    "New password": "Mật khẩu mới",
+    "Repeat the new password": "Nhập lại mật khẩu mới",
+    "Change your password": "Đổi mật khẩu",
+    "Change password": "Đổi mật khẩu",
+    "At least 8 characters, not a common password: a few words are easiest to remember.": "Ít nhất 8 ký tự, không phải mật khẩu phổ biến: một cụm vài từ là dễ nhớ nhất.",
+    "Failed sign-ins": "Đăng nhập thất bại",
+    "The latest wrong logins or passwords (kept 30 days). Many for one account, or from one address, mean someone is guessing: sign-in is paused for them for a while on its own.": "Các lần nhập sai tên đăng nhập hoặc mật khẩu gần đây (lưu 30 ngày). Nhiều lần cho một tài khoản hoặc từ một địa chỉ nghĩa là có người đang dò mật khẩu: hệ thống tự tạm dừng đăng nhập cho họ một thời gian.",
+    "No failed sign-in.": "Không có lần đăng nhập thất bại nào.",
+    "The file %(name)s would take your attachments over your quota of %(mb)s MB: remove attachments you no longer need from your drafts.": "Tệp %(name)s sẽ làm tệp đính kèm của bạn vượt hạn mức %(mb)s MB: hãy gỡ các tệp không cần nữa khỏi bản nháp.",
 }
 
 

@@ -48,7 +48,8 @@ class Browser:
         self.get("/login")
         response = self.post("/login", {"login": login, "password": password})
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
-        self.get("/")
+        # a page after signing in: the session (and its CSRF token) is new from here on
+        self.get("/", follow_redirects=True)
         return self
 
     def act(self, number: str, trigger: str, secret: str = SECRET, **fields: Any) -> TestResponse:

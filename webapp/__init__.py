@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
-from flask import Flask, g, request, session
+import click
+from flask import Flask, abort, current_app, g, request, session
 from flask_login import current_user
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
 from expense_audit.limits import MAX_ATTACHMENT_BYTES
@@ -18,6 +22,7 @@ from .extensions import babel, csrf, limiter, login_manager
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production (check_production)
 LANGUAGES = ("vi", "en")
 MAX_UPLOAD_BYTES = MAX_ATTACHMENT_BYTES
+HSTS = "max-age=31536000"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -49,18 +54,38 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SAMESITE="Lax",
         WTF_CSRF_TIME_LIMIT=None,
+        # A session ends after this long without a request (the signed cookie's timestamp is
+        # checked on the server, and renewed by every request) ...
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=2),
+        # ... and this long after signing in, however busy (seconds; checked in the user loader).
+        SESSION_ABSOLUTE_LIFETIME=12 * 3600,
+        # NOTE: phones move between wifi and mobile data (and carriers share addresses), so a
+        # session is bound to its browser; binding it to the address too is a deployment choice.
+        SESSION_BINDS_ADDRESS=False,
+        # Proxies in front of the app (nginx: 1) whose X-Forwarded-For/-Proto are believed.
+        TRUSTED_PROXIES=0,
+        LOGIN_FAILURES_PER_ACCOUNT=10,
+        LOGIN_FAILURES_PER_ADDRESS=50,
+        LOGIN_WINDOW_MINUTES=15,
+        UPLOAD_QUOTA_MB=300,  # attachments a person's drafts and requests may hold
+        # Only a per-worker brake on floods of posts; the real limits are in workflow.signin.
         RATELIMIT_STORAGE_URI="memory://",
-        LOGIN_RATE_LIMIT="10 per minute",
+        LOGIN_RATE_LIMIT="60 per minute",
     )
     app.config.from_prefixed_env("EXPENSES")
     if test_config:
         app.config.from_mapping(test_config)
     production = app.config["ENV"] == "production"
-    app.config.setdefault("SESSION_COOKIE_SECURE", production)
-    app.config.setdefault("REMEMBER_COOKIE_SECURE", production)
+    if production:
+        # NOTE: Flask defines both keys (False), so a setdefault would never apply.
+        app.config["SESSION_COOKIE_SECURE"] = True
+        app.config["REMEMBER_COOKIE_SECURE"] = True
     settings = app.config.get("SETTINGS") or Settings.from_env()
     if production:
-        check_production(app, settings)
+        check_production(app, settings, serving=click.get_current_context(silent=True) is None)
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     clock = app.config.get("CLOCK")
     app.extensions["runtime"] = Runtime(settings, **({"clock": clock} if clock else {}))
 
@@ -70,10 +95,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _register_hooks(app)
     _register_errors(app)
 
-    from . import cli, templating
+    from . import cli, templating, uploads
 
     cli.register(app)
     templating.register(app)
+    uploads.register(app)
+
+    @app.get("/favicon.ico")
+    def favicon() -> Any:
+        """The icon browsers ask for at the root, whatever the page says."""
+        return app.send_static_file("favicon.svg")
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -93,6 +124,9 @@ def _init_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     login_manager.session_protection = "strong"
+    # NOTE: flask-login's own identifier believes any X-Forwarded-For header, so a thief could
+    # claim the victim's address; this one uses the address ProxyFix vouches for.
+    login_manager._session_identifier_generator = session_identifier
     limiter.init_app(app)
 
 
@@ -165,6 +199,14 @@ def _register_errors(app: Flask) -> None:
 
 
 def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def refuse_nul() -> None:
+        # A NUL byte cannot be stored in a PostgreSQL text column (the driver raises): no field
+        # of this app has any use for one, so such a request is a bad request wherever it goes.
+        values = [*request.args.values(), *request.form.values(), *request.args.keys()]
+        if any("\x00" in value for value in values):
+            abort(400)
+
     @app.teardown_request
     def close_session(error: BaseException | None) -> None:
         db = g.pop("db", None)
@@ -184,6 +226,8 @@ def _register_hooks(app: Flask) -> None:
         )
         if request.endpoint and request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
+        if app.config["ENV"] == "production":
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
 
@@ -195,8 +239,23 @@ def select_locale() -> str:
     return chosen if chosen in LANGUAGES else "vi"
 
 
-def check_production(app: Flask, settings: Settings) -> None:
-    """Refuse to start in production without a secret key, with debug on, or an exposed key."""
+def session_identifier() -> str:
+    """What a session is bound to: the browser, and the client's address where configured.
+
+    The address is the one ProxyFix vetted (EXPENSES_TRUSTED_PROXIES), never a header a client
+    can forge.
+    """
+    agent = request.headers.get("User-Agent", "")
+    address = request.remote_addr if current_app.config["SESSION_BINDS_ADDRESS"] else ""
+    return hashlib.sha512(f"{address}|{agent}".encode()).hexdigest()
+
+
+def check_production(app: Flask, settings: Settings, *, serving: bool = True) -> None:
+    """Refuse to start in production without a secret key, with debug on, or an exposed key.
+
+    Under the `flask` command (``serving`` False) a missing institution key is no reason to
+    refuse: `flask keys init-institution` is how it comes to exist.
+    """
     problems = []
     secret = str(app.config.get("SECRET_KEY") or "")
     if secret == DEV_SECRET_KEY or len(secret) < 32:
@@ -205,9 +264,10 @@ def check_production(app: Flask, settings: Settings) -> None:
         problems.append("turn debug off (FLASK_DEBUG=0)")
     key_file = settings.keys_dir / "institution.key"
     if not key_file.exists():
-        problems.append(
-            f"create the institution key ({key_file}) with `flask keys init-institution`"
-        )
+        if serving:
+            problems.append(
+                f"create the institution key ({key_file}) with `flask keys init-institution`"
+            )
     elif InstitutionKey.readable_by_others(settings.keys_dir):
         problems.append(f"{key_file} is readable by other users: chmod 600 it")
     if problems:

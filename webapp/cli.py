@@ -64,7 +64,8 @@ def demo(count: int) -> None:
         with runtime.transaction() as session:
             demo_data.create_people(runtime, session, clock=demo_data.enrolment_clock(runtime))
         with runtime.transaction() as session:
-            has_history = queries.request_count(session) > 0
+            found = queries.request_count(session)
+        has_history = found > 0
         tally = demo_data.create_history(runtime, count) if count and not has_history else {}
     except WorkflowError as exc:
         _fail(exc.message)
@@ -76,6 +77,8 @@ def demo(count: int) -> None:
         click.echo(
             f"  {person.login:<6} {person.name:<20} {', '.join(person.roles):<20} {person.title}"
         )
+    if count and has_history:
+        click.echo(f"The database already holds {found} requests: no demo requests were added.")
     if tally:
         click.echo("Requests by state: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.items())))
 

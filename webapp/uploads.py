@@ -9,7 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from flask import current_app
+from flask import Flask, current_app, g
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import event, select
+
+from workflow.models import Draft, Request
+
+from .context import db
 
 ALLOWED = {"image/jpeg", "image/png", "image/heic", "image/webp", "application/pdf"}
 HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
@@ -54,8 +61,25 @@ def clean_name(name: str) -> str:
     return base[-100:]
 
 
+def stored_bytes(login: str) -> int:
+    """What a person's drafts and requests hold in attachments (each file counted once)."""
+    sizes: dict[str, int] = {}
+    for query in (
+        select(Draft.attachments).where(Draft.owner == login),
+        select(Request.attachments).where(Request.owner == login),
+    ):
+        for attachments in db().scalars(query):
+            for record in attachments or []:
+                sizes[str(record.get("sha256"))] = int(record.get("size") or 0)
+    return sum(sizes.values())
+
+
 def store(stream: IO[bytes], filename: str, *, limit: int) -> dict[str, Any]:
-    """Read, check and store one upload; return the record bound into the request."""
+    """Read, check and store one upload; return the record bound into the request.
+
+    A file written here is removed again at the end of the request unless the request's
+    database session committed (the draft that names it was saved): see ``register``.
+    """
     data = stream.read(limit + 1)
     if not data:
         raise UploadRefused("empty")
@@ -64,6 +88,18 @@ def store(stream: IO[bytes], filename: str, *, limit: int) -> dict[str, Any]:
     kind = sniff(data[:32])
     if kind not in ALLOWED:
         raise UploadRefused("type")
+    quota = int(current_app.config["UPLOAD_QUOTA_MB"]) * 1024 * 1024
+    pending = g.setdefault("upload_bytes", stored_bytes(current_user.login))
+    if pending + len(data) > quota:
+        raise UploadRefused(
+            _(
+                "The file %(name)s would take your attachments over your quota of %(mb)s MB: "
+                "remove attachments you no longer need from your drafts.",
+                name=filename,
+                mb=current_app.config["UPLOAD_QUOTA_MB"],
+            )
+        )
+    g.upload_bytes = pending + len(data)
     digest = hashlib.sha256(data).hexdigest()
     target = path_for(digest)
     if not target.exists():
@@ -71,7 +107,32 @@ def store(stream: IO[bytes], filename: str, *, limit: int) -> dict[str, Any]:
         tmp = target.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(target)
+        _track(target)
     return {"name": clean_name(filename), "sha256": digest, "size": len(data), "type": kind}
+
+
+def _track(path: Path) -> None:
+    if "new_uploads" not in g:
+        g.new_uploads = []
+        session = db()
+
+        def committed(_: object) -> None:
+            g.uploads_kept = True
+
+        event.listen(session, "after_commit", committed)
+    g.new_uploads.append(path)
+
+
+def register(app: Flask) -> None:
+    """Remove files written by a request whose draft was not saved (a refused or failed save)."""
+
+    @app.teardown_request
+    def discard_unsaved_uploads(error: BaseException | None) -> None:
+        if g.get("uploads_kept") and error is None:
+            return
+        # NOTE: content-addressed: a file is only removed by the request that first wrote it.
+        for path in g.pop("new_uploads", []):
+            path.unlink(missing_ok=True)
 
 
 def temporary_path(suffix: str) -> Path:

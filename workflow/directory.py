@@ -25,10 +25,10 @@ from .keys import (
     unlock,
 )
 from .models import SigningKey, User
+from .passwords import check_password_policy
 
 _LOGIN = re.compile(rf"^[a-z0-9][a-z0-9._-]{{1,{MAX_LOGIN - 1}}}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-MIN_PASSWORD = 8
 
 
 class Directory:
@@ -113,7 +113,7 @@ class Directory:
             raise DataInvalid(
                 "Địa chỉ e-mail không hợp lệ.", en="The e-mail address is not valid.", field="email"
             )
-        check_password_strength(password)
+        check_password_policy(password, user_inputs=(login, name, email))
         if language not in LANGUAGES:
             raise DataInvalid(
                 "Ngôn ngữ không hỗ trợ.", en="This language is not supported.", field="language"
@@ -202,9 +202,10 @@ class Directory:
         self.session.flush()
 
     def set_password(self, user: User, password: str) -> None:
-        """Replace the user's password (hashed; the plain text is never stored)."""
-        check_password_strength(password)
+        """Replace the password (hashed); every session of the account ends (a new epoch)."""
+        check_password_policy(password, user_inputs=(user.login, user.name, user.email))
         user.password_hash = generate_password_hash(password)
+        user.session_epoch += 1
 
     def set_active(self, user: User, active: bool, *, by: User) -> None:
         """Lock or unlock an account (an institution-signed `user.active` event naming the admin)."""
@@ -232,13 +233,3 @@ class Directory:
             data={"login": user.login, "active": active, "by": by.login},
         )
         user.active = active
-
-
-def check_password_strength(password: str) -> None:
-    """A password is long enough (the web forms use the same number)."""
-    if len(password) < MIN_PASSWORD:
-        raise DataInvalid(
-            f"Mật khẩu cần ít nhất {MIN_PASSWORD} ký tự.",
-            en=f"The password needs at least {MIN_PASSWORD} characters.",
-            field="password",
-        )

@@ -35,6 +35,19 @@ COLUMNS = (
     ("approved_hash", "Mã băm sự kiện duyệt"),
 )
 MONEY_COLUMNS = ("amount_vnd", "amount_paid_vnd")
+# OWASP "CSV injection": a text cell starting with one of these is read as a formula by Excel,
+# LibreOffice and Google Sheets (tab and CR too, since they are trimmed before parsing).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: Any) -> Any:
+    """A text cell a spreadsheet will show as text: a leading quote before a formula start.
+
+    Numbers stay numbers; only strings are touched (a title "-5% discount" gets the quote too).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,9 @@ def csv_chunks(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     for count, row in enumerate(rows, 1):
         for name in MONEY_COLUMNS:
             sums[name] += int(row.get(name) or 0)
-        writer.writerow(["" if row.get(name) is None else row.get(name) for name, _ in COLUMNS])
+        writer.writerow(
+            ["" if row.get(name) is None else neutralise(row.get(name)) for name, _ in COLUMNS]
+        )
         if count % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -172,7 +187,12 @@ def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
             sums[name] += int(row.get(name) or 0)
         cells = []
         for name, _ in COLUMNS:
-            cell = WriteOnlyCell(sheet, value=row.get(name))
+            value = row.get(name)
+            cell = WriteOnlyCell(sheet, value=value)
+            if isinstance(value, str):
+                # NOTE: openpyxl turns any string starting with "=" into a formula cell; an
+                # explicit string type keeps it text whatever it starts with.
+                cell.data_type = "s"
             if name in MONEY_COLUMNS:
                 cell.number_format = money_format
             cells.append(cell)

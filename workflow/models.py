@@ -37,6 +37,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Sessions carry the epoch they were opened in; signing out or a new password moves it on,
+    # which ends every session of the account on the server (cookies are only signed, not stored).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def role_list(self) -> list[str]:
@@ -216,3 +219,19 @@ class ReminderSent(Base):
     request: Mapped[str] = mapped_column(String(32), primary_key=True)
     state_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class LoginAttempt(Base):
+    """One sign-in try, kept in the database so limits hold across workers and app nodes."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_login_at", "login", "at"),
+        Index("ix_login_attempts_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    login: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(45))
+    succeeded: Mapped[bool] = mapped_column(Boolean)

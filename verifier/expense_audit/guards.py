@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any, cast
 
 from .budget import BudgetBook
@@ -235,6 +235,11 @@ GUARDS: Mapping[str, Guard] = {
 
 # --- data validation shared by engine and verifier -----------------------------------------
 
+# NOTE: `today` is the event's UTC date; in Vietnam (UTC+7) the local date is a day ahead until
+# 07:00, so a payment dated today, recorded early in the morning, must not look like the future.
+PAYMENT_CLOCK_SLACK = timedelta(days=1)
+# A payment is recorded when it is made, not years later; 1900-01-01 is a typing slip.
+MAX_PAYMENT_AGE = timedelta(days=366)
 _VOUCHER = re.compile(rf"^[\w./-]{{1,{MAX_VOUCHER}}}$", re.UNICODE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -255,10 +260,18 @@ def check_payment(data: Mapping[str, Any], *, approved_amount: int, today: date 
         raise DataInvalid(
             "Ngày thanh toán không hợp lệ.", en="The payment date is not valid.", field="paid_on"
         ) from None
-    if today is not None and paid_date > today:
+    if today is not None and paid_date > today + PAYMENT_CLOCK_SLACK:
         raise DataInvalid(
-            "Ngày thanh toán không được ở tương lai.",
-            en="The payment date cannot be in the future.",
+            f"Ngày thanh toán {paid_date.isoformat()} ở tương lai (hôm nay là {today.isoformat()}).",
+            en=f"The payment date {paid_date.isoformat()} is in the future (today is {today.isoformat()}).",
+            field="paid_on",
+        )
+    if today is not None and paid_date < today - MAX_PAYMENT_AGE:
+        raise DataInvalid(
+            f"Ngày thanh toán {paid_date.isoformat()} quá xa trong quá khứ: chỉ ghi được khoản chi "
+            f"trong vòng {MAX_PAYMENT_AGE.days} ngày trước hôm nay ({today.isoformat()}).",
+            en=f"The payment date {paid_date.isoformat()} is too far in the past: a payment is "
+            f"recorded within {MAX_PAYMENT_AGE.days} days of today ({today.isoformat()}).",
             field="paid_on",
         )
     amount = data.get("amount_paid_vnd")

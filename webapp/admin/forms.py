@@ -8,7 +8,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from expense_audit.limits import MAX_EMAIL, MAX_LOGIN, MAX_NAME, MAX_PASSWORD
 from expense_audit.vocabulary import ROLES
-from workflow.directory import MIN_PASSWORD
+from workflow.passwords import MIN_PASSWORD
 
 from ..choices import choices
 

@@ -7,6 +7,7 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from expense_audit.limits import MAX_LOGIN, MAX_PASSWORD
 from workflow.keys import MIN_SECRET_LENGTH
+from workflow.passwords import MIN_PASSWORD
 
 from ..choices import choices
 
@@ -31,4 +32,18 @@ class SigningSecretForm(FlaskForm):
     )
     password = PasswordField(
         _l("Your password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
+
+
+class PasswordForm(FlaskForm):
+    current = PasswordField(
+        _l("Current password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
+    new = PasswordField(
+        _l("New password"),
+        validators=[DataRequired(), Length(min=MIN_PASSWORD, max=MAX_PASSWORD)],
+    )
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[DataRequired(), EqualTo("new", message=_l("The two entries differ."))],
     )

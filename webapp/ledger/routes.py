@@ -19,10 +19,12 @@ from workflow.ledger import (
 from workflow.policy import LEDGER_READERS
 
 from ..context import db, roles_required, runtime
+from ..params import parse_int
 from ..uploads import temporary_path
 from . import bp
 
 PAGE = 100
+MAX_PAGE = 10**9  # offsets stay far inside a BIGINT
 
 
 @bp.get("/payments")
@@ -37,10 +39,10 @@ def payments() -> str:
 
 def _filter() -> LedgerFilter:
     args = request.args
-    budget_year = args.get("budget_year", "")
+    budget_year = args.get("budget_year")
     return LedgerFilter(
         school_year=args.get("school_year") or None,
-        budget_year=int(budget_year) if budget_year.isdigit() else None,
+        budget_year=parse_int(budget_year, maximum=9999),
         line=args.get("line") or None,
         source=args.get("source") or None,
         state=args.get("state") if args.get("state") in COMMITTED_STATES else None,
@@ -52,9 +54,7 @@ def _filter() -> LedgerFilter:
 def ledger() -> str:
     """Approved and paid expenses, filtered, with totals; one page of rows at a time."""
     selection = _filter()
-    page = max(
-        int(request.args.get("page", "1")) if request.args.get("page", "1").isdigit() else 1, 1
-    )
+    page = max(parse_int(request.args.get("page"), maximum=MAX_PAGE) or 1, 1)
     rows = list(
         rows_from_database(
             db(), selection, runtime().definitions, offset=(page - 1) * PAGE, limit=PAGE
