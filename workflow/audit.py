@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from expense_audit.canonical import GENESIS_PREV, canonical_json, event_hash, signing_message
 from expense_audit.checkpoint import Checkpoint, sign_checkpoint
+from expense_audit.decision import log_body_bytes, make_log_body
 from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 
 from .errors import LogNotInitialised
@@ -88,6 +89,50 @@ def append_event(
     head.seq, head.hash = row.seq, row.hash
     session.flush()
     return row
+
+
+def append_decision(
+    session: Session,
+    *,
+    decision: Mapping[str, Any],
+    signature: Mapping[str, Any],
+    ts: datetime,
+    head: LogHead | None = None,
+) -> AuditEvent:
+    """Append a v2 event: a decision the person signed on their device, wrapped by the log.
+
+    The body carries the signature, so the row's ``sig`` is empty and the Merkle leaf input is
+    the hash alone (event_leaf of an empty signature).
+    """
+    head = head or lock_head(session)
+    body = make_log_body(
+        seq=head.seq + 1, prev=head.hash, ts=format_ts(ts), decision=decision, signature=signature
+    )
+    body_bytes = log_body_bytes(body)
+    row = AuditEvent(
+        seq=head.seq + 1,
+        hash=event_hash(body_bytes),
+        prev=head.hash,
+        request=decision["request"],
+        action=decision["action"],
+        actor=decision["actor"],
+        key_id=decision["key"],
+        ts=format_ts(ts),
+        body=body_bytes,
+        sig=b"",
+    )
+    session.add(row)
+    head.seq, head.hash = row.seq, row.hash
+    session.flush()
+    return row
+
+
+def event_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an event as v1 named them, for either version (a v2 decision is flattened)."""
+    if body.get("v") == 2:
+        decision = body["decision"]
+        return {**decision, "v": 2, "seq": body["seq"], "ts": body["ts"], "prev": body["prev"]}
+    return dict(body)
 
 
 def init_log(

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from expense_audit.errors import WorkflowError
 
 from .clock import Clock
-from .directory import Directory
 from .models import AuditEvent, User
 from .runtime import Runtime
 
@@ -127,12 +126,7 @@ def create_people(
     clock: Clock | None = None,
 ) -> list[User]:
     """Create the demo accounts (idempotent), each with a signing key under the demo secret."""
-    directory = Directory(
-        session,
-        institution=runtime.institution,
-        clock=clock or runtime.clock,
-        scrypt_n=DEMO_SCRYPT_N,
-    )
+    directory = runtime.directory(session, clock=clock, scrypt_n=DEMO_SCRYPT_N)
     users = []
     for person in PEOPLE:
         user = directory.get_user(person.login)

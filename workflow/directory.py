@@ -1,4 +1,6 @@
-"""Users, roles and signing keys; every role grant and key change is an institution-signed event."""
+"""Accounts, roles and passwords; every role grant and account lock is an institution-signed event.
+
+Keys are in workflow/enrollment.py (the Keyring); a directory carries the keyring it uses."""
 
 from __future__ import annotations
 
@@ -11,19 +13,13 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from expense_audit.errors import DataInvalid, NotPermitted
 from expense_audit.limits import MAX_LOGIN
-from expense_audit.vocabulary import LANGUAGES, ROLES
+from expense_audit.vocabulary import CHAIN_ROLES, LANGUAGES, ROLES
 
 from .audit import append_event
 from .clock import Clock, utcnow
-from .errors import InstitutionKeyMissing, NoSigningKey
-from .keys import (
-    DEFAULT_SCRYPT_N,
-    INSTITUTION_ACTOR,
-    InstitutionKey,
-    UnlockedKey,
-    seal_new_key,
-    unlock,
-)
+from .enrollment import SETUP, Keyring
+from .errors import InstitutionKeyMissing
+from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import SigningKey, User
 from .passwords import check_password_policy
 
@@ -39,13 +35,13 @@ class Directory:
         session: Session,
         *,
         institution: InstitutionKey | None,
+        keyring: Keyring,
         clock: Clock = utcnow,
-        scrypt_n: int = DEFAULT_SCRYPT_N,
     ) -> None:
         self.session = session
         self.institution = institution
+        self.keyring = keyring
         self.clock = clock
-        self.scrypt_n = scrypt_n
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -57,25 +53,11 @@ class Directory:
         return [u for u in users if u.has_role(role)]
 
     def active_key(self, login: str) -> SigningKey | None:
-        return self.session.scalars(
-            select(SigningKey)
-            .where(SigningKey.login == login, SigningKey.revoked_seq.is_(None))
-            .order_by(SigningKey.registered_seq.desc())
-        ).first()
+        """The person's key that is not revoked (see Keyring)."""
+        return self.keyring.active_key(login)
 
     def check_password(self, user: User, password: str) -> bool:
         return bool(user.password_hash) and check_password_hash(user.password_hash, password)
-
-    def unlock_key(self, user: User, secret: str) -> UnlockedKey:
-        """Unlock the user's active key for one signing step."""
-        key = self.active_key(user.login)
-        if key is None:
-            raise NoSigningKey(
-                "Bạn chưa có khóa ký. Hãy chọn mã ký trước.",
-                en="You have no signing key yet: choose your signing secret first.",
-                login=user.login,
-            )
-        return unlock(key.key_id, key.encrypted_private, key.kdf, secret)
 
     # --- changes (institution-signed) --------------------------------------------------------
 
@@ -94,8 +76,14 @@ class Directory:
         password: str,
         signing_secret: str | None,
         language: str = "vi",
+        by: str = SETUP,
     ) -> User:
-        """Create an account, grant its roles and (with a secret) issue its signing key."""
+        """Create an account and grant its roles; ``by`` is the admin, or "setup" for the CLI.
+
+        An admin-created account changes its admin-chosen password at first sign-in. Only the
+        set-up (CLI, demo) issues a server-held key with ``signing_secret``; anyone else gets
+        their key by enrollment.
+        """
         login = login.strip().lower()
         if not _LOGIN.match(login) or login == INSTITUTION_ACTOR:
             raise DataInvalid(
@@ -127,22 +115,44 @@ class Directory:
             password_hash=generate_password_hash(password),
             active=True,
             created_at=self.clock(),
+            must_change_password=by != SETUP,
         )
         self.session.add(user)
         self.session.flush()
-        self.set_roles(user, roles)
+        self.set_roles(user, roles, by=by)
         if signing_secret is not None:
-            self.issue_key(user, signing_secret)
+            if by != SETUP:
+                raise NotPermitted(
+                    "Khóa ký chỉ được đăng ký bởi chính người dùng.",
+                    en="Signing keys are registered by their owners only.",
+                    field="signing_secret",
+                )
+            self.keyring.enroll_server_key(user, signing_secret, code=None, setup=True)
         return user
 
-    def set_roles(self, user: User, roles: Iterable[str]) -> None:
-        """Grant exactly these roles (an institution-signed `user.roles` event)."""
+    def set_roles(self, user: User, roles: Iterable[str], *, by: str) -> None:
+        """Grant exactly these roles (an institution-signed `user.roles` event naming ``by``).
+
+        Nobody grants roles to themselves, and an admin account holds no role in the chain.
+        """
         wanted = sorted(set(roles))
         for role in wanted:
             if role not in ROLES:
                 raise DataInvalid(
                     f"Vai trò không hợp lệ: {role}.", en=f"Unknown role: {role}.", field="roles"
                 )
+        if by == user.login:
+            raise NotPermitted(
+                "Không ai tự cấp vai trò cho chính mình.",
+                en="Nobody grants roles to themselves.",
+                field="roles",
+            )
+        if "admin" in wanted and set(wanted) & set(CHAIN_ROLES):
+            raise NotPermitted(
+                "Tài khoản quản trị không được giữ vai trò trong chuỗi duyệt.",
+                en="An admin account cannot hold a role in the approval chain.",
+                field="roles",
+            )
         append_event(
             self.session,
             signer=self._institution(),
@@ -150,62 +160,31 @@ class Directory:
             action="user.roles",
             actor=INSTITUTION_ACTOR,
             role=INSTITUTION_ACTOR,
-            data={"login": user.login, "roles": wanted},
+            data={"login": user.login, "roles": wanted, "by": by},
         )
         user.roles = ",".join(wanted)
-
-    def issue_key(self, user: User, secret: str) -> SigningKey:
-        """Issue a new signing key (revoking any active one): the rotation path too."""
-        sealed = seal_new_key(secret, scrypt_n=self.scrypt_n)
-        old = self.active_key(user.login)
-        if old is not None:
-            self.revoke_key(old, reason="rotated")
-        event = append_event(
-            self.session,
-            signer=self._institution(),
-            ts=self.clock(),
-            action="key.register",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
-            data={
-                "key_id": sealed.key_id,
-                "public_key": sealed.public_raw.hex(),
-                "owner": user.login,
-            },
-        )
-        key = SigningKey(
-            key_id=sealed.key_id,
-            login=user.login,
-            public_key=sealed.public_raw.hex(),
-            encrypted_private=sealed.encrypted_private,
-            kdf=sealed.kdf,
-            registered_seq=event.seq,
-            revoked_seq=None,
-            created_at=self.clock(),
-        )
-        self.session.add(key)
-        self.session.flush()
-        return key
-
-    def revoke_key(self, key: SigningKey, *, reason: str) -> None:
-        """Revoke a key from now on; events it signed before stay valid."""
-        event = append_event(
-            self.session,
-            signer=self._institution(),
-            ts=self.clock(),
-            action="key.revoke",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
-            data={"key_id": key.key_id, "owner": key.login, "reason": reason},
-        )
-        key.revoked_seq = event.seq
-        self.session.flush()
 
     def set_password(self, user: User, password: str) -> None:
         """Replace the password (hashed); every session of the account ends (a new epoch)."""
         check_password_policy(password, user_inputs=(user.login, user.name, user.email))
         user.password_hash = generate_password_hash(password)
         user.session_epoch += 1
+        user.must_change_password = False
+
+    def reset_password(self, user: User, password: str, *, by: User) -> None:
+        """An admin sets a new password that the person must change at their next sign-in.
+
+        NOTE: a password opens the account, never a key: signing still needs the person's own
+        passkey (or their server-held secret), which a reset does not touch.
+        """
+        if not by.has_role("admin") or by.login == user.login:
+            raise NotPermitted(
+                "Chỉ quản trị được đặt lại mật khẩu của người khác.",
+                en="Only an admin may reset someone else's password.",
+                field="by",
+            )
+        self.set_password(user, password)
+        user.must_change_password = True
 
     def set_active(self, user: User, active: bool, *, by: User) -> None:
         """Lock or unlock an account (an institution-signed `user.active` event naming the admin)."""

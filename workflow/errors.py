@@ -29,6 +29,12 @@ class SecretTooWeak(Refusal):
     code = "secret_too_weak"
 
 
+class KeyLocked(Refusal):
+    """Too many wrong secrets: the server-held key signs nothing until a recovery."""
+
+    code = "key_locked"
+
+
 class NoSigningKey(Refusal):
     """The actor has no active signing key."""
 

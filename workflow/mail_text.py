@@ -124,3 +124,54 @@ def render_checkpoint(
         f'<!doctype html><html><body><pre style="font-size:14px">{escape(text)}</pre></body></html>'
     )
     return subject, text, html
+
+
+_KEY_WORDS = {
+    "vi": {
+        "subject": "Khóa ký mới cho tài khoản của bạn ({key_id})",
+        "enrollment": "Một khóa ký mới đã được đăng ký cho tài khoản của bạn.",
+        "rotation": "Bạn đã đổi khóa ký: khóa cũ được thu hồi từ bây giờ.",
+        "recovery": "Khóa ký của bạn đã được khôi phục theo mã do quản trị {by} cấp; "
+        "khóa cũ được thu hồi từ bây giờ.",
+        "kind": {"passkey": "passkey (vân tay, khuôn mặt)", "server-held": "khóa giữ trên máy chủ"},
+        "warn": "Nếu không phải bạn làm việc này, hãy báo ngay cho hiệu trưởng và quản trị.",
+    },
+    "en": {
+        "subject": "A new signing key for your account ({key_id})",
+        "enrollment": "A new signing key was registered for your account.",
+        "rotation": "You rotated your signing key: the old one is revoked from now on.",
+        "recovery": "Your signing key was recovered with a code issued by the admin {by}; "
+        "the old one is revoked from now on.",
+        "kind": {"passkey": "passkey (fingerprint, face)", "server-held": "server-held key"},
+        "warn": "If this was not you, tell the principal and the admin at once.",
+    },
+}
+
+
+def render_key_mail(
+    *, language: str, recipient_name: str, method: str, kind: str, key_id: str, by: str, link: str
+) -> tuple[str, str, str]:
+    """A new key for the person's account: what, how, and what to do if it was not them."""
+    lang = language if language in _KEY_WORDS else "vi"
+    words = _KEY_WORDS[lang]
+    kinds: dict[str, str] = words["kind"]  # type: ignore[assignment]
+    what = str(words.get(method, words["enrollment"])).format(by=by)
+    lines = [
+        BODIES[lang]["greeting"].format(name=recipient_name),
+        "",
+        what,
+        f"{kinds.get(kind, kind)} · {key_id}",
+        "",
+        str(words["warn"]),
+        link,
+        "",
+        "--",
+        BODIES[lang]["footer"],
+    ]
+    text = "\n".join(lines) + "\n"
+    html = (
+        '<!doctype html><html><body style="font-family:sans-serif;font-size:16px">'
+        + "".join(f"<p>{escape(line)}</p>" for line in lines if line and line != "--")
+        + "</body></html>"
+    )
+    return str(words["subject"]).format(key_id=key_id), text, html

@@ -40,6 +40,8 @@ class User(Base):
     # Sessions carry the epoch they were opened in; signing out or a new password moves it on,
     # which ends every session of the account on the server (cookies are only signed, not stored).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An admin-chosen password (new account, reset) must be replaced at the next sign-in.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     @property
     def role_list(self) -> list[str]:
@@ -52,14 +54,55 @@ class User(Base):
 class SigningKey(Base):
     __tablename__ = "signing_keys"
 
+    """A person's key: a passkey on their device (public key only) or a server-held fallback."""
+
     key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
     login: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"), index=True)
-    public_key: Mapped[str] = mapped_column(String(64))
-    encrypted_private: Mapped[bytes] = mapped_column(LargeBinary)
-    kdf: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # passkey: base64url SubjectPublicKeyInfo DER; server-held: hex of the raw Ed25519 key
+    public_key: Mapped[str] = mapped_column(Text)
+    encrypted_private: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kdf: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     registered_seq: Mapped[int] = mapped_column(BigInteger)
     revoked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(16), default="server-held")  # or "passkey"
+    method: Mapped[str] = mapped_column(String(16), default="legacy")  # enrollment, rotation ...
+    enrolled_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    alg: Mapped[int | None] = mapped_column(Integer, nullable=True)  # COSE: -7 ES256, -8 EdDSA
+    credential_id: Mapped[str | None] = mapped_column(String(1400), nullable=True, index=True)
+    rp_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    confirmed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EnrollmentCode(Base):
+    """A one-time code an admin issues so a person can register a key (shown once, hashed)."""
+
+    __tablename__ = "enrollment_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(String(16))  # enrollment or recovery
+    issued_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SigningFailure(Base):
+    """A wrong signing secret or a refused passkey assertion, shown to the owner and the admin."""
+
+    __tablename__ = "signing_failures"
+    __table_args__ = (Index("ix_signing_failures_login_at", "login", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    login: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
 
 
 class AuditEvent(Base):

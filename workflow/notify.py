@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 
 from sqlalchemy import select
@@ -12,8 +13,9 @@ from sqlalchemy.orm import Session
 from expense_audit.checkpoint import Checkpoint
 from expense_audit.definitions import TransitionDef, WorkflowDefinition
 
-from .mail_text import render, render_checkpoint, render_digest
-from .models import OutboxMail, ReminderSent, Request, User
+from .clock import utcnow
+from .mail_text import render, render_checkpoint, render_digest, render_key_mail
+from .models import OutboxMail, ReminderSent, Request, SigningKey, User
 
 RECIPIENT_ROLES = {"reviewers": "reviewer", "approvers": "approver", "accountants": "accountant"}
 
@@ -266,3 +268,58 @@ def _display_ts(ts: str | None) -> str:
         return ""
     moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ") + timedelta(hours=7)
     return moment.strftime("%d/%m/%Y %H:%M")
+
+
+def queue_key_mail(
+    session: Session,
+    user: User,
+    method: str,
+    key: SigningKey,
+    *,
+    base_url: str,
+    now: Callable[[], datetime],
+) -> OutboxMail:
+    """Tell the owner a new signing key entered the log for their account (and how)."""
+    content = render_key_mail(
+        language=user.language,
+        recipient_name=user.name,
+        method=method,
+        kind=key.kind,
+        key_id=key.key_id,
+        by=key.enrolled_by or "",
+        link=f"{base_url.rstrip('/')}/account",
+    )
+    return _queue(
+        session,
+        to=user,
+        kind="key",
+        mid=message_id("key", "key", key.key_id, user.login),
+        content=content,
+        now=now(),
+    )
+
+
+def queue_code_mail(session: Session, user: User, code: str, base_url: str) -> OutboxMail:
+    """Send the person their one-time enrollment code (the admin chose to mail it)."""
+    lang = user.language if user.language in ("vi", "en") else "vi"
+    if lang == "vi":
+        subject = "Mã đăng ký khóa ký của bạn"
+        text = (
+            f"Chào {user.name},\n\nMã dùng một lần để đăng ký khóa ký (passkey): {code}\n"
+            f"Mã hết hạn sau 72 giờ. Đăng nhập rồi mở {base_url.rstrip('/')}/signing-key.\n"
+        )
+    else:
+        subject = "Your signing key enrollment code"
+        text = (
+            f"Hello {user.name},\n\nYour one-time code to register a signing key (passkey): "
+            f"{code}\nIt expires in 72 hours. Sign in, then open {base_url.rstrip('/')}/signing-key.\n"
+        )
+    html = f"<!doctype html><html><body><pre>{escape(text)}</pre></body></html>"
+    return _queue(
+        session,
+        to=user,
+        kind="code",
+        mid=message_id("code", "code", f"{user.login}.{code[:4]}", user.login),
+        content=(subject, text, html),
+        now=utcnow(),
+    )

@@ -18,6 +18,11 @@ _SCORED_PREFIX = 64
 _COMMON = frozenset(FREQUENCY_LISTS["passwords"])  # the 30,000 most common leaked passwords
 
 
+def is_common_password(text: str) -> bool:
+    """Whether ``text`` is among the most common leaked passwords."""
+    return text.lower() in _COMMON
+
+
 def check_password_policy(password: str, *, user_inputs: Iterable[str] = ()) -> None:
     """Raise DataInvalid when the password is short, common, or easy to guess for this person."""
     if len(password) < MIN_PASSWORD:
@@ -26,7 +31,7 @@ def check_password_policy(password: str, *, user_inputs: Iterable[str] = ()) -> 
             en=f"The password needs at least {MIN_PASSWORD} characters.",
             field="password",
         )
-    if password.lower() in _COMMON:
+    if is_common_password(password):
         raise DataInvalid(
             "Mật khẩu này nằm trong danh sách mật khẩu phổ biến nhất: hãy chọn mật khẩu khác.",
             en="This password is on the list of the most common passwords: choose another.",

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ from .audit import init_log, make_checkpoint
 from .clock import Clock, utcnow
 from .db import create_schema, make_engine, session_factory
 from .directory import Directory
+from .enrollment import Keyring
 from .errors import InstitutionKeyMissing
-from .keys import DEFAULT_SCRYPT_N, InstitutionKey
+from .keys import DEFAULT_SCRYPT_N, InstitutionKey, load_pepper
 from .mailer import DeliveryReport, SmtpSettings, deliver_due
 from .models import LogHead
-from .notify import queue_checkpoint_mails, queue_digests, queue_reminders
+from .notify import queue_checkpoint_mails, queue_digests, queue_key_mail, queue_reminders
 from .service import ApprovalService
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +84,7 @@ class Runtime:
         self._read_sessions: sessionmaker[Session] | None = None
         self.definitions = DefinitionSet.from_directory(settings.definitions_dir)
         self._institution: InstitutionKey | None = None
+        self._pepper: bytes | None = None
 
     def dispose(self) -> None:
         """Close every pooled connection (both engines)."""
@@ -140,18 +143,44 @@ class Runtime:
         finally:
             session.close()
 
-    def directory(self, session: Session, *, clock: Clock | None = None) -> Directory:
-        institution = self._institution
-        if institution is None:
-            try:
-                institution = self.institution
-            except InstitutionKeyMissing:  # reading works without it; signing fails closed
-                institution = None
+    def _institution_or_none(self) -> InstitutionKey | None:
+        if self._institution is not None:
+            return self._institution
+        try:
+            return self.institution
+        except InstitutionKeyMissing:  # reading works without it; signing fails closed
+            return None
+
+    @property
+    def pepper(self) -> bytes | None:
+        """The signing pepper beside the institution key (created with it on first use)."""
+        if self._pepper is None and (self.settings.keys_dir / "institution.key").exists():
+            self._pepper = load_pepper(self.settings.keys_dir, create=True)
+        return self._pepper
+
+    def keyring(
+        self, session: Session, *, clock: Clock | None = None, scrypt_n: int | None = None
+    ) -> Keyring:
+        """Everyone's keys, in this session (``scrypt_n``: the cost of new server-held keys)."""
+        return Keyring(
+            session,
+            institution=self._institution_or_none(),
+            origin=self.settings.origin,
+            clock=clock or self.clock,
+            scrypt_n=scrypt_n or self.settings.scrypt_n,
+            pepper=self.pepper,
+            mailer=partial(queue_key_mail, base_url=self.settings.base_url, now=self.clock),
+        )
+
+    def directory(
+        self, session: Session, *, clock: Clock | None = None, scrypt_n: int | None = None
+    ) -> Directory:
+        """Accounts and roles (and their keyring), in this session."""
         return Directory(
             session,
-            institution=institution,
+            institution=self._institution_or_none(),
+            keyring=self.keyring(session, clock=clock, scrypt_n=scrypt_n),
             clock=clock or self.clock,
-            scrypt_n=self.settings.scrypt_n,
         )
 
     def service(self, session: Session, *, clock: Clock | None = None) -> ApprovalService:

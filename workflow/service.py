@@ -6,13 +6,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
+from expense_audit.decision import check_decision, make_decision, server_signature
 from expense_audit.definitions import (
     BudgetCatalogue,
     BudgetLine,
@@ -48,14 +49,18 @@ from expense_audit.projection import (
 )
 
 from . import budget_totals
-from .audit import append_event, lock_head
+from .audit import append_decision, event_view, format_ts, lock_head
 from .clock import Clock, local_time, utcnow
 from .directory import Directory
-from .errors import AccountLocked, ConcurrentChange, RequestNotFound
+from .enrollment import same_except_issued
+from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
 from .policy import can_edit
+from .signatures import check_signature
 
+DECISION_LIFETIME = timedelta(hours=24)  # a prepared step may wait this long for its signature
+CLOCK_TOLERANCE = timedelta(minutes=5)
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
 
 
@@ -68,6 +73,26 @@ class Current:
     owner: str
     projection: Projection | None
     draft: Draft | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked step waiting for its signature: the decision, the key kind, the transition."""
+
+    decision: dict[str, Any]
+    key_kind: str
+    transition: TransitionDef
+
+
+def _check_issued(issued: str, now: datetime) -> None:
+    """A decision is signed soon after it was prepared (and never in the future)."""
+    moment = datetime.strptime(issued, "%Y-%m-%dT%H:%M:%SZ")
+    if not now - DECISION_LIFETIME <= moment <= now + CLOCK_TOLERANCE:
+        raise DataInvalid(
+            "Quyết định này đã quá hạn: hãy tải lại trang và ký lại.",
+            en="This decision is too old: reload the page and sign again.",
+            field="issued",
+        )
 
 
 def projection_of(row: Request) -> Projection:
@@ -318,25 +343,128 @@ class ApprovalService:
         *,
         expected_seq: int | None = None,
     ) -> AuditEvent:
-        """Fire ``trigger`` on a request as ``actor``, signed with the actor's key.
+        """Fire ``trigger`` as ``actor`` with their server-held key (the fallback, the CLI, demo).
 
-        Every check runs before anything is written; a refusal raises a WorkflowError and the
-        caller rolls the transaction back, so request, log and outbox stay exactly as they were.
+        People with a passkey sign on their phone instead: prepare() gives the decision, the
+        phone signs it, commit() checks and appends it.
         """
-        # 1. Serialize: lock the log head first (one writer at a time), then the request.
-        self._book_memo = None  # a decision always sees fresh commitments
-        head = lock_head(self.session)
-        current = self.current(number, lock=True)
+        prepared = self.prepare(
+            number, trigger, actor, comment=comment, data=data, expected_seq=expected_seq
+        )
+        # The secret is checked before the log head is taken: a wrong one holds nobody up.
+        try:
+            _key, signer = self.directory.keyring.unlock(actor, secret)
+        except WrongSecret as refusal:
+            self._record_failure(actor, refusal)
+            raise
+        return self.commit(
+            prepared.decision, server_signature(prepared.decision, signer.private), actor
+        )
+
+    def prepare(
+        self,
+        number: str,
+        trigger: str,
+        actor: User,
+        *,
+        comment: str | None = None,
+        data: Mapping[str, Any] | None = None,
+        expected_seq: int | None = None,
+    ) -> Prepared:
+        """Check a step without writing or locking anything and return the decision to sign.
+
+        The person may take their time at the fingerprint prompt: nothing is held meanwhile.
+        """
+        self._book_memo = None
+        current = self.current(number)
         if expected_seq is not None and (current.projection or {}).get("last_seq") != expected_seq:
             raise self._concurrent_change(current)
-        # 2. Is the trigger possible from this state, and under which of the actor's roles?
+        key = self.directory.keyring.signing_key(actor)
+        decision, transition = self._decide(current, trigger, actor, comment, data, key.key_id)
+        return Prepared(decision, key.kind, transition)
+
+    def commit(
+        self, decision: Mapping[str, Any], signature: Mapping[str, Any], actor: User
+    ) -> AuditEvent:
+        """Append a signed decision: every check again under the lock, then the signature.
+
+        A refusal raises a WorkflowError and the caller rolls back, so request, log and outbox
+        stay exactly as they were.
+        """
+        # 1. Well formed, and the actor's own decision.
+        try:
+            checked = check_decision(decision)
+        except WorkflowError:
+            raise DataInvalid(
+                "Nội dung được ký không hợp lệ.",
+                en="The signed decision is malformed.",
+                field="decision",
+            ) from None
+        if checked["actor"] != actor.login or not isinstance(checked["request"], str):
+            raise NotPermitted(
+                "Quyết định này không phải của bạn.",
+                en="This decision is not yours.",
+                field="decision",
+            )
+        # 2. Serialize: the log head, then the request; someone may have acted first.
+        self._book_memo = None
+        head = lock_head(self.session)
+        current = self.current(checked["request"], lock=True)
+        if checked["request_prev"] != self._last_hash(current):
+            raise self._concurrent_change(current)
+        # 3. The step is still allowed, and the decision is exactly what it would be now.
+        key = self.directory.keyring.signing_key(actor)
+        payment = (checked["data"] or {}).get("payment")
+        expected, transition = self._decide(
+            current, checked["action"], actor, checked["comment"], payment, key.key_id
+        )
+        same_except_issued(checked, expected)
+        _check_issued(checked["issued"], self.clock())
+        # 4. The signature: the person's key signed this decision (a passkey's counter rises).
+        check_signature(key, checked, signature)
+        # 5. Write: the event, the projection, the mails; the caller commits all or nothing.
+        self._record_definitions(
+            self.workflow.sha256, *([checked["budget"]] if checked["budget"] else [])
+        )
+        event = append_decision(
+            self.session, decision=checked, signature=signature, ts=self.clock(), head=head
+        )
+        view = event_view(json.loads(event.body))
+        projection = apply_event(current.projection, view, event.hash, transition.effects)
+        self._store_projection(projection)
+        budget_totals.record_change(self.session, current.projection, projection)
+        queue_event_mails(
+            self.session,
+            origin=str(checked["origin"]),
+            event_seq=event.seq,
+            transition=transition,
+            projection=projection,
+            actor=actor,
+            comment=checked["comment"],
+            base_url=self.base_url,
+            now=self.clock(),
+        )
+        self.session.flush()
+        return event
+
+    def _decide(
+        self,
+        current: Current,
+        trigger: str,
+        actor: User,
+        comment: str | None,
+        payment_data: Mapping[str, Any] | None,
+        key_id: str,
+    ) -> tuple[dict[str, Any], TransitionDef]:
+        """The decision ``actor`` would sign now, or the refusal (nothing is written)."""
+        # 1. Is the trigger possible from this state, and under which of the actor's roles?
         transition = self.machine.transition_for(current.state, trigger)
         if not actor.active:
             raise AccountLocked(
                 "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
             )
         role = self.machine.role_for(transition, actor.role_list)
-        # 3. Comment and data the transition needs.
+        # 2. Comment and data the transition needs.
         comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
             raise CommentRequired(
@@ -345,53 +473,52 @@ class ApprovalService:
                 trigger=trigger,
             )
         content = self._content_for(current, transition)
-        payment = _payment_data(data) if transition.has("record_payment") else {}
-        # 4. Guards (ownership, separation of duties, norms, allocation) through the machine.
+        payment = _payment_data(payment_data) if transition.has("record_payment") else {}
+        # 3. Guards (ownership, separation of duties, norms, allocation) through the machine.
         new_state = self.machine.fire(
             current.state, trigger, self._context(current, actor, content, payment)
         )
-        # 5. Unlock the actor's key for this one signature (wrong secret: nothing written).
-        signer = self.directory.unlock_key(actor, secret)
-        # 6. Write: the event, the projection, the mails; the caller commits all or nothing.
-        catalogue = self.definitions.catalogues.get(number.split("/")[0])
-        event_data: dict[str, Any] = {"content": content}
-        if catalogue is not None:
-            event_data["budget"] = catalogue.sha256
+        catalogue = self.definitions.catalogues.get(current.number.split("/")[0])
+        data: dict[str, Any] = {"content": content}
         if payment:
-            event_data["payment"] = payment
-        self._record_definitions(self.workflow.sha256, *([catalogue.sha256] if catalogue else []))
-        event = append_event(
-            self.session,
-            signer=signer,
-            ts=self.clock(),
+            data["payment"] = payment
+        decision = make_decision(
+            origin=self.directory.keyring.origin,
+            request=current.number,
+            request_prev=self._last_hash(current),
             action=trigger,
-            actor=actor.login,
-            role=role,
-            request=number,
             from_state=current.state,
             to_state=new_state,
+            actor=actor.login,
+            role=role,
+            key=key_id,
             definition=self.workflow.sha256,
-            data=event_data,
+            budget=catalogue.sha256 if catalogue is not None else None,
+            data=data,
             comment=comment,
-            head=head,
+            issued=format_ts(self.clock()),
         )
-        body = json.loads(event.body)
-        projection = apply_event(current.projection, body, event.hash, transition.effects)
-        self._store_projection(projection)
-        budget_totals.record_change(self.session, current.projection, projection)
-        queue_event_mails(
-            self.session,
-            origin=body["origin"],
-            event_seq=event.seq,
-            transition=transition,
-            projection=projection,
-            actor=actor,
-            comment=comment,
-            base_url=self.base_url,
-            now=self.clock(),
+        return decision, transition
+
+    def _last_hash(self, current: Current) -> str | None:
+        """Hash of the request's latest event (None before its first)."""
+        last_seq = (current.projection or {}).get("last_seq")
+        if last_seq is None:
+            return None
+        event = self.session.get(AuditEvent, last_seq)
+        return event.hash if event is not None else None
+
+    def _record_failure(self, actor: User, refusal: WorkflowError) -> None:
+        """Count a wrong secret apart from the step, which is refused and rolled back.
+
+        NOTE: the step has written nothing yet (the secret is checked before any write), so
+        ending the transaction here loses nothing; the count must survive the refusal.
+        """
+        self.session.rollback()
+        self.directory.keyring.record_failure(
+            actor.login, str(refusal.details.get("key_id", "")), "wrong-secret"
         )
-        self.session.flush()
-        return event
+        self.session.commit()
 
     def _content_for(self, current: Current, transition: TransitionDef) -> dict[str, Any]:
         catalogue = self.definitions.catalogues.get(current.number.split("/")[0])

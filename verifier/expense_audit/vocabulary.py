@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 ROLES = ("proposer", "reviewer", "approver", "accountant", "auditor", "admin")
+# Roles that take steps in the approval chain; an admin account never holds one of them.
+CHAIN_ROLES = ("proposer", "reviewer", "approver", "accountant")
 GUARD_NAMES = (
     "actor_is_owner",
     "actor_not_owner",

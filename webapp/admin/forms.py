@@ -2,7 +2,14 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectField, SelectMultipleField, StringField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -42,3 +49,12 @@ class RolesForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     pass
+
+
+class CodeForm(FlaskForm):
+    purpose = SelectField(
+        _l("For"),
+        choices=[("enrollment", _l("a first key")), ("recovery", _l("a new key after a loss"))],
+        default="enrollment",
+    )
+    send_mail = BooleanField(_l("Also send the code to the person's e-mail"))

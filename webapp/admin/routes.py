@@ -9,11 +9,12 @@ from werkzeug.wrappers import Response
 from workflow import queries
 from workflow.mailer import failed_mails
 from workflow.models import User
+from workflow.notify import queue_code_mail
 
-from ..context import db, directory, me, roles_required
+from ..context import db, directory, me, roles_required, runtime
 from ..errors import attempt
 from . import bp
-from .forms import ConfirmForm, RolesForm, UserForm
+from .forms import CodeForm, ConfirmForm, RolesForm, UserForm
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -31,6 +32,7 @@ def users() -> str | Response:
                 password=form.password.data,
                 signing_secret=None,
                 language=form.language.data,
+                by=me().login,
             )
         )
         if created:
@@ -63,7 +65,7 @@ def set_roles(login: str) -> Response:
     """Grant exactly the chosen roles (an institution-signed event)."""
     form = RolesForm()
     if form.validate_on_submit() and attempt(
-        lambda: directory().set_roles(_user(login), form.roles.data)
+        lambda: directory().set_roles(_user(login), form.roles.data, by=me().login)
     ):
         flash(_("Roles of %(login)s saved.", login=login), "success")
     return redirect(url_for(".users"))
@@ -72,17 +74,39 @@ def set_roles(login: str) -> Response:
 @bp.post("/users/<login>/revoke-key")
 @roles_required("admin")
 def revoke_key(login: str) -> Response:
-    """Revoke a user's signing key (lost phone, forgotten secret); they then choose a new one."""
-    if ConfirmForm().validate_on_submit():
-        key = directory().active_key(_user(login).login)
-        if key is not None:
-            directory().revoke_key(key, reason="revoked by admin")
-            db().commit()
-            flash(
-                _("Key of %(login)s revoked. They will set a new signing secret.", login=login),
-                "success",
-            )
+    """Revoke a user's signing key (lost phone): an institution-signed event naming the admin."""
+    if ConfirmForm().validate_on_submit() and attempt(
+        lambda: directory().keyring.revoke_by_admin(_user(login), by=me())
+    ):
+        flash(
+            _("Key of %(login)s revoked. Give them a recovery code for a new key.", login=login),
+            "success",
+        )
     return redirect(url_for(".users"))
+
+
+@bp.post("/users/<login>/code")
+@roles_required("admin")
+def issue_code(login: str) -> Response | str:
+    """A one-time code for the person to register a key (shown once here; or mailed to them)."""
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return redirect(url_for(".users"))
+    user = _user(login)
+    issued = attempt(
+        lambda: directory().keyring.issue_code(user, by=me(), purpose=form.purpose.data)
+    )
+    if issued is None:
+        return redirect(url_for(".users"))
+    if form.send_mail.data:
+        attempt(lambda: queue_code_mail(db(), user, issued.value, runtime().settings.base_url))
+    return render_template(
+        "admin/code.html",
+        person=user,
+        code=issued.value,
+        mailed=form.send_mail.data,
+        purpose=form.purpose.data,
+    )
 
 
 @bp.post("/users/<login>/active")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from expense_audit.limits import MAX_LOGIN, MAX_PASSWORD
 from workflow.keys import MIN_SECRET_LENGTH
@@ -32,6 +32,10 @@ class SigningSecretForm(FlaskForm):
     )
     password = PasswordField(
         _l("Your password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
+    code = StringField(_l("One-time code from the admin"), validators=[Optional(), Length(max=40)])
+    old_secret = PasswordField(
+        _l("Your current signing secret"), validators=[Optional(), Length(max=MAX_PASSWORD)]
     )
 
 

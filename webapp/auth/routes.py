@@ -157,14 +157,22 @@ def language() -> Response:
 @bp.route("/signing-key", methods=["GET", "POST"])
 @login_required
 def signing_key() -> str | Response:
-    """Choose the signing secret that protects your own signing key."""
+    """A server-held signing key (the fallback without a passkey device): with the admin's
+    one-time code, or a new secret signed off by the current one (rotation)."""
     form = SigningSecretForm()
     user = me()
-    key = directory().active_key(user.login)
+    keyring = directory().keyring
+    key = keyring.active_key(user.login)
     if form.validate_on_submit():
         if not directory().check_password(user, form.password.data):
             flash(_("Wrong password."), "error")
-        elif attempt(lambda: directory().issue_key(user, form.secret.data)):
+        elif attempt(
+            lambda: (
+                keyring.rotate_server_key(user, form.old_secret.data, form.secret.data)
+                if key is not None and form.old_secret.data and not form.code.data
+                else keyring.enroll_server_key(user, form.secret.data, code=form.code.data or None)
+            )
+        ):
             message = _(
                 "Your signing key is ready. Remember your signing secret: nobody can recover it."
             )

@@ -1,0 +1,72 @@
+"""Checking a person's signature on a decision on the server, with the verifier's own code.
+
+The server never signs for a person who holds a passkey: it checks the assertion the phone made
+(expense_audit.webauthn) exactly as the auditor's verifier will, and keeps the key's counter.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from expense_audit.decision import verify_decision_signature
+from expense_audit.errors import Refusal, WorkflowError
+from expense_audit.webauthn import Passkey, b64url_decode
+
+from .models import SigningKey
+
+PASSKEY = "passkey"
+SERVER_HELD = "server-held"
+
+
+class SignatureRefused(Refusal):
+    """The signature does not sign this decision with the person's key."""
+
+    code = "signature_refused"
+
+
+def verification_key(key: SigningKey) -> Passkey | Ed25519PublicKey:
+    """The public key a step signed with ``key`` must verify under."""
+    if key.kind == PASSKEY:
+        return Passkey(
+            credential_id=b64url_decode(key.credential_id or "", field="credential_id"),
+            public_key=b64url_decode(key.public_key, field="public_key"),
+            alg=int(key.alg or 0),
+            rp_id=str(key.rp_id),
+            origins=tuple(key.origins or ()),
+        )
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key))
+
+
+def check_signature(
+    key: SigningKey, decision: Mapping[str, Any], signature: Mapping[str, Any]
+) -> None:
+    """Verify ``signature`` over ``decision`` with ``key``; a passkey's counter must go up."""
+    try:
+        verified = verify_decision_signature(decision, signature, key=verification_key(key))
+    except WorkflowError as error:
+        raise SignatureRefused(
+            "Chữ ký không hợp lệ cho bước này. Không có gì được ghi.",
+            en="The signature is not valid for this step. Nothing was recorded.",
+            reason=error.code,
+            detail=error.message,
+        ) from None
+    if verified is None:
+        return
+    # NOTE: a counter that does not rise points at a cloned authenticator (zero: not kept).
+    if (verified.sign_count or key.sign_count) and verified.sign_count <= key.sign_count:
+        raise SignatureRefused(
+            "Thiết bị ký báo bộ đếm không tăng: có thể khóa đã bị sao chép. Không có gì được ghi.",
+            en="The authenticator's counter did not go up: the key may have been cloned. "
+            "Nothing was recorded.",
+            reason="sign_count",
+        )
+    key.sign_count = verified.sign_count
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as WebAuthn and the log write binary values."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
