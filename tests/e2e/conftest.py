@@ -48,6 +48,13 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture(scope="session")
+def base_url() -> str | None:
+    """Each test serves its own app (``server``); this replaces the plugin's fixture of the same
+    name, written in a form pytest 9 deprecates (filterwarnings = error would fail the test)."""
+    return None
+
+
+@pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
     """Every context is a phone in Vietnamese that may download files."""
     return {**browser_context_args, **PHONE, "locale": "vi-VN", "accept_downloads": True}
