@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import Engine, create_engine, text, update
+from sqlalchemy import Connection, Engine, create_engine, text, update
 from werkzeug.security import generate_password_hash
 
 from workflow.demo import DEMO_PASSWORD, PEOPLE
@@ -78,6 +78,7 @@ class Templates:
         self.folder, self.postgres_url, self.worker = folder, postgres_url, worker
         self.tag = f"{worker}_{uuid.uuid4().hex[:6]}"
         self.built: dict[str, Template] = {}
+        self.file_copy: bool | None = None
         self.admin: Engine | None = (
             create_engine(postgres_url, isolation_level="AUTOCOMMIT") if postgres_url else None
         )
@@ -126,8 +127,18 @@ class Templates:
             return f"sqlite:///{path}"
         source = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
         with self.admin.connect() as connection:
+            if template and self._file_copy(connection):
+                source += " STRATEGY FILE_COPY"
             connection.execute(text(f'CREATE DATABASE "{name}"{source}'))
         return self.admin.url.set(database=name).render_as_string(hide_password=False)
+
+    def _file_copy(self, connection: Connection) -> bool:
+        """PostgreSQL 15+ copies a template with FILE_COPY: its few files at once, about twice as
+        fast for a small database as the default WAL_LOG, which logs every block."""
+        if self.file_copy is None:
+            version = connection.execute(text("SHOW server_version_num")).scalar_one()
+            self.file_copy = int(version) >= 150000
+        return self.file_copy
 
     def copy(self, kind: str, folder: Path) -> Iterator[str]:
         """A fresh database, a copy of the template ``kind``, removed afterwards."""
