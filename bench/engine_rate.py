@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine
 
+from workflow import journeys
 from workflow.audit import append_event
 from workflow.demo import PEOPLE
 from workflow.directory import Directory
@@ -28,7 +29,6 @@ from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey, seal_new_key, unlock
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
 SECRET = "123456"
-CHAIN = [("submit", "hanh"), ("forward", "long"), ("approve", "toan"), ("pay", "mai")]
 
 
 def emit(**figure: object) -> None:
@@ -81,33 +81,10 @@ def full_chain(runtime: Runtime, count: int) -> float:
     """Requests/s: draft, then submit, forward, approve, pay, each its own transaction."""
     start = time.perf_counter()
     for _ in range(count):
-        with runtime.transaction() as session:
-            service = runtime.service(session)
-            owner = service.directory.get_user("hanh")
-            number = service.create_draft(
-                owner,
-                school_year="2024-2025",
-                title="EnetViet",
-                line="ENETVIET",  # type: ignore[arg-type]
-                source="THU-DL",
-                budget_year=2025,
-                quantity=1,
-                unit_price_vnd="15.000",
-            ).number
-        for trigger, login in CHAIN:
-            with runtime.transaction() as session:
-                service = runtime.service(session)
-                user = service.directory.get_user(login)
-                data = (
-                    {
-                        "voucher": "PC-1",
-                        "paid_on": runtime.now().date().isoformat(),
-                        "amount_paid_vnd": 15_000,
-                    }
-                    if trigger == "pay"
-                    else None
-                )
-                service.act(number, trigger, user, SECRET, data=data)  # type: ignore[arg-type]
+        number = journeys.propose(runtime, **journeys.SMALL_REQUEST)
+        paid = journeys.payment(15_000, paid_on=runtime.now().date(), voucher="PC-1")
+        for _event in journeys.walk(runtime, number, SECRET, paid=paid):
+            pass
     return count / (time.perf_counter() - start)
 
 

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 from populate import populate
 
+from workflow import journeys
 from workflow.demo import DEMO_PASSWORD, DEMO_SECRET, create_people
 from workflow.keys import InstitutionKey
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
@@ -129,26 +130,13 @@ def prepare(folder: Path, database_url: str, signed: int) -> tuple[Settings, lis
         create_people(runtime, session)
     drafts, forwarded = [], []
     for i in range(signed * 2):
-        with runtime.transaction() as session:
-            service = runtime.service(session)
-            draft = service.create_draft(
-                service.directory.get_user("hanh"),
-                school_year="2024-2025",
-                title=f"EnetViet {i}",  # type: ignore[arg-type]
-                line="ENETVIET",
-                source="THU-DL",
-                budget_year=2025,
-                quantity=1,
-                unit_price_vnd="15.000",
-            )
-            if i % 2:
-                for trigger, login in (("submit", "hanh"), ("forward", "long")):
-                    service.act(
-                        draft.number, trigger, service.directory.get_user(login), DEMO_SECRET
-                    )  # type: ignore[arg-type]
-                forwarded.append(draft.number)
-            else:
-                drafts.append(draft.number)
+        number = journeys.propose(runtime, **{**journeys.SMALL_REQUEST, "title": f"EnetViet {i}"})
+        if i % 2:
+            for _event in journeys.walk(runtime, number, DEMO_SECRET, until="forwarded"):
+                pass
+            forwarded.append(number)
+        else:
+            drafts.append(number)
     runtime.engine.dispose()
     return settings, drafts, forwarded
 

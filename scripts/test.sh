@@ -3,6 +3,8 @@
 # workflow/ and webapp/, then the
 # pytest suite on SQLite and, where PostgreSQL is installed, again on a throw-away PostgreSQL cluster.
 # REQUIRE_POSTGRES=1 (set by CI) makes a missing PostgreSQL an error instead of a skipped run.
+# The suite runs on PYTEST_WORKERS pytest-xdist workers (2 by default, one per core of the CI
+# machine; 0 runs it in one process); each worker migrates its own template databases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -30,14 +32,16 @@ fingerprint="$(EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite
 "$inspector/venv/bin/audit-verify" "$demo/bundle.zip" --institution-key "$fingerprint"
 rm -rf "$inspector"
 
+workers=${PYTEST_WORKERS:-2}
+
 echo "== pytest on SQLite"
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "$workers" "$@"
 
 if ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
   echo "== pytest on PostgreSQL"
   eval "$(bash scripts/pg.sh start)"
   trap 'bash scripts/pg.sh stop' EXIT
-  .venv/bin/python -m pytest "$@"
+  .venv/bin/python -m pytest -n "$workers" "$@"
 elif [ "${REQUIRE_POSTGRES:-0}" = 1 ]; then
   echo "PostgreSQL is required but not installed (apt-get install postgresql)" >&2
   exit 1

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from workflow import journeys
 from workflow.demo import DEMO_SECRET, create_people
 from workflow.models import AuditEvent, OutboxMail, Request, User
 from workflow.runtime import Runtime
@@ -43,22 +44,12 @@ class School:
             "attachments": [QUOTE],
         }
         values.update(content)
-        with self.runtime.transaction() as session:
-            service = self.runtime.service(session)
-            user = service.directory.get_user(owner)
-            assert user is not None
-            return service.create_draft(user, school_year="2024-2025", **values).number
+        return journeys.propose(self.runtime, owner, **values)
 
     def act(
         self, number: str, trigger: str, login: str, secret: str = SECRET, **kwargs: Any
     ) -> AuditEvent:
-        with self.runtime.transaction() as session:
-            service = self.runtime.service(session)
-            user = service.directory.get_user(login)
-            assert user is not None
-            event = service.act(number, trigger, user, secret, **kwargs)
-            session.expunge(event)
-            return event
+        return journeys.take_step(self.runtime, number, trigger, login, secret, **kwargs)
 
     def request(self, number: str) -> Request | None:
         with self.runtime.transaction() as session:
@@ -84,16 +75,13 @@ class School:
     def to_state(self, state: str, **content: Any) -> str:
         """A fresh request by hanh, driven to ``state`` along the ordinary path."""
         number = self.draft(**content)
-        paths = {
-            "draft": [],
-            "submitted": [("submit", "hanh")],
+        detours = {
             "returned": [("submit", "hanh"), ("return", "long")],
-            "forwarded": [("submit", "hanh"), ("forward", "long")],
-            "approved": [("submit", "hanh"), ("forward", "long"), ("approve", "toan")],
             "rejected": [("submit", "hanh"), ("reject", "long")],
             "withdrawn": [("withdraw", "hanh")],
         }
-        for trigger, login in paths[state]:
+        path = detours[state] if state in detours else journeys.steps_to(state)
+        for trigger, login in path:
             comment = "Thiếu báo giá thứ hai." if trigger in ("return", "reject") else None
             self.act(number, trigger, login, comment=comment)
         return number
@@ -109,4 +97,4 @@ class School:
 def pay_data(
     amount: int = 1_800_000, voucher: str = "PC-2025-0031", paid_on: str = "2025-01-13"
 ) -> dict[str, Any]:
-    return {"voucher": voucher, "paid_on": paid_on, "amount_paid_vnd": amount}
+    return journeys.payment(amount, paid_on=paid_on, voucher=voucher)

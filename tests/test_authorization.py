@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask
+import pytest
 
 from .factories import School, pay_data
-from .web import Browser
+from .web import AuthActions
 
 ALLOWED, FORBIDDEN, HIDDEN, LOGIN = "allowed", 403, 404, "login"
 PEOPLE = ("hanh", "nga", "long", "toan", "mai", "kiem", "admin", None)  # None: not signed in
@@ -181,21 +181,27 @@ def _outcome(response: Any) -> Any:
     return response.status_code
 
 
-def _browser(app: Flask, login: str | None) -> Browser:
-    browser = Browser(app)
-    return browser.login(login, "demo-2024") if login else browser
+def _who(login: str | None) -> str:
+    return login or "anonymous"
 
 
-def test_pages_by_role(app: Flask) -> None:
-    wrong = []
-    for login in PEOPLE:
-        browser = _browser(app, login)
-        for path, allowed in PAGES.items():
-            expected = LOGIN if login is None else ALLOWED if login in allowed else FORBIDDEN
-            got = _outcome(browser.get(path))
-            if got != expected:
-                wrong.append((login, path, expected, got))
-    assert not wrong
+def _expected_name(expected: Any) -> str:
+    return {ALLOWED: "allowed", FORBIDDEN: "403", HIDDEN: "404", LOGIN: "to-login"}[expected]
+
+
+def _page_row(path: str, login: str | None) -> Any:
+    expected = LOGIN if login is None else ALLOWED if login in PAGES[path] else FORBIDDEN
+    name = f"{_who(login)}-opens-{path.strip('/')}-{_expected_name(expected)}"
+    return pytest.param(login, path, expected, id=name)
+
+
+PAGE_ROWS = [_page_row(path, login) for path in PAGES for login in PEOPLE]
+
+
+@pytest.mark.parametrize(("login", "path", "expected"), PAGE_ROWS)
+def test_pages_by_role(auth: AuthActions, login: str | None, path: str, expected: Any) -> None:
+    browser = auth.session(login)
+    assert _outcome(browser.get(path)) == expected
 
 
 def _prepare(school: School, owner: str, state: str) -> str:
@@ -215,34 +221,48 @@ def _prepare(school: School, owner: str, state: str) -> str:
     return number
 
 
-def test_actions_by_role_and_ownership(app: Flask, school: School) -> None:
-    browsers = {login: _browser(app, login) for login in PEOPLE}
-    wrong = []
-    for action, owner, state, expected_by_person in CASES:
-        for login, expected in expected_by_person.items():
-            number = _prepare(school, owner, state)
-            browser = browsers[login]
-            before = school.snapshot(number)
-            if action == "view":
-                response = browser.get(f"/requests/{number}")
-            elif action == "edit":
-                response = browser.get(f"/requests/{number}/edit")
-            else:
-                if login is not None:
-                    browser.get("/")
-                fields: dict[str, Any] = {
-                    "trigger": action,
-                    "secret": "123456",
-                    "comment": "Ý kiến.",
-                }
-                if action == "pay":
-                    fields.update(
-                        voucher="PC-1", paid_on=pay_data()["paid_on"], amount_paid="150.000"
-                    )
-                response = browser.post(f"/requests/{number}/act", fields)
-            got = _outcome(response)
-            if got != expected:
-                wrong.append((action, owner, state, login, expected, got))
-            if expected != ALLOWED or action in ("view", "edit"):
-                assert school.snapshot(number) == before, (action, login)
-    assert not wrong, wrong
+ACTION_ROWS = [
+    pytest.param(
+        action,
+        owner,
+        state,
+        login,
+        expected,
+        id=f"{_who(login)}-{action}-{owner}s-{state}-{_expected_name(expected)}",
+    )
+    for action, owner, state, expected_by_person in CASES
+    for login, expected in expected_by_person.items()
+]
+
+
+@pytest.mark.parametrize(("action", "owner", "state", "login", "expected"), ACTION_ROWS)
+def test_actions_by_role_and_ownership(
+    auth: AuthActions,
+    school: School,
+    action: str,
+    owner: str,
+    state: str,
+    login: str | None,
+    expected: Any,
+) -> None:
+    number = _prepare(school, owner, state)
+    browser = auth.session(login)
+    before = school.snapshot(number)
+    if action == "view":
+        response = browser.get(f"/requests/{number}")
+    elif action == "edit":
+        response = browser.get(f"/requests/{number}/edit")
+    else:
+        if login is not None:
+            browser.get("/")
+        fields: dict[str, Any] = {
+            "trigger": action,
+            "secret": "123456",
+            "comment": "Ý kiến.",
+        }
+        if action == "pay":
+            fields.update(voucher="PC-1", paid_on=pay_data()["paid_on"], amount_paid="150.000")
+        response = browser.post(f"/requests/{number}/act", fields)
+    assert _outcome(response) == expected
+    if expected != ALLOWED or action in ("view", "edit"):
+        assert school.snapshot(number) == before, "a refused action changed something"

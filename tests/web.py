@@ -9,7 +9,20 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, TestResponse
 
+from workflow.demo import DEMO_PASSWORD
+
 from .factories import SECRET
+
+# One person per role, for `auth.login_as(role)`.
+BY_ROLE = {
+    "proposer": "hanh",
+    "reviewer": "long",
+    "approver": "toan",
+    "accountant": "mai",
+    "auditor": "kiem",
+    "admin": "admin",
+}
+
 
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -44,7 +57,7 @@ class Browser:
             environ["wsgi.input"].close()
             builder.close()
 
-    def login(self, login: str, password: str = "demo-2024") -> Browser:
+    def login(self, login: str, password: str = DEMO_PASSWORD) -> Browser:
         self.get("/login")
         response = self.post("/login", {"login": login, "password": password})
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
@@ -57,6 +70,27 @@ class Browser:
         return self.post(
             f"/requests/{number}/act", {"trigger": trigger, "secret": secret, **fields}
         )
+
+
+class AuthActions:
+    """Sign in as a demo person: ``login`` on the test's ``client``, ``session`` in a new one."""
+
+    def __init__(self, app: Flask, client: Browser) -> None:
+        self.app, self.client = app, client
+
+    def login(self, login: str = "hanh", password: str = DEMO_PASSWORD) -> Browser:
+        return self.client.login(login, password)
+
+    def login_as(self, role: str) -> Browser:
+        return self.login(BY_ROLE[role])
+
+    def logout(self) -> Any:
+        return self.client.post("/logout")
+
+    def session(self, login: str | None) -> Browser:
+        """Another person's browser, signed in (or anonymous for None)."""
+        browser = Browser(self.app)
+        return browser.login(login, DEMO_PASSWORD) if login else browser
 
 
 def text(response: TestResponse) -> str:

@@ -1,16 +1,19 @@
-"""A real server on 127.0.0.1 and Debian's Chromium, driven by Playwright, at a phone viewport."""
+"""A real server on 127.0.0.1 and Debian's Chromium, driven by Playwright (pytest-playwright), at a
+phone viewport: ``page`` is an anonymous phone on the served app, ``phone(login)`` a signed-in one."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
+
+from workflow.demo import DEMO_PASSWORD
 
 from ..smtp_server import free_port
 
@@ -34,8 +37,32 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Debian's Chromium (Playwright's own download is not used); one per run, shared by tests."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+        pytest.skip("Debian's chromium is not installed")
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(scope="session")
+def base_url() -> str | None:
+    """Each test serves its own app (``server``); this replaces the plugin's fixture of the same
+    name, written in a form pytest 9 deprecates (filterwarnings = error would fail the test)."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    """Every context is a phone in Vietnamese that may download files."""
+    return {**browser_context_args, **PHONE, "locale": "vi-VN", "accept_downloads": True}
+
+
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
+    """The test's app served on 127.0.0.1 by werkzeug, in a thread."""
     port = free_port()
     httpd = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -47,17 +74,25 @@ def server(app: Flask) -> Iterator[str]:
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
-        pytest.skip("Debian's chromium is not installed")
-    from playwright.sync_api import sync_playwright
+def page(new_context: Callable[..., Any], server: str) -> Any:
+    """A phone (390x844) on the served app, not signed in."""
+    return new_context(base_url=server).new_page()
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+
+@pytest.fixture
+def phone(new_context: Callable[..., Any], server: str) -> Callable[[str], Any]:
+    """``phone(login)``: a new phone on the served app, signed in as that demo person."""
+
+    def signed_in(login: str) -> Any:
+        page = new_context(base_url=server).new_page()
+        page.goto("/login")
+        page.fill("#login", login)
+        page.fill("#password", DEMO_PASSWORD)
+        page.click("button.primary")
+        page.wait_for_load_state()
+        return page
+
+    return signed_in
 
 
 @pytest.fixture

@@ -3,26 +3,15 @@ accountant pays and downloads the XLSX, auditor sees the log verified."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from openpyxl import load_workbook
 
 from ..factories import School
-from .conftest import PHONE
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 400
-
-
-def _phone(browser: Any, server: str, login: str) -> Any:
-    context = browser.new_context(base_url=server, locale="vi-VN", accept_downloads=True, **PHONE)
-    page = context.new_page()
-    page.goto("/login")
-    page.fill("#login", login)
-    page.fill("#password", "demo-2024")
-    page.click("button.primary")
-    page.wait_for_load_state()
-    return page
 
 
 def _sign(page: Any, action_label: str, secret: str = "123456", comment: str | None = None) -> None:
@@ -37,13 +26,13 @@ def _sign(page: Any, action_label: str, secret: str = "123456", comment: str | N
 
 
 def test_the_whole_chain_on_a_phone(
-    server: str, browser: Any, school: School, shots: Path, tmp_path: Path
+    phone: Callable[[str], Any], school: School, shots: Path, tmp_path: Path
 ) -> None:
     photo = tmp_path / "bao-gia.jpg"
     photo.write_bytes(JPEG)
 
     # 1. Hạnh, IT staff: a new request with a photographed quote, then submit with her secret.
-    hanh = _phone(browser, server, "hanh")
+    hanh = phone("hanh")
     hanh.screenshot(path=shots / "01-my-requests.png", full_page=True)
     hanh.click("text=Đề xuất mới")
     hanh.fill("#title", "Gia hạn phần mềm quản lý tài sản công 2025")
@@ -62,7 +51,7 @@ def test_the_whole_chain_on_a_phone(
     hanh.screenshot(path=shots / "03-submitted.png", full_page=True)
 
     # 2. Long, deputy principal: the review queue, then forward with "hợp lý".
-    long = _phone(browser, server, "long")
+    long = phone("long")
     assert number in long.inner_text("main") and "Trong định mức" in long.inner_text("main")
     long.screenshot(path=shots / "04-review-queue.png", full_page=True)
     long.click(f"text={number}")
@@ -72,7 +61,7 @@ def test_the_whole_chain_on_a_phone(
     assert "Đã ký và ghi nhận" in long.inner_text("main")
 
     # 3. Toàn, principal: approves from his queue.
-    toan = _phone(browser, server, "toan")
+    toan = phone("toan")
     assert number in toan.inner_text("main")
     toan.screenshot(path=shots / "06-approval-queue.png", full_page=True)
     toan.click("a:has-text('Gia hạn phần mềm')")
@@ -81,7 +70,7 @@ def test_the_whole_chain_on_a_phone(
     assert "Đã ký và ghi nhận" in toan.inner_text("main")
 
     # 4. Mai, accountant: records the payment, then downloads the ledger as XLSX.
-    mai = _phone(browser, server, "mai")
+    mai = phone("mai")
     mai.click(f"text={number}")
     mai.wait_for_load_state()
     action = mai.locator("details.action").first
@@ -102,7 +91,7 @@ def test_the_whole_chain_on_a_phone(
     assert sheet.cell(row=2, column=13).value == "PC-2025-0031"
 
     # 5. Kiểm, district inspector: verifies the live log.
-    kiem = _phone(browser, server, "kiem")
+    kiem = phone("kiem")
     kiem.click("button:text('Kiểm tra ngay')")
     kiem.wait_for_load_state()
     assert "Hợp lệ" in kiem.inner_text("#result")
