@@ -28,7 +28,7 @@ from workflow.directory import Directory
 from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey, seal_new_key, unlock
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
-SECRET = "123456"
+SECRET = "ky-demo-2024"
 
 
 def emit(**figure: object) -> None:

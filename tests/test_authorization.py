@@ -257,7 +257,7 @@ def test_actions_by_role_and_ownership(
             browser.get("/")
         fields: dict[str, Any] = {
             "trigger": action,
-            "secret": "123456",
+            "secret": "ky-demo-2024",
             "comment": "Ý kiến.",
         }
         if action == "pay":

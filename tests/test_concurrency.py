@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from expense_audit.errors import WorkflowError
+from workflow.audit import event_view
 from workflow.errors import ConcurrentChange
 from workflow.livecheck import verify_live
 from workflow.models import AuditEvent
@@ -47,7 +48,7 @@ def _second_reviewer(school: School) -> None:
             email="lan@th-demo.edu.vn",
             roles=["reviewer"],
             password="mat-khau-lan",
-            signing_secret="123456",
+            signing_secret="ky-demo-2024",
         )
 
 
@@ -70,7 +71,7 @@ def test_two_reviewers_at_the_same_moment_exactly_one_wins(school: School) -> No
         winners = [r for r in results if isinstance(r, AuditEvent)]
         losers = [r for r in results if isinstance(r, ConcurrentChange)]
         assert len(winners) == 1 and len(losers) == 1, results
-        winner = json.loads(winners[0].body)["actor"]
+        winner = event_view(json.loads(winners[0].body))["actor"]
         outcomes[winner] += 1
         assert losers[0].actor == winner  # the loser is told who acted first
         with school.runtime.transaction() as session:

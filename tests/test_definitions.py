@@ -13,6 +13,7 @@ from expense_audit.definitions import DefinitionSet, TransitionDef, load_catalog
 from expense_audit.errors import DefinitionError
 from expense_audit.guards import GUARDS
 from expense_audit.vocabulary import GUARD_NAMES
+from workflow.audit import event_view
 from workflow.livecheck import verify_live
 from workflow.runtime import Runtime, Settings
 
@@ -61,7 +62,7 @@ def test_walk_every_path_through_the_engine(school: School) -> None:
             if transition.trigger == "pay":
                 kwargs["data"] = pay_data(amount=150_000)
             event = school.act(number, transition.trigger, actor, **kwargs)
-            body = json.loads(event.body)
+            body = event_view(json.loads(event.body))
             assert (body["from"], body["to"], body["action"]) == (
                 state,
                 transition.dest,

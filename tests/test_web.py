@@ -136,7 +136,7 @@ def test_principal_bulk_approves_with_one_confirmation(app, school: School) -> N
     toan = Browser(app).login("toan")
     page = text(toan.get("/approvals"))
     assert all(n in page for n in numbers)
-    response = toan.post("/approvals", {"numbers": numbers, "secret": "123456"})
+    response = toan.post("/approvals", {"numbers": numbers, "secret": "ky-demo-2024"})
     assert response.status_code == 302
     assert [school.request(n).state for n in numbers] == ["approved", "approved"]  # type: ignore[union-attr]
 
@@ -190,7 +190,8 @@ def test_concurrent_decision_names_who_acted_first(app, school: School) -> None:
     seen = school.request(number).last_seq  # type: ignore[union-attr]
     school.act(number, "reject", "toan", comment="Chưa cần.")  # from another phone
     response = toan.post(
-        f"/requests/{number}/act", {"trigger": "approve", "secret": "123456", "expected_seq": seen}
+        f"/requests/{number}/act",
+        {"trigger": "approve", "secret": "ky-demo-2024", "expected_seq": seen},
     )
     page = text(toan.get(response.headers["Location"]))
     # One message, with the step's Vietnamese label and the time in Vietnam, not a trigger name.

@@ -265,7 +265,7 @@ def test_behind_nginx_each_client_counts_on_its_own_address(
 
 
 def test_admin_sees_failed_sign_ins(app: Flask) -> None:
-    Browser(app).post("/login", {"login": "hieutruong", "password": "123456"})
+    Browser(app).post("/login", {"login": "hieutruong", "password": "ky-demo-2024"})
     admin = Browser(app).login("admin")
     page = text(admin.get("/admin/sign-ins"))
     assert "hieutruong" in page and "Đăng nhập thất bại" in page

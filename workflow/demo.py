@@ -18,7 +18,7 @@ from .models import AuditEvent, User
 from .runtime import Runtime
 
 DEMO_PASSWORD = "demo-2024"  # noqa: S105 - demo accounts only; printed by `flask demo`
-DEMO_SECRET = "123456"  # noqa: S105 - demo signing secret; real ones are chosen by each user
+DEMO_SECRET = "ky-demo-2024"  # noqa: S105 - demo signing secret; real ones are chosen by each user
 DEMO_SCRYPT_N = 2**12  # demo keys unlock fast; real keys use the default cost
 DEMO_EPOCH = datetime(2024, 8, 26, 1, 0)  # the demo log begins before the school year
 DEMO_START = datetime(2024, 9, 9, 0, 40)  # the earliest the demo history may start

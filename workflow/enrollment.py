@@ -298,6 +298,19 @@ class Keyring:
             ),
         )
 
+    def rotate_server_key_to_passkey(
+        self, user: User, old_secret: str, passkey: RegisteredPasskey
+    ) -> Enrolled:
+        """Move from a server-held key to a passkey: the old key signs `key.rotate`."""
+        old, old_signer = self.unlock(user, old_secret)
+        return self._rotate(
+            user,
+            old,
+            server_signature_of=lambda decision: server_signature(decision, old_signer.private),
+            new_key_id=passkey.key_id,
+            record=_passkey_record(passkey),
+        )
+
     def rotate_to_passkey(
         self,
         user: User,

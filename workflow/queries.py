@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .audit import event_view
 from .models import AuditEvent, CheckpointRow, Draft, Request, SigningKey, User
 
 QUEUE_PAGE = 50  # queues show the oldest first; acting on them brings the next ones up
@@ -97,6 +98,7 @@ class Step:
     key: str
     comment: str | None
     hash: str
+    server_held: bool  # signed with a server-held key (v1 steps, and the v2 fallback)
     waited: float | None  # seconds spent in from_state before this step
 
 
@@ -106,24 +108,26 @@ def timeline(session: Session, number: str) -> list[Step]:
         select(AuditEvent).where(AuditEvent.request == number).order_by(AuditEvent.seq)
     ).all()
     bodies = [json.loads(event.body) for event in events]
-    names = names_of(session, (body["actor"] for body in bodies))
+    views = [event_view(body) for body in bodies]
+    names = names_of(session, (view["actor"] for view in views))
     steps = []
     previous: datetime | None = None
-    for event, body in zip(events, bodies, strict=True):
+    for event, body, view in zip(events, bodies, views, strict=True):
         moment = datetime.strptime(event.ts, _TS)
         steps.append(
             Step(
                 seq=event.seq,
                 ts=event.ts,
-                action=body["action"],
-                from_state=body["from"],
-                to_state=body["to"],
-                actor=body["actor"],
-                actor_name=names.get(body["actor"], body["actor"]),
-                role=body["role"],
-                key=body["key"],
-                comment=body.get("comment"),
+                action=view["action"],
+                from_state=view["from"],
+                to_state=view["to"],
+                actor=view["actor"],
+                actor_name=names.get(view["actor"], view["actor"]),
+                role=view["role"],
+                key=view["key"],
+                comment=view.get("comment"),
                 hash=event.hash,
+                server_held=(body.get("signature") or {}).get("kind") != "webauthn",
                 waited=(moment - previous).total_seconds() if previous else None,
             )
         )

@@ -14,7 +14,9 @@ from ..factories import School
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 400
 
 
-def _sign(page: Any, action_label: str, secret: str = "123456", comment: str | None = None) -> None:
+def _sign(
+    page: Any, action_label: str, secret: str = "ky-demo-2024", comment: str | None = None
+) -> None:
     action = page.locator("details.action", has=page.locator(f"summary:text-is('{action_label}')"))
     if action.get_attribute("open") is None:
         action.locator("summary").click()
