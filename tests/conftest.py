@@ -28,7 +28,7 @@ from werkzeug.security import generate_password_hash
 
 from workflow.demo import DEMO_PASSWORD, PEOPLE
 from workflow.keys import InstitutionKey
-from workflow.models import User
+from workflow.models import OutboxMail, User
 from workflow.runtime import Runtime, Settings
 
 from . import factories
@@ -114,6 +114,10 @@ class Templates:
                                 DEMO_PASSWORD, method=TEST_PASSWORD_HASH
                             )
                         )
+                    )
+                    # The set-up's "new signing key" mails went out before any scenario starts.
+                    session.execute(
+                        update(OutboxMail).where(OutboxMail.kind == "key").values(status="sent")
                     )
         finally:
             runtime.dispose()  # NOTE: on SQLite the last close folds the WAL back into the file

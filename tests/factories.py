@@ -87,8 +87,11 @@ class School:
         return number
 
     def mails(self) -> list[OutboxMail]:
+        """The outbox, without the "new signing key" mails of the school's set-up."""
         with self.runtime.transaction() as session:
-            rows = session.scalars(select(OutboxMail).order_by(OutboxMail.id)).all()
+            rows = session.scalars(
+                select(OutboxMail).where(OutboxMail.kind != "key").order_by(OutboxMail.id)
+            ).all()
             for row in rows:
                 session.expunge(row)
             return list(rows)

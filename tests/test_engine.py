@@ -174,13 +174,25 @@ def test_principal_cannot_approve_his_own_request(school: School) -> None:
     assert refusal.rule == "actor_not_owner"
 
 
-def test_separation_of_duties_binds_admins_too(school: School) -> None:
+def test_an_admin_account_holds_no_role_in_the_chain(school: School) -> None:
+    with school.runtime.transaction() as session, pytest.raises(NotPermitted, match="quản trị"):
+        school.runtime.directory(session).create_user(
+            login="sieu",
+            name="Siêu Quyền",
+            email="sieu@th-demo.edu.vn",
+            roles=["admin", "approver"],
+            password="mat-khau-dai",
+            signing_secret=None,
+        )
+
+
+def test_separation_of_duties_binds_one_person_with_every_chain_role(school: School) -> None:
     with school.runtime.transaction() as session:
         school.runtime.directory(session).create_user(
             login="sieu",
             name="Siêu Quyền",
             email="sieu@th-demo.edu.vn",
-            roles=["admin", "proposer", "reviewer", "approver", "accountant"],
+            roles=["proposer", "reviewer", "approver", "accountant"],
             password="mat-khau-dai",
             signing_secret="khoa-rieng-sieu",
         )

@@ -28,20 +28,35 @@ from .factories import SECRET, School
 def test_private_keys_are_encrypted_at_rest(school: School, settings) -> None:  # type: ignore[no-untyped-def]
     with school.runtime.transaction() as session:
         key = session.scalars(select(SigningKey).where(SigningKey.login == "hanh")).one()
+        assert key.encrypted_private is not None and key.kdf is not None
         private_raw = unlock(
-            key.key_id, key.encrypted_private, key.kdf, SECRET
+            key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=school.runtime.pepper
         ).private.private_bytes_raw()
         assert private_raw not in key.encrypted_private
     if settings.database_url.startswith("sqlite"):
         database = Path(settings.database_url.removeprefix("sqlite:///")).read_bytes()
         assert private_raw not in database
     with pytest.raises(WrongSecret):
-        unlock(key.key_id, key.encrypted_private, key.kdf, "654321")
+        unlock(key.key_id, key.encrypted_private, key.kdf, "654321", pepper=school.runtime.pepper)
+    # A copy of the database without the pepper file beside the institution key gives nothing
+    # to try secrets against, not even the right one.
+    with pytest.raises(InstitutionKeyMissing, match="pepper"):
+        unlock(key.key_id, key.encrypted_private, key.kdf, SECRET)
 
 
-def test_short_secret_refused() -> None:
-    with pytest.raises(SecretTooWeak, match="ít nhất 6"):
-        seal_new_key("123", scrypt_n=2**10)
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("123", "ít nhất 10"),
+        ("0000000000", "chữ số"),
+        ("1234567890", "chữ số"),
+        ("qwertyuiop", "phổ biến"),
+    ],
+    ids=["short", "zeros", "digits", "common"],
+)
+def test_weak_signing_secrets_are_refused(secret: str, reason: str) -> None:
+    with pytest.raises(SecretTooWeak, match=reason):
+        seal_new_key(secret, scrypt_n=2**10)
 
 
 def test_rotation_revokes_the_old_key_and_signs_with_the_new(school: School) -> None:
@@ -49,14 +64,16 @@ def test_rotation_revokes_the_old_key_and_signs_with_the_new(school: School) -> 
     with runtime.transaction() as session:
         directory = runtime.directory(session)
         old = directory.active_key("hanh")
-        new = directory.issue_key(directory.get_user("hanh"), "moi-moi-99")  # type: ignore[arg-type]
-        assert (
-            old is not None and old.revoked_seq is not None and old.revoked_seq < new.registered_seq
-        )
+        hanh = directory.get_user("hanh")
+        assert hanh is not None
+        new = directory.keyring.rotate_server_key(hanh, SECRET, "moi-moi-khoa-99").key
+        # Revoked from the moment the new key entered the log (the next event).
+        assert old is not None and old.revoked_seq == new.registered_seq + 1
+        assert new.method == "rotation" and new.confirmed_seq is not None
     number = school.draft()
     with pytest.raises(WrongSecret):
         school.act(number, "submit", "hanh", secret=SECRET)
-    event = school.act(number, "submit", "hanh", secret="moi-moi-99")
+    event = school.act(number, "submit", "hanh", secret="moi-moi-khoa-99")
     assert event.key_id == new.key_id
     with runtime.transaction() as session:
         assert verify_live(session, institution=runtime.institution, now=runtime.now()).valid
@@ -126,7 +143,7 @@ def test_checkpoint_with_too_many_signature_lines_is_refused() -> None:
 def test_verifier_key_string_matches_the_signed_note_format() -> None:
     key = Ed25519PrivateKey.generate()
     public = key.public_key().public_bytes_raw()
-    name, key_hash, blob = verifier_key("th-demo.edu.vn/expenses", public).split("+")
+    name, key_hash, blob = verifier_key("th-demo.edu.vn/expenses", public).split("+", 2)
     assert name == "th-demo.edu.vn/expenses"
     assert bytes.fromhex(key_hash) == note_key_id(name, public)
     assert base64.b64decode(blob) == b"\x01" + public
