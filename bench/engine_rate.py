@@ -61,7 +61,8 @@ def raw_appends(runtime: Runtime, count: int) -> float:
     with runtime.transaction() as session:
         key = runtime.directory(session).active_key("hanh")
         assert key is not None
-        signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET)
+        assert key.encrypted_private is not None and key.kdf is not None
+        signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=runtime.pepper)
     start = time.perf_counter()
     for i in range(count):
         with runtime.transaction() as session:

@@ -155,8 +155,13 @@ def test_key_used_after_its_revocation(history: School, tmp_path: Path) -> None:
         directory = runtime.directory(session)
         old = directory.active_key("hanh")
         assert old is not None
-        old_unlocked = unlock(old.key_id, old.encrypted_private, old.kdf, SECRET)
-        directory.issue_key(directory.get_user("hanh"), "new-secret-99")  # type: ignore[arg-type]
+        assert old.encrypted_private is not None and old.kdf is not None
+        old_unlocked = unlock(
+            old.key_id, old.encrypted_private, old.kdf, SECRET, pepper=runtime.pepper
+        )
+        hanh = directory.get_user("hanh")
+        assert hanh is not None
+        directory.keyring.rotate_server_key(hanh, SECRET, "new-secret-khoa-99")
     path = tmp_path / "b.zip"
     with runtime.transaction() as session:
         export_bundle(session, path, institution=runtime.institution, now=runtime.now())
@@ -231,7 +236,8 @@ def _forge_request_step(
     with runtime.transaction() as session:
         export_bundle(session, path, institution=runtime.institution, now=runtime.now())
         key = session.query(SigningKey).filter_by(login=login, revoked_seq=None).one()
-        signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET)
+        assert key.encrypted_private is not None and key.kdf is not None
+        signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=runtime.pepper)
     bundle = Bundle.read(path)
     if data is None:
         data = [line["body"] for line in bundle.lines if line["body"]["request"] == number][-1][
