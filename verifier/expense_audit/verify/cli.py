@@ -117,3 +117,5 @@ def print_text(report: Report) -> None:
         seq = "-" if problem.seq is None else str(problem.seq)
         where = f" [{problem.request}]" if problem.request else ""
         print(f"  seq {seq:>6}  {problem.kind:<28}{where} {problem.detail}")
+    for line in report.people_text():
+        print(line)
