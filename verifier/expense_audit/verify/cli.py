@@ -105,6 +105,8 @@ def print_text(report: Report) -> None:
     print(f"events:      {report.event_count}")
     print(f"institution: {report.institution_fingerprint}")
     print(f"checkpoint:  {report.checkpoint_size} events, root {report.checkpoint_root}")
+    for line in report.people_text():
+        print(line)
     for warning in report.warnings:
         print(f"warning: {warning}")
     if not report.trusted:
@@ -117,5 +119,3 @@ def print_text(report: Report) -> None:
         seq = "-" if problem.seq is None else str(problem.seq)
         where = f" [{problem.request}]" if problem.request else ""
         print(f"  seq {seq:>6}  {problem.kind:<28}{where} {problem.detail}")
-    for line in report.people_text():
-        print(line)
