@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .. import vocabulary
 from ..canonical import event_hash, key_fingerprint, key_id, signing_message
 from ..decision import DECISION_FIELDS, verify_decision_signature
 from ..errors import WorkflowError
@@ -33,7 +34,7 @@ from ..webauthn import (
 from .fields import INSTITUTION, PASSKEY, SERVER_HELD
 from .report import Kind, Problem, Report
 
-CHAIN_ROLES = frozenset({"proposer", "reviewer", "approver", "accountant"})
+CHAIN_ROLES = frozenset(vocabulary.CHAIN_ROLES)
 ADMIN = "admin"
 SETUP = "setup"  # `by` of grants and enrollments made by the CLI and the demo set-up
 UNKNOWN = "unknown"  # `by` of an older event that did not name the acting admin
@@ -343,7 +344,9 @@ class Keyring:
                 report.add(seq, Kind.SELF_ENROLLMENT, f"{owner} enrolled key {kid} for themselves")
             else:
                 self._by_admin(seq, by, f"enrolls key {kid} for {owner}", report)
-            if method == "enrollment" and valid_keys:
+            # NOTE: the CLI and demo set-up ("setup") may enroll beside a valid key (the demo moves
+            # its people from server-held keys to passkeys); the report shows who enrolled it.
+            if method == "enrollment" and valid_keys and by != SETUP:
                 report.add(
                     seq,
                     Kind.ENROLLMENT_OVER_VALID_KEY,
