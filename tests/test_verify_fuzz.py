@@ -3,6 +3,7 @@ and never ends in a traceback or says VALID to a changed bundle."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -14,9 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from expense_audit.canonical import canonical_json
 from expense_audit.verify import BundleUnreadable, verify_bundle
+from expense_audit.webauthn import b64url_decode, b64url_encode
 from webapp import create_app
 from workflow.runtime import Settings
+
+from .test_verify_v2 import full_history
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -70,6 +75,29 @@ def _mutate_body(body: dict, data: st.DataObject) -> None:
         inner[key] = data.draw(JSON_VALUES)
 
 
+@pytest.fixture(scope="module")
+def v2_bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """A mixed v1+v2 bundle: passkeys, a server-held key, a rotation, a batch and a recovery."""
+    s, _ = full_history()
+    path = s.log.write(tmp_path_factory.mktemp("fuzz2") / "v2.zip")
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _mutate_assertion(record: dict, data: st.DataObject) -> None:
+    """Flip one bit inside a passkey assertion's bytes (then re-encode, as a forger would)."""
+    signature = record["body"].get("signature")
+    if not isinstance(signature, dict) or signature.get("kind") != "webauthn":
+        _mutate_body(record["body"], data)
+        return
+    name = data.draw(st.sampled_from(["authenticator_data", "client_data_json", "signature"]))
+    raw = bytearray(b64url_decode(signature[name]))
+    raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    signature[name] = b64url_encode(bytes(raw))
+    if data.draw(st.booleans()):  # also re-hash the line, so only the signature is wrong
+        record["hash"] = hashlib.sha256(canonical_json(record["body"])).hexdigest()
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -79,11 +107,32 @@ def _mutate_body(body: dict, data: st.DataObject) -> None:
 def test_mutated_bundle_is_never_valid_and_never_crashes(
     real_bundle: dict[str, bytes], tmp_path: Path, data: st.DataObject
 ) -> None:
+    _mutated_run(real_bundle, tmp_path, data)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_mutated_v2_bundle_is_never_valid_and_never_crashes(
+    v2_bundle: dict[str, bytes], tmp_path: Path, data: st.DataObject
+) -> None:
+    _mutated_run(v2_bundle, tmp_path, data, extra=("assertion",))
+
+
+def _mutated_run(
+    real_bundle: dict[str, bytes],
+    tmp_path: Path,
+    data: st.DataObject,
+    extra: tuple[str, ...] = (),
+) -> None:
     members = list(real_bundle.items())
     lines = real_bundle["events.jsonl"].split(b"\n")[:-1]
     kind = data.draw(
         st.sampled_from(
-            ["flip", "delete", "duplicate", "reorder", "truncate", "field", "zip", "member"]
+            ["flip", "delete", "duplicate", "reorder", "truncate", "field", "zip", "member", *extra]
         )
     )
     i = data.draw(st.integers(0, len(lines) - 1))
@@ -106,6 +155,10 @@ def test_mutated_bundle_is_never_valid_and_never_crashes(
         record = json.loads(lines[i])
         _mutate_body(record["body"], data)
         lines[i] = json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+    elif kind == "assertion":
+        record = json.loads(lines[i])
+        _mutate_assertion(record, data)
+        lines[i] = canonical_json(record)
     if kind in ("zip", "member"):
         name = data.draw(st.sampled_from(sorted(real_bundle)))
         if kind == "zip":

@@ -105,6 +105,8 @@ def print_text(report: Report) -> None:
     print(f"events:      {report.event_count}")
     print(f"institution: {report.institution_fingerprint}")
     print(f"checkpoint:  {report.checkpoint_size} events, root {report.checkpoint_root}")
+    for line in report.people_text():
+        print(line)
     for warning in report.warnings:
         print(f"warning: {warning}")
     if not report.trusted:

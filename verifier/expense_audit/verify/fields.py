@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from ..errors import DataInvalid
 from ..guards import check_attachments
@@ -126,14 +127,45 @@ _BODY: dict[str, Check] = {
     "definition": _opt_hex64,
     "comment": _opt_str,
 }
+PASSKEY = "passkey"
+SERVER_HELD = "server-held"
+ENROLL_METHODS = ("enrollment", "rotation", "recovery")
+
+
+def _seq_ref(value: object) -> bool:
+    return value is None or (type(value) is int and 1 <= value <= _MAX_SAFE)
+
+
 # Institution events: exactly these data fields.
 _INSTITUTION_DATA: dict[str, dict[str, Check]] = {
     "log.init": {"institution_key": _hex64, "fingerprint": _hex64},
-    "user.roles": {"login": _str, "roles": _str_list},
+    "user.roles": {"login": _str, "roles": _str_list, "by": _str},
     "user.active": {"login": _str, "active": _bool, "by": _str},
     "key.register": {"key_id": _key_id, "public_key": _hex64, "owner": _str},
-    "key.revoke": {"key_id": _key_id, "owner": _str, "reason": _str},
+    "key.enroll": {
+        "key_id": _key_id,
+        "owner": _str,
+        "kind": lambda v: v in (PASSKEY, SERVER_HELD),
+        "method": lambda v: v in ENROLL_METHODS,
+        "by": _str,
+        "public_key": _str,
+        "alg": lambda v: (type(v) is int and v in (-7, -8)) or v == "ed25519",
+        "credential_id": _opt_str,
+        "rp_id": _opt_str,
+        "origins": _str_list,
+        "rotated_by": _seq_ref,
+    },
+    "key.revoke": {"key_id": _key_id, "owner": _str, "reason": _str, "by": _str},
 }
+# NOTE: older logs wrote user.roles and key.revoke without "by"; it is reported as "unknown".
+_OPTIONAL_DATA = {"user.roles": "by", "key.revoke": "by"}
+# Person decisions about keys (v2), their data, and the fields that must be null in them.
+KEY_DECISIONS: dict[str, dict[str, Check]] = {
+    "key.confirm": {"key_id": _key_id},
+    "key.rotate": {"new_key": _key_id},
+}
+OWNER_ROLE = "owner"
+_NULL_IN_KEY_DECISIONS = ("request", "from", "to", "definition", "budget", "comment")
 _CONTENT: dict[str, Check] = {
     "title": _opt_str,
     "description": _opt_str,
@@ -182,11 +214,23 @@ def check_body(body: object) -> datetime:
         checks = _INSTITUTION_DATA.get(action)
         if checks is None:
             raise FieldInvalid(f"unknown institution action {action!r:.40}")
+        optional = _OPTIONAL_DATA.get(action)
+        if optional is not None and isinstance(data, dict) and optional not in data:
+            checks = {name: check for name, check in checks.items() if name != optional}
         _exactly("data", data, checks)
         return moment
+    if action in KEY_DECISIONS:
+        raise FieldInvalid(f"{action} is a v2 decision, found in a v1 body")
+    _step_data(data, budget_inside=True)
+    return moment
+
+
+def _step_data(data: object, *, budget_inside: bool) -> None:
+    """data of a request step: content, the payment record if any, (v1 only) the budget hash."""
     if not isinstance(data, dict):
         raise FieldInvalid(f"data is {type(data).__name__}, expected an object")
-    unexpected = set(data) - {"content", "budget", "payment"}
+    allowed = {"content", "budget", "payment"} if budget_inside else {"content", "payment"}
+    unexpected = set(data) - allowed
     if unexpected or "content" not in data:
         raise FieldInvalid(f"data fields: need content, unexpected {sorted(unexpected)}")
     _exactly("data.content", data["content"], _CONTENT)
@@ -194,4 +238,38 @@ def check_body(body: object) -> datetime:
         raise FieldInvalid(f"data.budget has an invalid value {data['budget']!r:.80}")
     if "payment" in data:
         _exactly("data.payment", data["payment"], _PAYMENT)
-    return moment
+
+
+def v2_view(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A v2 body (already checked by decision.check_log_body) as the flat event the rest reads.
+
+    The decision's members sit beside the body's (v, origin, seq, prev, ts); "signature" and
+    "budget" keep their names. Raises FieldInvalid when the decision's data does not fit its
+    action (request step, key.confirm or key.rotate).
+    """
+    decision = body["decision"]
+    view: dict[str, Any] = {
+        name: decision[name] for name in decision if name not in ("v", "origin")
+    }
+    view.update(
+        v=2,
+        origin=body["origin"],
+        seq=body["seq"],
+        prev=body["prev"],
+        ts=body["ts"],
+        signature=body["signature"],
+    )
+    action = view["action"]
+    if view["actor"] == INSTITUTION:
+        raise FieldInvalid("institution events stay v1; a v2 decision names institution")
+    checks = KEY_DECISIONS.get(action)
+    if checks is None:
+        _step_data(view["data"], budget_inside=False)
+        return view
+    _exactly("data", view["data"], checks)
+    for name in _NULL_IN_KEY_DECISIONS:
+        if view[name] is not None:
+            raise FieldInvalid(f"{action}: {name} must be null, found {view[name]!r:.80}")
+    if view["role"] != OWNER_ROLE:
+        raise FieldInvalid(f"{action}: role must be {OWNER_ROLE!r}, found {view['role']!r:.40}")
+    return view

@@ -42,15 +42,23 @@ _PATH_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 DEFINITION_NAME = re.compile(rf"definitions/({_HEX64})/((?:{_PATH_PART}/)*{_PATH_PART}\.toml)")
 ATTACHMENT_NAME = re.compile(rf"attachments/({_HEX64})")
 
-# A line is exactly JCS({"body": B, "hash": H, "sig": S}) for a canonical body B: the keys sort
+# A line is exactly JCS({"body": B, "hash": H, "sig": S}) for a canonical v1 body B, or
+# JCS({"body": B, "hash": H}) for a v2 body (its signature sits inside the body): the keys sort
 # as body < hash < sig, hex is lower case, and nothing follows the closing brace but "\n".
 LINE_HEAD = b'{"body":'
 _LINE_TAIL = re.compile(rb',"hash":"([0-9a-f]{64})","sig":"([0-9a-f]{128})"\}')
 _TAIL_LEN = 9 + 64 + 9 + 128 + 2
+_LINE_TAIL_V2 = re.compile(rb',"hash":"([0-9a-f]{64})"\}')
+_TAIL_LEN_V2 = 9 + 64 + 2
 
 
 def event_line(body: bytes, hash_hex: str, sig: bytes) -> bytes:
-    """One events.jsonl line (newline included), embedding the exact signed body bytes."""
+    """One events.jsonl line (newline included), embedding the exact signed body bytes.
+
+    An empty ``sig`` writes the v2 form ``{"body","hash"}``.
+    """
+    if not sig:
+        return LINE_HEAD + body + b',"hash":"' + hash_hex.encode() + b'"}\n'
     return (
         LINE_HEAD
         + body
@@ -69,14 +77,21 @@ class LineNotCanonical(ValueError):
 def split_line(line: bytes) -> tuple[bytes, str, bytes]:
     """(exact body bytes, hash hex, signature) of a line without its newline; never re-serializes.
 
-    Whether the body bytes are themselves canonical JCS is decided by the caller on those bytes.
+    A v2 line (no "sig") gives an empty signature, so the Merkle leaf input hash || sig is the
+    hash alone. Whether the body bytes are themselves canonical JCS is decided by the caller on those bytes.
     """
-    if len(line) <= len(LINE_HEAD) + _TAIL_LEN or not line.startswith(LINE_HEAD):
+    if len(line) <= len(LINE_HEAD) + _TAIL_LEN_V2 or not line.startswith(LINE_HEAD):
         raise LineNotCanonical("line does not start with the body")
-    match = _LINE_TAIL.fullmatch(line, len(line) - _TAIL_LEN)
-    if match is None:
-        raise LineNotCanonical('line does not end with ,"hash":"<64 hex>","sig":"<128 hex>"}')
-    return line[len(LINE_HEAD) : -_TAIL_LEN], match[1].decode(), bytes.fromhex(match[2].decode())
+    match = _LINE_TAIL.fullmatch(line, max(0, len(line) - _TAIL_LEN))
+    if match is not None and len(line) > len(LINE_HEAD) + _TAIL_LEN:
+        body = line[len(LINE_HEAD) : -_TAIL_LEN]
+        return body, match[1].decode(), bytes.fromhex(match[2].decode())
+    v2 = _LINE_TAIL_V2.fullmatch(line, len(line) - _TAIL_LEN_V2)
+    if v2 is None:
+        raise LineNotCanonical(
+            'line does not end with ,"hash":"<64 hex>","sig":"<128 hex>"} or ,"hash":"<64 hex>"}'
+        )
+    return line[len(LINE_HEAD) : -_TAIL_LEN_V2], v2[1].decode(), b""
 
 
 def check_member_name(name: str) -> None:

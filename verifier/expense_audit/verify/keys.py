@@ -1,33 +1,124 @@
 """Steps 5 and 6: signatures and keys. Which key must have signed each event, and the Ed25519 check.
 
-Keys enter the log only through institution-signed events (log.init, key.register, key.revoke);
-role grants and account locks (user.roles, user.active) are institution events too.
+Keys enter the log only through institution-signed events (log.init, key.register, key.enroll,
+key.revoke); role grants and account locks (user.roles, user.active) are institution events too.
+A key enrolled by key.enroll signs nothing but its own key.confirm (v2) until that is logged; a
+rotation must name a verified key.rotate signed by the owner's old key. v2 decisions are checked
+here in log order (sign counters need the order); v1 signatures go to the pool.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .. import vocabulary
 from ..canonical import event_hash, key_fingerprint, key_id, signing_message
-from .fields import INSTITUTION
+from ..decision import DECISION_FIELDS, verify_decision_signature
+from ..errors import WorkflowError
+from ..webauthn import (
+    EDDSA,
+    ES256,
+    Passkey,
+    SignCounters,
+    b64url_decode,
+    load_public_key,
+    passkey_key_id,
+)
+from .fields import INSTITUTION, PASSKEY, SERVER_HELD
 from .report import Kind, Problem, Report
+
+CHAIN_ROLES = frozenset(vocabulary.CHAIN_ROLES)
+ADMIN = "admin"
+SETUP = "setup"  # `by` of grants and enrollments made by the CLI and the demo set-up
+UNKNOWN = "unknown"  # `by` of an older event that did not name the acting admin
+LEGACY = "legacy"
+# webauthn / decision error codes -> problem kinds (anything else: assertion-invalid)
+_ASSERTION_KINDS = {
+    "signature_kind_mismatch": Kind.SIGNATURE_KIND_MISMATCH,
+    "decision_not_in_batch": Kind.DECISION_NOT_IN_BATCH,
+    "challenge_mismatch": Kind.CHALLENGE_MISMATCH,
+    "origin_not_allowed": Kind.ORIGIN_NOT_ALLOWED,
+    "rp_id_mismatch": Kind.RP_ID_MISMATCH,
+    "user_presence_missing": Kind.USER_PRESENCE_MISSING,
+    "user_verification_missing": Kind.USER_VERIFICATION_MISSING,
+    "sign_count_not_increasing": Kind.SIGN_COUNT_NOT_INCREASING,
+    "assertion_replayed": Kind.ASSERTION_REPLAYED,
+    "assertion_signature_invalid": Kind.BAD_SIGNATURE,
+    "server_signature_invalid": Kind.BAD_SIGNATURE,
+}
 
 
 @dataclass
 class Key:
     owner: str
-    public_hex: str
+    public_hex: str  # as the log records it: hex raw Ed25519, or base64url SPKI DER (passkey)
     registered_seq: int  # the event that registered it; it signs from the next one on
     revoked_seq: int | None = None
+    kind: str = SERVER_HELD  # "institution", "server-held" or "passkey"
+    method: str = LEGACY  # "institution", "legacy", "enrollment", "rotation" or "recovery"
+    by: str = SETUP
+    registered_ts: str = ""
+    confirmed_seq: int | None = None
+    revoked_by: str | None = None
+    revoke_reason: str | None = None
+    rotated_by: int | None = None
+    alg: int | str = "ed25519"
+    credential_id: str | None = None
+    rp_id: str | None = None
+    origins: tuple[str, ...] = ()
 
     def valid_at(self, seq: int) -> bool:
         return seq > self.registered_seq and (self.revoked_seq is None or seq <= self.revoked_seq)
+
+    @property
+    def needs_confirm(self) -> bool:
+        """Keys enrolled by key.enroll sign nothing but their key.confirm until it is logged."""
+        return self.method not in (LEGACY, INSTITUTION)
+
+    def verifier(self) -> Passkey | Ed25519PublicKey:
+        """What verify_decision_signature checks a decision against (ValueError if unusable)."""
+        if self.kind == PASSKEY:
+            if not isinstance(self.alg, int) or self.credential_id is None or self.rp_id is None:
+                raise ValueError("passkey without algorithm, credential or rpId")
+            spki = b64url_decode(self.public_hex, field="public_key")
+            load_public_key(spki, self.alg)
+            return Passkey(
+                credential_id=b64url_decode(self.credential_id, field="credential_id"),
+                public_key=spki,
+                alg=self.alg,
+                rp_id=self.rp_id,
+                origins=self.origins,
+            )
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.public_hex))
+
+    def to_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        state["origins"] = list(self.origins)
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Key:
+        values = dict(state)
+        values["origins"] = tuple(str(o) for o in values.get("origins", ()))
+        return cls(**values)
+
+
+@dataclass
+class Person:
+    """What the report says about one login: grants, account events and signed steps."""
+
+    grants: list[dict[str, Any]] = field(default_factory=list)
+    accounts: list[dict[str, Any]] = field(default_factory=list)
+    recovery_key_steps: list[int] = field(default_factory=list)
+    server_held_steps: list[int] = field(default_factory=list)
+    admin_with_chain_role: bool = False
 
 
 @dataclass
@@ -40,15 +131,38 @@ class Keyring:
     locked: set[str] = field(default_factory=set)
     institution_key: str | None = None
     fingerprint: str = ""
+    people: dict[str, Person] = field(default_factory=dict)
+    # seq of each verified key.rotate -> (owner, old key, new key); used ones are removed
+    rotations: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    counters: SignCounters = field(default_factory=SignCounters)
+
+    def person(self, login: str) -> Person:
+        return self.people.setdefault(login, Person())
 
     def signing_key(self, seq: int, body: dict[str, Any], report: Report) -> bytes | None:
-        """The public key that must verify this event, or None (and a problem) if there is none."""
+        """The public key that must verify this v1 event, or None (and a problem) if there is none."""
         kid, actor = body["key"], body["actor"]
         if body["action"] == "log.init" and actor == INSTITUTION:
             if seq != 1 or self.institution_key is not None:
                 report.add(seq, Kind.FORBIDDEN_STEP, "log.init may only be the first event")
                 return None
             self._init(seq, body, report)
+        key = self._check_key(seq, body, report)
+        if key is None:
+            return None
+        if key.kind == PASSKEY:
+            report.add(
+                seq,
+                Kind.SIGNATURE_KIND_MISMATCH,
+                f"key {kid} is a passkey; a v1 event carries an Ed25519 signature",
+                body["request"],
+            )
+            return None
+        return bytes.fromhex(key.public_hex)
+
+    def _check_key(self, seq: int, body: dict[str, Any], report: Report) -> Key | None:
+        """The key named, checked for existence, validity at seq, owner and confirmation."""
+        kid, actor = body["key"], body["actor"]
         key = self.keys.get(kid)
         if key is None:
             report.add(seq, Kind.UNKNOWN_KEY, f"key {kid} was never registered in this log")
@@ -64,7 +178,19 @@ class Keyring:
             report.add(
                 seq, Kind.KEY_OWNER_MISMATCH, f"key {kid} belongs to {key.owner}, actor is {actor}"
             )
-        return bytes.fromhex(key.public_hex)
+        if (
+            key.needs_confirm
+            and key.confirmed_seq is None
+            and body["action"] != "key.confirm"
+            and actor != INSTITUTION
+        ):
+            report.add(
+                seq,
+                Kind.KEY_UNCONFIRMED,
+                f"key {kid} of {key.owner} signs {body['action']} before its key.confirm",
+                body["request"],
+            )
+        return key
 
     def _init(self, seq: int, body: dict[str, Any], report: Report) -> None:
         public_hex = body["data"]["institution_key"]
@@ -81,7 +207,17 @@ class Keyring:
                 f"log is signed by {fingerprint}, you trust {self.pinned}",
             )
         self.institution_key = key_id(public_raw)
-        self.keys[self.institution_key] = Key(INSTITUTION, public_hex, registered_seq=0)
+        self.keys[self.institution_key] = Key(
+            INSTITUTION,
+            public_hex,
+            registered_seq=0,
+            kind=INSTITUTION,
+            method=INSTITUTION,
+            by=INSTITUTION,
+            registered_ts=body["ts"],
+        )
+
+    # --- Institution events. ---------------------------------------------------------------------
 
     def apply(self, seq: int, body: dict[str, Any], report: Report) -> None:
         """Apply an institution event (fields already type-checked)."""
@@ -92,8 +228,12 @@ class Keyring:
             return
         action, data = body["action"], body["data"]
         if action == "user.roles":
-            self.roles[data["login"]] = set(data["roles"])
+            self._roles(seq, body["ts"], data, report)
         elif action == "user.active":
+            self._by_admin(seq, data["by"], f"locks or unlocks {data['login']}", report)
+            self.person(data["login"]).accounts.append(
+                {"active": data["active"], "by": data["by"], "seq": seq, "ts": body["ts"]}
+            )
             if data["active"]:
                 self.locked.discard(data["login"])
             else:
@@ -110,13 +250,285 @@ class Keyring:
             if key_id(bytes.fromhex(data["public_key"])) != data["key_id"]:
                 report.add(seq, Kind.MALFORMED, "registered key id is not the key's fingerprint")
                 return
-            self.keys[data["key_id"]] = Key(data["owner"], data["public_key"], registered_seq=seq)
+            self.keys[data["key_id"]] = Key(
+                data["owner"], data["public_key"], registered_seq=seq, registered_ts=body["ts"]
+            )
+        elif action == "key.enroll":
+            self._enroll(seq, body["ts"], data, report)
         elif action == "key.revoke":
             key = self.keys.get(data["key_id"])
-            if key is None or key.owner != data["owner"] or key.revoked_seq is not None:
+            if (
+                key is None
+                or key.owner != data["owner"]
+                or key.revoked_seq is not None
+                or key.kind == INSTITUTION
+            ):
                 report.add(seq, Kind.FORBIDDEN_STEP, f"revokes key {data['key_id']} it cannot")
                 return
             key.revoked_seq = seq
+            key.revoked_by = data.get("by", UNKNOWN)
+            key.revoke_reason = data["reason"]
+
+    def _by_admin(self, seq: int, by: str, what: str, report: Report) -> None:
+        """`by` must be an account holding admin now (or the CLI set-up)."""
+        if by not in (SETUP, UNKNOWN) and ADMIN not in self.roles.get(by, set()):
+            report.add(seq, Kind.NOT_ADMIN, f"{by}, who is not an admin, {what}")
+
+    def _roles(self, seq: int, ts: str, data: dict[str, Any], report: Report) -> None:
+        login, by = data["login"], data.get("by", UNKNOWN)
+        before, after = self.roles.get(login, set()), set(data["roles"])
+        added = sorted(after - before)
+        if by == login and added:
+            report.add(seq, Kind.SELF_GRANT, f"{login} granted themselves {added}")
+        self._by_admin(seq, by, f"grants roles to {login}", report)
+        person = self.person(login)
+        for grant in person.grants:
+            if grant["removed_seq"] is None and grant["role"] not in after:
+                grant.update(removed_seq=seq, removed_by=by)
+        for role in added:
+            person.grants.append(
+                {
+                    "role": role,
+                    "granted_by": by,
+                    "seq": seq,
+                    "ts": ts,
+                    "removed_seq": None,
+                    "removed_by": None,
+                }
+            )
+        self.roles[login] = after
+        if ADMIN in after and after & CHAIN_ROLES:
+            person.admin_with_chain_role = True
+            report.add(
+                seq,
+                Kind.ADMIN_WITH_CHAIN_ROLE,
+                f"{login} holds admin and {sorted(after & CHAIN_ROLES)}",
+            )
+
+    def _enroll(self, seq: int, ts: str, data: dict[str, Any], report: Report) -> None:
+        kid, owner, method, by = data["key_id"], data["owner"], data["method"], data["by"]
+        key = Key(
+            owner,
+            data["public_key"],
+            registered_seq=seq,
+            kind=data["kind"],
+            method=method,
+            by=by,
+            registered_ts=ts,
+            rotated_by=data["rotated_by"],
+            alg=data["alg"],
+            credential_id=data["credential_id"],
+            rp_id=data["rp_id"],
+            origins=tuple(data["origins"]),
+        )
+        # 1. The key itself: well formed, its id derived from it, never enrolled before.
+        problem = _key_problem(key, kid)
+        if problem is not None:
+            report.add(seq, Kind.KEY_INVALID, f"key.enroll of {kid} for {owner}: {problem}")
+            return
+        if kid in self.keys:
+            report.add(seq, Kind.FORBIDDEN_STEP, f"key id {kid} registered twice")
+            return
+        # 2. How it came: rotation approved by the owner's old key, or an admin (not the owner).
+        valid_keys = [
+            other for other, k in self.keys.items() if k.owner == owner and k.valid_at(seq)
+        ]
+        if method == "rotation":
+            self._rotation(seq, kid, key, report)
+        else:
+            if data["rotated_by"] is not None:
+                report.add(
+                    seq, Kind.ROTATION_INVALID, f"a {method} names key.rotate {data['rotated_by']}"
+                )
+            if by == owner:
+                report.add(seq, Kind.SELF_ENROLLMENT, f"{owner} enrolled key {kid} for themselves")
+            else:
+                self._by_admin(seq, by, f"enrolls key {kid} for {owner}", report)
+            # NOTE: the CLI and demo set-up ("setup") may enroll beside a valid key (the demo moves
+            # its people from server-held keys to passkeys); the report shows who enrolled it.
+            if method == "enrollment" and valid_keys and by != SETUP:
+                report.add(
+                    seq,
+                    Kind.ENROLLMENT_OVER_VALID_KEY,
+                    f"key {kid} enrolled for {owner}, whose key {valid_keys[0]} is still valid: "
+                    "neither rotation nor recovery",
+                )
+        self.keys[kid] = key
+
+    def _rotation(self, seq: int, kid: str, key: Key, report: Report) -> None:
+        owner, by, rotate_seq = key.owner, key.by, key.rotated_by
+        if by != owner:
+            report.add(seq, Kind.ROTATION_INVALID, f"a rotation for {owner} is made by {by}")
+            return
+        rotation = self.rotations.get(rotate_seq) if rotate_seq is not None else None
+        if rotation is None or rotate_seq is None:
+            report.add(
+                seq,
+                Kind.ROTATION_INVALID,
+                f"rotation of {owner} to key {kid} names seq {rotate_seq}, which is no verified "
+                "key.rotate signed by their old key (or was used already)",
+            )
+            return
+        rotate_owner, old, new = rotation
+        if rotate_owner != owner or new != kid:
+            report.add(
+                seq,
+                Kind.ROTATION_INVALID,
+                f"key.rotate at seq {rotate_seq} approves key {new} for {rotate_owner}, "
+                f"not key {kid} for {owner}",
+            )
+            return
+        old_key = self.keys.get(old)
+        if old_key is None or not old_key.valid_at(seq):
+            report.add(
+                seq, Kind.ROTATION_INVALID, f"the approving key {old} was revoked in between"
+            )
+            return
+        del self.rotations[rotate_seq]
+
+    # --- Person decisions (v2). ------------------------------------------------------------------
+
+    def check_decision(self, seq: int, view: dict[str, Any], report: Report) -> bool:
+        """Key and signature of a v2 event; True when the signature verified with a valid key.
+
+        Passkey uses feed the per-key sign counters; the step is noted for the people report.
+        """
+        before = len(report.problems)
+        key = self._check_key(seq, view, report)
+        if key is None:
+            return False
+        if key.kind == INSTITUTION:
+            report.add(seq, Kind.FORBIDDEN_STEP, "the institution key signs no decision")
+            return False
+        try:
+            verifier = key.verifier()
+        except (ValueError, WorkflowError) as exc:
+            report.add(seq, Kind.KEY_INVALID, f"key {view['key']} cannot verify: {exc!s:.120}")
+            return False
+        decision = {name: view[name] for name in DECISION_FIELDS if name not in ("v", "origin")}
+        decision.update(v=2, origin=view["origin"])
+        try:
+            verify_decision_signature(
+                decision,
+                view["signature"],
+                key=verifier,
+                counters=self.counters,
+                key_id=view["key"],
+            )
+        except WorkflowError as exc:
+            kind = _ASSERTION_KINDS.get(exc.code, Kind.ASSERTION_INVALID)
+            report.add(
+                seq, kind, f"{view['action']} by {view['actor']}: {exc.message}", view["request"]
+            )
+            return False
+        self.note_step(seq, view)
+        return len(report.problems) == before
+
+    def note_step(self, seq: int, body: dict[str, Any]) -> None:
+        """Remember who signed what with which kind of key (the people report)."""
+        key = self.keys.get(body["key"])
+        if key is None or body["action"] == "key.confirm":
+            return
+        person = self.person(body["actor"])
+        if key.kind == SERVER_HELD:
+            person.server_held_steps.append(seq)
+        if key.method == "recovery":
+            person.recovery_key_steps.append(seq)
+
+    def key_decision(self, seq: int, view: dict[str, Any], verified: bool, report: Report) -> None:
+        """key.confirm and key.rotate: their effect, once their signature verified."""
+        actor, kid = view["actor"], view["key"]
+        if actor in self.locked:
+            report.add(seq, Kind.FORBIDDEN_STEP, f"{actor}'s account is locked")
+            return
+        if not verified:
+            return
+        key = self.keys[kid]
+        if view["action"] == "key.confirm":
+            if view["data"]["key_id"] != kid:
+                report.add(
+                    seq,
+                    Kind.FORBIDDEN_STEP,
+                    f"key.confirm of key {view['data']['key_id']} is signed by key {kid}",
+                )
+            elif not key.needs_confirm or key.confirmed_seq is not None:
+                report.add(seq, Kind.FORBIDDEN_STEP, f"key {kid} needs no (further) confirmation")
+            else:
+                key.confirmed_seq = seq
+            return
+        new = view["data"]["new_key"]
+        if new in self.keys:
+            report.add(
+                seq, Kind.ROTATION_INVALID, f"key.rotate approves key {new}, enrolled before"
+            )
+            return
+        self.rotations[seq] = (actor, kid, new)
+
+    # --- Outputs. --------------------------------------------------------------------------------
+
+    def people_report(self) -> dict[str, dict[str, Any]]:
+        """The report's "people" section: per login, roles, keys and flags."""
+        logins = set(self.people) | {k.owner for k in self.keys.values() if k.kind != INSTITUTION}
+        result: dict[str, dict[str, Any]] = {}
+        for login in sorted(logins):
+            person = self.people.get(login, Person())
+            keys = [
+                {
+                    "key_id": kid,
+                    "kind": key.kind,
+                    "method": key.method,
+                    "alg": key.alg,
+                    "enrolled_by": key.by,
+                    "enrolled_seq": key.registered_seq,
+                    "enrolled_ts": key.registered_ts,
+                    "rotated_by": key.rotated_by,
+                    "confirmed_seq": key.confirmed_seq,
+                    "revoked_seq": key.revoked_seq,
+                    "revoked_by": key.revoked_by,
+                    "revoke_reason": key.revoke_reason,
+                }
+                for kid, key in self.keys.items()
+                if key.owner == login and key.kind != INSTITUTION
+            ]
+            result[login] = {
+                "active": login not in self.locked,
+                "roles": [dict(g) for g in person.grants],
+                "account_events": [dict(a) for a in person.accounts],
+                "keys": keys,
+                "server_held_steps": list(person.server_held_steps),
+                "flags": {
+                    "recovery_key_steps": list(person.recovery_key_steps),
+                    "admin_with_chain_role": person.admin_with_chain_role,
+                    "server_held_key_used": len(person.server_held_steps),
+                },
+            }
+        return result
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (JSON-ready)."""
+        return {
+            "institution_key": self.institution_key,
+            "fingerprint": self.fingerprint,
+            "keys": {kid: k.to_state() for kid, k in self.keys.items()},
+            "roles": {login: sorted(roles) for login, roles in self.roles.items()},
+            "locked": sorted(self.locked),
+            "people": {login: asdict(p) for login, p in self.people.items()},
+            "rotations": {str(s): list(r) for s, r in self.rotations.items()},
+            "sign_counters": self.counters.export_state(),
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what export_state saved (raises KeyError/TypeError/ValueError if malformed)."""
+        self.institution_key = str(state["institution_key"])
+        self.fingerprint = str(state["fingerprint"])
+        self.keys = {str(kid): Key.from_state(k) for kid, k in state["keys"].items()}
+        self.roles = {str(login): set(roles) for login, roles in state["roles"].items()}
+        self.locked = set(state["locked"])
+        self.people = {str(login): Person(**p) for login, p in state["people"].items()}
+        self.rotations = {
+            int(s): (str(r[0]), str(r[1]), str(r[2])) for s, r in state["rotations"].items()
+        }
+        self.counters = SignCounters.from_state(state["sign_counters"])
 
     def keys_file(self) -> list[dict[str, Any]]:
         """keys.json as the log implies it, in registration order."""
@@ -135,6 +547,34 @@ class Keyring:
             entry["revoked_seq"] = key.revoked_seq
             entries.append(entry)
         return entries
+
+
+def _key_problem(key: Key, kid: str) -> str | None:
+    """Why an enrolled key cannot be used (None if it can)."""
+    if key.kind == PASSKEY:
+        if key.alg not in (ES256, EDDSA) or not key.credential_id or not key.rp_id:
+            return "a passkey needs alg -7 or -8, a credential id and an rpId"
+        if not key.origins:
+            return "a passkey needs at least one origin"
+        try:
+            spki = b64url_decode(key.public_hex, field="public_key")
+            b64url_decode(key.credential_id, field="credential_id")
+            load_public_key(spki, int(key.alg))
+        except WorkflowError as exc:
+            return exc.message
+        if passkey_key_id(spki) != kid:
+            return "key id is not sha256 of the passkey's SPKI"
+        return None
+    if key.alg != "ed25519" or key.credential_id is not None or key.rp_id or key.origins:
+        return "a server-held key has alg ed25519 and no credential, rpId or origins"
+    try:
+        raw = bytes.fromhex(key.public_hex)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        return "public_key is not a raw Ed25519 key in hex"
+    if key_id(raw) != kid:
+        return "key id is not the key's fingerprint"
+    return None
 
 
 # (seq, request, exact body bytes, claimed hash, signature, public key that must verify it)

@@ -35,18 +35,25 @@ class Replay:
     ) -> None:
         self.workflows, self.catalogues, self.keyring = workflows, catalogues, keyring
         self.projections: dict[str, Projection] = {}
+        # hash of each request's latest event: what a v2 decision's request_prev must name
+        self.heads: dict[str, str] = {}
         self.book = BudgetBook()
         self.problems: list[Problem] = []
         self._reported_definitions: set[str] = set()
 
-    def load(self, projections: Mapping[str, Projection]) -> None:
-        """Start from projections saved at a trusted checkpoint."""
+    def load(self, projections: Mapping[str, Projection], heads: Mapping[str, str]) -> None:
+        """Start from projections (and request heads) saved at a trusted checkpoint."""
         self.projections = {n: dict(p) for n, p in projections.items()}
+        self.heads = {str(n): str(h) for n, h in heads.items()}
         for number, projection in self.projections.items():
             self.book.set(number, commitment_of(projection))
 
     def step(self, seq: int, body: dict[str, Any], event_hash: str) -> None:
-        """Replay one request event (fields already type-checked); a forbidden step is a problem."""
+        """Replay one request event (fields already type-checked); a forbidden step is a problem.
+
+        A v2 body is the flat view of its decision (fields.v2_view): same names, plus
+        request_prev, budget (moved out of data) and issued.
+        """
         number = body["request"]
         if not number:
             self.problems.append(
@@ -54,6 +61,20 @@ class Replay:
             )
             return
         projection = self.projections.get(number)
+        head = self.heads.get(number)
+        if body["v"] == 2 and body["request_prev"] != head:
+            # NOTE: the person signed a decision about the request as it stood at request_prev;
+            # logged after another event of the request, it decided on a history it never saw.
+            self.problems.append(
+                Problem(
+                    seq,
+                    Kind.REQUEST_PREV_MISMATCH,
+                    f"decision made after event {str(body['request_prev'])[:16]}…, the request's "
+                    f"latest event is {(head or 'none (a new request)')[:16]}…",
+                    number,
+                )
+            )
+        self.heads[number] = event_hash
         try:
             self._check(body, projection)
         except _Forbidden as refusal:
@@ -98,11 +119,10 @@ class Replay:
     def _check(self, body: dict[str, Any], projection: Projection | None) -> None:
         workflow = self._workflow(body["definition"])
         data: dict[str, Any] = body["data"]
-        catalogue = self.catalogues.get(data.get("budget") or "")
-        if data.get("budget") and catalogue is None:
-            raise _Forbidden(
-                Kind.DEFINITION_MISSING, f"no budget catalogue has sha256 {data.get('budget')}"
-            )
+        budget = body["budget"] if body["v"] == 2 else data.get("budget")
+        catalogue = self.catalogues.get(budget or "")
+        if budget and catalogue is None:
+            raise _Forbidden(Kind.DEFINITION_MISSING, f"no budget catalogue has sha256 {budget}")
         state = projection["state"] if projection else workflow.initial
         action, actor, role = body["action"], body["actor"], body["role"]
         if actor in self.keyring.locked:

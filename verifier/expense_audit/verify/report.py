@@ -67,6 +67,30 @@ class Kind(StrEnum):
     CHECKPOINT_MISSING = "checkpoint-missing"
     TRUSTED_CHECKPOINT_INVALID = "trusted-checkpoint-invalid"
     TRUSTED_CHECKPOINT_MISMATCH = "trusted-checkpoint-mismatch"
+    # Event format v2: passkey assertions and server-held signatures over decisions.
+    SIGNATURE_KIND_MISMATCH = (
+        "signature-kind-mismatch"  # passkey step signed server-side, or reverse
+    )
+    DECISION_NOT_IN_BATCH = "decision-not-in-batch"
+    CHALLENGE_MISMATCH = "challenge-mismatch"  # the assertion was made for another decision
+    ORIGIN_NOT_ALLOWED = "origin-not-allowed"
+    RP_ID_MISMATCH = "rp-id-mismatch"
+    USER_PRESENCE_MISSING = "user-presence-missing"
+    USER_VERIFICATION_MISSING = "user-verification-missing"
+    SIGN_COUNT_NOT_INCREASING = "sign-count-not-increasing"  # a cloned authenticator
+    ASSERTION_REPLAYED = "assertion-replayed"
+    ASSERTION_INVALID = "assertion-invalid"  # clientDataJSON / authenticatorData unusable
+    REQUEST_PREV_MISMATCH = "request-prev-mismatch"  # the decision was made on another history
+    ISSUED_OUT_OF_RANGE = "issued-out-of-range"  # decision prepared after, or long before, its ts
+    # Who can sign: keys, enrollment and admin separation.
+    KEY_UNCONFIRMED = "key-unconfirmed"  # a new key signed a step before its key.confirm
+    SELF_ENROLLMENT = "self-enrollment"  # an admin enrolled a key for themselves
+    SELF_GRANT = "self-grant"  # someone granted roles to themselves
+    ADMIN_WITH_CHAIN_ROLE = "admin-with-chain-role"
+    NOT_ADMIN = "not-admin"  # a grant, lock or enrollment names someone who is not an admin
+    ROTATION_INVALID = "rotation-invalid"  # a rotation not approved by the owner's old key
+    ENROLLMENT_OVER_VALID_KEY = "enrollment-over-valid-key"  # neither rotation nor recovery
+    KEY_INVALID = "key-invalid"  # an enrolled key that cannot verify anything
     # Reported by the server's live check (workflow/livecheck.py), not by the offline verifier.
     ROW_MISSING = "row-missing"
     ROW_WITHOUT_EVENTS = "row-without-events"
@@ -88,6 +112,17 @@ INTEGRITY = frozenset(
         Kind.KEY_NOT_VALID,
         Kind.KEY_OWNER_MISMATCH,
         Kind.NON_CANONICAL,
+        Kind.SIGNATURE_KIND_MISMATCH,
+        Kind.DECISION_NOT_IN_BATCH,
+        Kind.CHALLENGE_MISMATCH,
+        Kind.ORIGIN_NOT_ALLOWED,
+        Kind.RP_ID_MISMATCH,
+        Kind.USER_PRESENCE_MISSING,
+        Kind.USER_VERIFICATION_MISSING,
+        Kind.SIGN_COUNT_NOT_INCREASING,
+        Kind.ASSERTION_REPLAYED,
+        Kind.ASSERTION_INVALID,
+        Kind.KEY_UNCONFIRMED,
     }
 )
 
@@ -111,6 +146,7 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     requests: dict[str, Projection] = field(default_factory=dict)
+    people: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] | None = None
 
     @property
@@ -145,4 +181,74 @@ class Report:
             "checkpoint": {"size": self.checkpoint_size, "root": self.checkpoint_root},
             "problems": [asdict(p) for p in self.problems],
             "warnings": self.warnings,
+            "people": self.people,
         }
+
+    def people_text(self) -> list[str]:
+        """The per-person section of the text report: roles, keys and flags."""
+        lines = ["people:"] if self.people else []
+        for login, person in self.people.items():
+            state = "" if person["active"] else " (locked)"
+            lines.append(f"  {login}{state}")
+            for grant in person["roles"]:
+                removed = (
+                    ""
+                    if grant["removed_seq"] is None
+                    else f", removed at seq {grant['removed_seq']} by {grant['removed_by']}"
+                )
+                lines.append(
+                    f"    role {grant['role']}: granted by {grant['granted_by']} at seq "
+                    f"{grant['seq']} ({grant['ts']}){removed}"
+                )
+            for key in person["keys"]:
+                lines.append("    " + _key_line(key))
+            flags = person["flags"]
+            if flags["recovery_key_steps"]:
+                lines.append(
+                    "    FLAG steps signed by a key enrolled by recovery: seq "
+                    + _ranges(flags["recovery_key_steps"])
+                )
+            if flags["admin_with_chain_role"]:
+                lines.append("    FLAG admin with a chain role")
+            if flags["server_held_key_used"]:
+                lines.append(
+                    f"    FLAG server-held key used: {flags['server_held_key_used']} step(s), seq "
+                    + _ranges(person["server_held_steps"])
+                )
+        return lines
+
+
+def _key_line(key: dict[str, Any]) -> str:
+    enrolled = f"by {key['enrolled_by']} at seq {key['enrolled_seq']} ({key['enrolled_ts']})"
+    confirmed = (
+        ""
+        if key["method"] == "legacy"
+        else f", confirmed at seq {key['confirmed_seq']}"
+        if key["confirmed_seq"] is not None
+        else ", NOT CONFIRMED"
+    )
+    revoked = (
+        ""
+        if key["revoked_seq"] is None
+        else f", revoked at seq {key['revoked_seq']} by {key['revoked_by']} ({key['revoke_reason']})"
+    )
+    rotated = (
+        "" if key["rotated_by"] is None else f" approved by key.rotate at seq {key['rotated_by']}"
+    )
+    return f"key {key['key_id']} {key['kind']} ({key['method']}{rotated}) {enrolled}{confirmed}{revoked}"
+
+
+def _ranges(seqs: list[int]) -> str:
+    """1, 2, 3, 7 -> '1-3, 7'."""
+    parts: list[str] = []
+    start = prev = None
+    for seq in seqs:
+        if prev is not None and seq == prev + 1:
+            prev = seq
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = seq
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)

@@ -6,15 +6,20 @@ from typing import Any
 
 from ..checkpoint import Checkpoint
 from ..merkle import root_from_leaf_hashes
-from .keys import Key, Keyring
+from .keys import Keyring
 from .report import BundleUnreadable
 
 STATE_FORMAT = "expense-audit-verifier-state"
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 def export_state(
-    *, origin: str, leaves: list[bytes], keyring: Keyring, projections: dict[str, Any]
+    *,
+    origin: str,
+    leaves: list[bytes],
+    keyring: Keyring,
+    projections: dict[str, Any],
+    heads: dict[str, str],
 ) -> dict[str, Any]:
     """What an auditor keeps after a full verification, to verify only what is new next time."""
     return {
@@ -23,20 +28,10 @@ def export_state(
         "origin": origin,
         "size": len(leaves),
         "root": root_from_leaf_hashes(leaves).hex(),
-        "institution_key": keyring.institution_key,
-        "fingerprint": keyring.fingerprint,
-        "keys": {
-            kid: {
-                "owner": k.owner,
-                "public_hex": k.public_hex,
-                "registered_seq": k.registered_seq,
-                "revoked_seq": k.revoked_seq,
-            }
-            for kid, k in keyring.keys.items()
-        },
-        "roles": {login: sorted(roles) for login, roles in keyring.roles.items()},
-        "locked": sorted(keyring.locked),
+        # keys (with enrollment history), roles, locks, people, rotations, sign counters
+        **keyring.export_state(),
         "projections": projections,
+        "request_heads": heads,
     }
 
 
@@ -48,8 +43,10 @@ def institution_public(state: dict[str, Any]) -> bytes:
         raise BundleUnreadable("the saved state names no institution key") from None
 
 
-def load_state(state: dict[str, Any], trusted: Checkpoint, keyring: Keyring) -> dict[str, Any]:
-    """Fill the keyring from a state saved at ``trusted``; return the saved projections."""
+def load_state(
+    state: dict[str, Any], trusted: Checkpoint, keyring: Keyring
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fill the keyring from a state saved at ``trusted``; return projections and request heads."""
     if (
         state.get("format") != STATE_FORMAT
         or state.get("version") != STATE_VERSION
@@ -58,17 +55,9 @@ def load_state(state: dict[str, Any], trusted: Checkpoint, keyring: Keyring) -> 
     ):
         raise BundleUnreadable("the saved state does not belong to the trusted checkpoint")
     try:
-        keyring.institution_key = str(state["institution_key"])
-        keyring.fingerprint = str(state["fingerprint"])
-        keyring.keys = {
-            str(kid): Key(
-                str(k["owner"]), str(k["public_hex"]), int(k["registered_seq"]), k["revoked_seq"]
-            )
-            for kid, k in state["keys"].items()
-        }
-        keyring.roles = {str(login): set(roles) for login, roles in state["roles"].items()}
-        keyring.locked = set(state["locked"])
+        keyring.load_state(state)
         projections: dict[str, Any] = dict(state["projections"])
+        heads: dict[str, str] = dict(state["request_heads"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleUnreadable(f"the saved state is malformed: {exc!r:.100}") from None
-    return projections
+    return projections, heads

@@ -6,15 +6,17 @@ import re
 import sys
 import zipfile
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from ..canonical import event_hash, parse_canonical
 from ..checkpoint import CheckpointInvalid, open_checkpoint
+from ..decision import DecisionInvalid, check_log_body
 from ..merkle import leaf_hash
-from .chain import Chain
+from .chain import CLOCK_TOLERANCE, Chain
 from .checkpoints import check_checkpoints, check_trusted, parse_checkpoint_lines
-from .fields import INSTITUTION, FieldInvalid, check_body
+from .fields import INSTITUTION, KEY_DECISIONS, FieldInvalid, check_body, parse_ts, v2_view
 from .format import CHECKPOINTS, KEYS, BundleFiles, LineNotCanonical, open_bundle, split_line
 from .keys import BATCH, Crypto, Keyring, Pool
 from .metadata import check_keys_file, check_manifest, read_definitions, read_manifest
@@ -23,6 +25,8 @@ from .report import INTEGRITY, BundleUnreadable, Kind, PinInvalid, Report
 from .state import export_state, institution_public, load_state
 
 _PIN = re.compile(r"[0-9a-f]{64}")
+# A decision may wait this long between being prepared (issued) and being logged (ts).
+ISSUED_MAX_AGE = timedelta(hours=24)
 
 
 def check_pin(pin: str | None) -> str | None:
@@ -89,6 +93,9 @@ class _Run:
                     report.add(seq, Kind.NON_CANONICAL, "body is not in RFC 8785 canonical form")
                     chain.advance(None, claimed)
                     continue
+                if isinstance(body, dict) and body.get("v") == 2 and type(body["v"]) is int:
+                    self._v2(body, body_bytes, claimed, sig)
+                    continue
                 try:
                     moment = check_body(body)
                 except FieldInvalid as exc:
@@ -96,10 +103,14 @@ class _Run:
                     chain.advance(None, claimed)
                     continue
                 seq = body["seq"]
+                if not sig:
+                    report.add(seq, Kind.NON_CANONICAL, "a v1 event's line carries no signature")
                 # 4. Sequence, link, origin and time.
                 chain.link(seq, body, moment, report)
                 # 5. The key that must have signed it; 6. hash and signature (batched).
                 public = self.keyring.signing_key(seq, body, report)
+                if public is not None and not sig:
+                    public = None
                 batch.append((seq, body["request"], body_bytes, claimed, sig, public))
                 if len(batch) >= BATCH:
                     pool.submit(batch, report)
@@ -109,6 +120,7 @@ class _Run:
                     if body["action"] != "log.init":
                         self.keyring.apply(seq, body, report)
                 else:
+                    self.keyring.note_step(seq, body)
                     self.replay.step(seq, body, claimed)
                 chain.advance(seq, claimed)
             pool.submit(batch, report)
@@ -121,6 +133,51 @@ class _Run:
                 bar.close()
         broken = {p.seq for p in report.problems if p.kind in INTEGRITY}
         report.problems.extend(p for p in self.replay.problems if p.seq not in broken)
+
+    def _v2(self, body: dict[str, Any], body_bytes: bytes, claimed: str, sig: bytes) -> None:
+        """Steps 3 to 7 for a v2 event: the person's decision inside the log's body.
+
+        Its signature is checked here, in log order: passkey sign counters depend on it.
+        """
+        report, chain = self.report, self.chain
+        seq = chain.expected_seq
+        try:
+            view = v2_view(check_log_body(body))
+            moment = parse_ts(view["ts"])
+        except (DecisionInvalid, FieldInvalid) as exc:
+            report.add(seq, Kind.MALFORMED, str(exc))
+            chain.advance(None, claimed)
+            return
+        seq = view["seq"]
+        if sig:
+            report.add(seq, Kind.NON_CANONICAL, "a v2 event's line carries a sig beside its body")
+        # 4. Chain, and the decision's own time: prepared before it was logged, not long before.
+        chain.link(seq, view, moment, report)
+        issued = parse_ts(view["issued"])
+        if issued > moment + CLOCK_TOLERANCE or issued < moment - ISSUED_MAX_AGE:
+            report.add(
+                seq,
+                Kind.ISSUED_OUT_OF_RANGE,
+                f"decision issued {view['issued']}, logged {view['ts']}",
+                view["request"],
+            )
+        # 6. The hash of the exact bytes (a v2 body holds its signature; leaf = the hash alone).
+        actual = event_hash(body_bytes)
+        if actual != claimed:
+            report.add(
+                seq,
+                Kind.HASH_MISMATCH,
+                f"body hashes to {actual[:16]}…, line claims {claimed[:16]}…",
+                view["request"],
+            )
+        # 5./6. The person's key and signature, in log order.
+        verified = self.keyring.check_decision(seq, view, report)
+        # 7. Key decisions change the keyring; request steps replay.
+        if view["action"] in KEY_DECISIONS:
+            self.keyring.key_decision(seq, view, verified, report)
+        else:
+            self.replay.step(seq, view, claimed)
+        chain.advance(seq, claimed)
 
 
 def _progress(total: object) -> Any:
@@ -170,7 +227,7 @@ def verify_bundle(
             trusted = open_checkpoint(trusted_checkpoint, institution_public(dict(state)))
         except CheckpointInvalid as exc:
             raise BundleUnreadable(f"trusted checkpoint does not verify: {exc.message}") from None
-        replay.load(load_state(dict(state), trusted, keyring))
+        replay.load(*load_state(dict(state), trusted, keyring))
         run.chain.origin = trusted.origin
         resume_size = trusted.size
         if pin is not None and keyring.fingerprint != pin:
@@ -186,6 +243,7 @@ def verify_bundle(
     report.origin = origin
     report.institution_fingerprint = keyring.fingerprint
     report.requests = replay.projections
+    report.people = keyring.people_report()
     public_raw = (
         bytes.fromhex(keyring.keys[keyring.institution_key].public_hex)
         if keyring.institution_key in keyring.keys
@@ -224,6 +282,10 @@ def verify_bundle(
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     if keep_state and report.valid:
         report.state = export_state(
-            origin=origin, leaves=run.leaves, keyring=keyring, projections=replay.projections
+            origin=origin,
+            leaves=run.leaves,
+            keyring=keyring,
+            projections=replay.projections,
+            heads=replay.heads,
         )
     return report
