@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -34,16 +35,7 @@ class Bundle:
     def write(self, path: Path, *, raw_lines: list[bytes] | None = None) -> Path:
         files = dict(self.files)
         if raw_lines is None:
-            raw_lines = [
-                b'{"body":'
-                + canonical_json(line["body"])
-                + b',"hash":"'
-                + line["hash"].encode()
-                + b'","sig":"'
-                + line["sig"].encode()
-                + b'"}'
-                for line in self.lines
-            ]
+            raw_lines = [canonical_json(line) for line in self.lines]
         files["events.jsonl"] = b"\n".join(raw_lines) + b"\n"
         with zipfile.ZipFile(path, "w") as archive:
             for name, data in files.items():
@@ -52,19 +44,29 @@ class Bundle:
 
     def seq_of(self, action: str, request: str | None = None) -> int:
         for line in self.lines:
-            body = line["body"]
-            if body["action"] == action and (request is None or body["request"] == request):
-                return int(body["seq"])
+            step = fields(line)
+            if step["action"] == action and (request is None or step["request"] == request):
+                return int(line["body"]["seq"])
         raise LookupError(action)
 
     def append_signed(self, body_fields: dict[str, Any], signer: Signer) -> int:
         """Append a correctly chained, correctly signed event (what a rogue insider could do)."""
         last = self.lines[-1]
         body = {
-            **last["body"],
+            "v": 1,
+            "origin": last["body"]["origin"],
             "seq": last["body"]["seq"] + 1,
             "prev": last["hash"],
+            "ts": last["body"]["ts"],
+            "request": None,
+            "action": None,
+            "from": None,
+            "to": None,
+            "actor": None,
+            "role": None,
             "key": signer.key_id,
+            "definition": None,
+            "data": {},
             "comment": None,
             **body_fields,
         }
@@ -81,7 +83,7 @@ class Bundle:
     def reseal(self, institution: InstitutionKey, *, keep_old_checkpoints: bool = True) -> None:
         """Re-sign a final checkpoint and manifest over the current lines (an insider with the key)."""
         leaves = [
-            leaf_hash(bytes.fromhex(line["hash"]) + bytes.fromhex(line["sig"]))
+            leaf_hash(bytes.fromhex(line["hash"]) + bytes.fromhex(line.get("sig", "")))
             for line in self.lines
         ]
         origin = self.manifest["origin"]
@@ -105,3 +107,34 @@ class Bundle:
         manifest = self.manifest
         manifest.update(event_count=len(self.lines), head_hash=self.lines[-1]["hash"])
         self.files["manifest.json"] = json.dumps(manifest).encode()
+
+
+# Members of a v2 body itself; every other member of a step lives in its signed decision.
+BODY_LEVEL = frozenset({"v", "seq", "prev", "ts", "decision", "signature"})
+
+
+def fields(line: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    """Where a step's member ``name`` lives: the v2 decision, or the v1 body itself."""
+    body: dict[str, Any] = line["body"]
+    if body.get("v") == 2 and (name is None or name not in BODY_LEVEL):
+        decision: dict[str, Any] = body["decision"]
+        return decision
+    return body
+
+
+def rehash(line: dict[str, Any]) -> None:
+    """Make the line's hash match its (changed) body again, as a forger would."""
+    line["hash"] = event_hash(canonical_json(line["body"]))
+
+
+def flip_signature(line: dict[str, Any]) -> None:
+    """Change one bit of the line's signature (v1: the sig; v2: the signature in the body)."""
+    if "sig" in line:
+        sig = bytearray(bytes.fromhex(line["sig"]))
+        sig[0] ^= 1
+        line["sig"] = sig.hex()
+        return
+    signature = line["body"]["signature"]
+    raw = bytearray(base64.urlsafe_b64decode(signature["signature"] + "=="))
+    raw[-1] ^= 1
+    signature["signature"] = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from expense_audit.canonical import canonical_json, event_hash
 from expense_audit.verify import BundleUnreadable, Report, verify_bundle
 from workflow.bundle import export_bundle
 from workflow.keys import unlock
 from workflow.livecheck import verify_live
 from workflow.models import SigningKey
 
-from .bundle_tools import Bundle
+from .bundle_tools import Bundle, fields, flip_signature, rehash
 from .factories import SECRET, School, pay_data
 
 
@@ -42,6 +41,11 @@ def exported(history: School, tmp_path: Path) -> Path:
     return path
 
 
+def _budget_of(bundle: Bundle) -> str:
+    """The budget catalogue hash the log's steps name."""
+    return str(next(fields(line)["budget"] for line in bundle.lines if fields(line).get("budget")))
+
+
 def _kinds(report: Report) -> set[tuple[int | None, str]]:
     return {(p.seq, p.kind) for p in report.problems}
 
@@ -64,12 +68,13 @@ def test_cli_exit_codes_and_json(exported: Path, history: School, tmp_path: Path
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["valid"] is True
     bundle = Bundle.read(exported)
-    bundle.lines[3]["body"]["comment"] = "sửa lén"
+    seq = bundle.seq_of("return")
+    fields(bundle.lines[seq - 1])["comment"] = "sửa lén"
     bad = subprocess.run(
         [*run, str(bundle.write(tmp_path / "bad.zip"))], capture_output=True, text=True
     )
     assert bad.returncode == 1
-    assert "seq      4  hash-mismatch" in bad.stdout
+    assert f"seq {seq:>6}  hash-mismatch" in bad.stdout, bad.stdout
     (tmp_path / "junk.zip").write_bytes(b"not a zip at all")
     junk = subprocess.run([*run, str(tmp_path / "junk.zip")], capture_output=True, text=True)
     assert junk.returncode == 2 and "cannot read bundle" in junk.stderr
@@ -78,7 +83,7 @@ def test_cli_exit_codes_and_json(exported: Path, history: School, tmp_path: Path
 def test_modified_event_is_a_hash_mismatch(exported: Path, tmp_path: Path) -> None:
     bundle = Bundle.read(exported)
     seq = bundle.seq_of("approve")
-    bundle.lines[seq - 1]["body"]["data"]["content"]["amount_vnd"] = 18_000_000
+    fields(bundle.lines[seq - 1])["data"]["content"]["amount_vnd"] = 18_000_000
     report = verify_bundle(bundle.write(tmp_path / "t.zip"))
     assert (seq, "hash-mismatch") in _kinds(report)
     assert next(p for p in report.problems if p.kind == "hash-mismatch").request == "2024-2025/0001"
@@ -90,8 +95,8 @@ def test_modified_and_rehashed_event_breaks_its_signature_and_the_link(
     bundle = Bundle.read(exported)
     seq = bundle.seq_of("approve")
     line = bundle.lines[seq - 1]
-    line["body"]["data"]["content"]["amount_vnd"] = 18_000_000
-    line["hash"] = event_hash(canonical_json(line["body"]))
+    fields(line)["data"]["content"]["amount_vnd"] = 18_000_000
+    rehash(line)
     report = verify_bundle(bundle.write(tmp_path / "t.zip"))
     assert {(seq, "bad-signature"), (seq + 1, "broken-link")} <= _kinds(report)
 
@@ -140,11 +145,11 @@ def test_dropped_final_checkpoint_is_reported(exported: Path, tmp_path: Path) ->
 def test_forged_signature_is_reported(exported: Path, tmp_path: Path) -> None:
     bundle = Bundle.read(exported)
     seq = bundle.seq_of("pay")
-    sig = bytearray(bytes.fromhex(bundle.lines[seq - 1]["sig"]))
-    sig[5] ^= 0x01
-    bundle.lines[seq - 1]["sig"] = sig.hex()
+    # NOTE: a v2 body holds its signature, so a forger also re-hashes the line.
+    flip_signature(bundle.lines[seq - 1])
+    rehash(bundle.lines[seq - 1])
     report = verify_bundle(bundle.write(tmp_path / "t.zip"))
-    assert (seq, "bad-signature") in _kinds(report)
+    assert {(seq, "bad-signature"), (seq + 1, "broken-link")} <= _kinds(report)
     assert any(p.kind == "checkpoint-mismatch" for p in report.problems)
 
 
@@ -188,11 +193,7 @@ def test_key_used_after_its_revocation(history: School, tmp_path: Path) -> None:
             "role": "proposer",
             "data": {
                 "content": draft_content,
-                "budget": next(
-                    line["body"]["data"]["budget"]
-                    for line in bundle.lines
-                    if "budget" in line["body"]["data"]
-                ),
+                "budget": _budget_of(bundle),
             },
         },
         old_unlocked,
@@ -213,7 +214,7 @@ def test_edited_definition_is_reported(exported: Path, tmp_path: Path) -> None:
     kinds = {kind for _, kind in _kinds(report)}
     assert "definition-mismatch" in kinds
     first_request_event = min(
-        line["body"]["seq"] for line in bundle.lines if line["body"]["request"]
+        line["body"]["seq"] for line in bundle.lines if fields(line)["request"]
     )
     assert (first_request_event, "definition-missing") in _kinds(report)
 
@@ -240,9 +241,9 @@ def _forge_request_step(
         signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=runtime.pepper)
     bundle = Bundle.read(path)
     if data is None:
-        data = [line["body"] for line in bundle.lines if line["body"]["request"] == number][-1][
-            "data"
-        ]
+        # The request's last data, as a v1 step carries it (the budget hash inside data).
+        last = [fields(line) for line in bundle.lines if fields(line)["request"] == number][-1]
+        data = {**last["data"], "budget": last.get("budget", last["data"].get("budget"))}
     seq = bundle.append_signed(
         {
             "request": number,
@@ -388,10 +389,8 @@ def test_audit_table_refuses_update_and_delete(history: School) -> None:
 def test_parallel_verification_finds_the_same_problems(exported: Path, tmp_path: Path) -> None:
     bundle = Bundle.read(exported)
     seq = bundle.seq_of("forward")
-    sig = bytearray(bytes.fromhex(bundle.lines[seq - 1]["sig"]))
-    sig[0] ^= 1
-    bundle.lines[seq - 1]["sig"] = sig.hex()
-    bundle.lines[2]["body"]["comment"] = "x"
+    flip_signature(bundle.lines[seq - 1])
+    fields(bundle.lines[2])["comment"] = "x"
     path = bundle.write(tmp_path / "t.zip")
     one, two = verify_bundle(path, jobs=1), verify_bundle(path, jobs=2)
     assert (
@@ -425,7 +424,7 @@ def test_incremental_verification_from_a_trusted_checkpoint(
     assert resumed.requests == verify_bundle(later).requests
     # A forbidden step after the checkpoint is still caught, with the state rebuilt from the file.
     bundle = Bundle.read(later)
-    bundle.lines[-1]["body"]["comment"] = "sửa"
+    fields(bundle.lines[-1])["comment"] = "sửa"
     assert (len(bundle.lines), "hash-mismatch") in _kinds(
         verify_bundle(bundle.write(tmp_path / "a.zip"), trusted_checkpoint=kept, state=state)
     )
@@ -437,7 +436,7 @@ def test_incremental_verification_from_a_trusted_checkpoint(
     assert len([p for p in cut.problems if "your trusted checkpoint" in p.detail]) == 1
     # An edit under the trusted checkpoint is caught too, although it is not re-verified in full.
     bundle = Bundle.read(later)
-    bundle.lines[4]["body"]["comment"] = "sửa"
+    fields(bundle.lines[4])["comment"] = "sửa"
     assert (5, "hash-mismatch") in _kinds(
         verify_bundle(bundle.write(tmp_path / "b.zip"), trusted_checkpoint=kept, state=state)
     )

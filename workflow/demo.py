@@ -149,7 +149,10 @@ def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[st
     # The log moves forward in time: the history starts after the log's latest event and runs
     # through the school year (or, on a log already past it, up to now).
     start = max(DEMO_START, _latest_event_time(runtime))
-    ceiling = DEMO_END if start < DEMO_END else max(start, runtime.now().replace(tzinfo=None))
+    # NOTE: nothing is dated ahead of the runtime's clock: later steps and the checkpoint made at
+    # export must not come before the history.
+    now = runtime.now().replace(tzinfo=None)
+    ceiling = max(start, min(DEMO_END, now))
     # NOTE: time is compressed so a long history fits between its start and its end.
     hours = max(1.0, (ceiling - start).total_seconds() / 3600)
     scale = min(1.0, 200 / max(count, 1), hours / (50 * max(count, 1)))

@@ -227,7 +227,7 @@ class Keyring:
         sealed: tuple[bytes, dict[str, Any]] | None = None,
     ) -> Enrolled:
         old = self.active_key(user.login)
-        if old is not None and method == ENROLLMENT and by != SETUP:
+        if old is not None and method == ENROLLMENT:
             raise NotPermitted(
                 "Bạn đã có khóa ký: hãy đổi khóa bằng khóa cũ, hoặc nhờ quản trị khôi phục.",
                 en="You already have a signing key: rotate it with the old one, or ask the "

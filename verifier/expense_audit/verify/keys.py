@@ -344,9 +344,9 @@ class Keyring:
                 report.add(seq, Kind.SELF_ENROLLMENT, f"{owner} enrolled key {kid} for themselves")
             else:
                 self._by_admin(seq, by, f"enrolls key {kid} for {owner}", report)
-            # NOTE: the CLI and demo set-up ("setup") may enroll beside a valid key (the demo moves
-            # its people from server-held keys to passkeys); the report shows who enrolled it.
-            if method == "enrollment" and valid_keys and by != SETUP:
+            # NOTE: no exemption for the set-up: whoever runs the server must not replace a valid
+            # key through the CLI; a new key beside a valid one is a rotation or a recovery.
+            if method == "enrollment" and valid_keys:
                 report.add(
                     seq,
                     Kind.ENROLLMENT_OVER_VALID_KEY,
