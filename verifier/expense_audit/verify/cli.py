@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         proof = json.loads(Path(args.proof).read_text(encoding="utf-8")) if args.proof else None
     except (OSError, ValueError) as exc:
         return _unreadable(f"cannot read proof {args.proof}: {exc}", args.json)
+    if args.proof and not isinstance(proof, dict):
+        return _unreadable(f"proof {args.proof} is not a consistency-proof file", args.json)
     if args.proof and not args.trust:
         return _unreadable("--proof needs the checkpoint it starts from (--trust)", args.json)
     try:
