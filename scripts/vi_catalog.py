@@ -114,6 +114,7 @@ VI = {
     "Audit of the signed log": "Kiểm tra nhật ký đã ký",
     "Log": "Nhật ký",
     "Institution key fingerprint": "Dấu vân tay khóa của trường",
+    "Verifier key (signed note)": "Khóa kiểm chứng (ghi chú có chữ ký)",
     "Events": "Sự kiện",
     "Latest checkpoint": "Điểm kiểm tra gần nhất",
     "%(n)s events": "%(n)s sự kiện",

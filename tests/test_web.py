@@ -13,6 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from expense_audit.checkpoint import verifier_key
 from expense_audit.verify import verify_bundle
 from workflow.errors import AccountLocked
 from workflow.livecheck import verify_live
@@ -171,6 +172,10 @@ def test_auditor_verifies_and_downloads_the_bundle(app, school: School, tmp_path
     kiem = Browser(app).login("kiem")
     status = text(kiem.get("/audit"))
     assert school.runtime.institution.fingerprint in status
+    # Witnesses and other signed-note tools check checkpoints with the published verifier key.
+    runtime = school.runtime
+    key = verifier_key(runtime.settings.origin, runtime.institution.public_raw)
+    assert "Khóa kiểm chứng (ghi chú có chữ ký)" in status and f'id="verifier-key">{key}<' in status
     verified = text(kiem.post("/audit/verify"))
     assert "Hợp lệ" in verified
     bundle = kiem.post("/audit/bundle.zip")
