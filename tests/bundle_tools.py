@@ -34,13 +34,13 @@ class Bundle:
     def write(self, path: Path, *, raw_lines: list[bytes] | None = None) -> Path:
         files = dict(self.files)
         if raw_lines is None:
+            # A v1 line carries its signature; a v2 line is {body, hash} (the body holds it).
             raw_lines = [
                 b'{"body":'
                 + canonical_json(line["body"])
                 + b',"hash":"'
                 + line["hash"].encode()
-                + b'","sig":"'
-                + line["sig"].encode()
+                + (b'","sig":"' + line["sig"].encode() if "sig" in line else b"")
                 + b'"}'
                 for line in self.lines
             ]
@@ -49,6 +49,10 @@ class Bundle:
             for name, data in files.items():
                 archive.writestr(name, data)
         return path
+
+    def v1_index(self, start: int = 1) -> int:
+        """The index of the first v1 line (one with a comment field) from ``start`` on."""
+        return next(i for i in range(start, len(self.lines)) if "comment" in self.lines[i]["body"])
 
     def seq_of(self, action: str, request: str | None = None) -> int:
         for line in self.lines:
@@ -81,7 +85,7 @@ class Bundle:
     def reseal(self, institution: InstitutionKey, *, keep_old_checkpoints: bool = True) -> None:
         """Re-sign a final checkpoint and manifest over the current lines (an insider with the key)."""
         leaves = [
-            leaf_hash(bytes.fromhex(line["hash"]) + bytes.fromhex(line["sig"]))
+            leaf_hash(bytes.fromhex(line["hash"]) + bytes.fromhex(line.get("sig", "")))
             for line in self.lines
         ]
         origin = self.manifest["origin"]

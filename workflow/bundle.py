@@ -35,7 +35,7 @@ from expense_audit.verify.format import (
 )
 from expense_audit.verify.format import event_line as format_line
 
-from .audit import event_leaf, format_ts, iter_events, lock_head, make_checkpoint
+from .audit import event_leaf, event_view, format_ts, iter_events, lock_head, make_checkpoint
 from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import AuditEvent, CheckpointRow, DefinitionFile, SigningKey
 
@@ -199,7 +199,7 @@ def export_bundle(
 
 def _bound_files(body: bytes) -> Iterator[tuple[str, int | None]]:
     """(sha256, size) of each attachment record an event body binds."""
-    data = json.loads(body).get("data")
+    data = event_view(json.loads(body)).get("data")
     content = data.get("content") if isinstance(data, dict) else None
     for record in (content or {}).get("attachments") or ():
         yield str(record["sha256"]), record.get("size")
