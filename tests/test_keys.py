@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from expense_audit.checkpoint import (
     CheckpointInvalid,
+    checkpoint_text,
     note_key_id,
     open_checkpoint,
     sign_checkpoint,
@@ -147,3 +148,43 @@ def test_verifier_key_string_matches_the_signed_note_format() -> None:
     assert name == "th-demo.edu.vn/expenses"
     assert bytes.fromhex(key_hash) == note_key_id(name, public)
     assert base64.b64decode(blob) == b"\x01" + public
+
+
+def _signed_note(key: Ed25519PrivateKey, text: str) -> str:
+    """A note over ``text`` with a valid signature, as an insider holding the key could write."""
+    origin = text.split("\n", 1)[0]
+    public = key.public_key().public_bytes_raw()
+    blob = base64.b64encode(note_key_id(origin, public) + key.sign(text.encode())).decode()
+    return f"{text}\n\u2014 {origin} {blob}\n"
+
+
+def test_checkpoint_note_with_an_empty_line_is_refused_not_cut_elsewhere() -> None:
+    # A signed text with a blank line in it: a reader cutting at the first blank line would see
+    # a short checkpoint and take the rest for signatures; the checkpoint spec forbids the line.
+    key = Ed25519PrivateKey.generate()
+    text = (
+        checkpoint_text("th-demo.edu.vn/expenses", 7, b"\x00" * 32)
+        + "\ntime 2025-01-13T00:40:00Z\n"
+    )
+    note = _signed_note(key, text)
+    with pytest.raises(CheckpointInvalid, match="line is empty"):
+        open_checkpoint(note, key.public_key().public_bytes_raw())
+    # The same note without the empty line verifies: the refusal is the empty line's.
+    clean = _signed_note(key, text.replace("\n\ntime", "\ntime"))
+    assert (
+        open_checkpoint(clean, key.public_key().public_bytes_raw()).time == "2025-01-13T00:40:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "control",
+    ["\x00", "\x07", "\x1b[2J", "\r", "\t", "\x7f"],
+    ids=["nul", "bell", "escape", "cr", "tab", "del"],
+)
+def test_checkpoint_note_with_a_control_character_is_refused(control: str) -> None:
+    # Terminal escapes or a NUL in a signed note would show an inspector another text than the
+    # one that was signed (or cut it short in C tools); the signed-note spec forbids them.
+    key = Ed25519PrivateKey.generate()
+    text = checkpoint_text("th-demo.edu.vn/expenses", 7, b"\x00" * 32) + f"time{control} x\n"
+    with pytest.raises(CheckpointInvalid, match="control characters"):
+        open_checkpoint(_signed_note(key, text), key.public_key().public_bytes_raw())

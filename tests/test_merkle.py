@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from expense_audit.merkle import (
+    Frontier,
     ProofInvalid,
     consistency_proof,
     inclusion_proof,
@@ -161,3 +162,21 @@ def test_every_prefix_of_a_larger_tree_is_provably_consistent() -> None:
                 root_from_leaf_hashes(leaves[:new]),
                 consistency_proof(leaves[:new], old),
             )
+
+
+def test_frontier_gives_every_published_root_without_the_earlier_leaves() -> None:
+    frontier = Frontier()
+    for size, leaf in enumerate(LEAVES, start=1):
+        frontier.append(leaf)
+        assert frontier.root() == ROOTS[size]
+        # Rebuilt from its saved hashes alone (what a verifier state keeps), it carries on.
+        resumed = Frontier(frontier.size, frontier.hashes)
+        for later in LEAVES[size:]:
+            resumed.append(later)
+        assert resumed.root() == ROOTS[-1]
+    assert Frontier().root() == ROOTS[0] == root_from_leaf_hashes([])
+
+
+def test_frontier_with_a_wrong_number_of_hashes_is_refused() -> None:
+    with pytest.raises(ValueError, match="frontier of size 3"):
+        Frontier(3, [LEAVES[0]])

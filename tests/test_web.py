@@ -13,6 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
+from expense_audit.checkpoint import verifier_key
 from expense_audit.verify import verify_bundle
 from workflow.errors import AccountLocked
 from workflow.livecheck import verify_live
@@ -171,6 +172,10 @@ def test_auditor_verifies_and_downloads_the_bundle(app, school: School, tmp_path
     kiem = Browser(app).login("kiem")
     status = text(kiem.get("/audit"))
     assert school.runtime.institution.fingerprint in status
+    # Witnesses and other signed-note tools check checkpoints with the published verifier key.
+    runtime = school.runtime
+    key = verifier_key(runtime.settings.origin, runtime.institution.public_raw)
+    assert "Khóa kiểm chứng (ghi chú có chữ ký)" in status and f'id="verifier-key">{key}<' in status
     verified = text(kiem.post("/audit/verify"))
     assert "Hợp lệ" in verified
     bundle = kiem.post("/audit/bundle.zip")
@@ -252,21 +257,34 @@ def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:
         },
     )
     assert response.status_code == 302
+    # The admin gives Lan a one-time code; she registers her own key with it (the fallback,
+    # server-held key here; passkeys in the browser tests).
+    code_page = text(admin.post("/admin/users/lan/code", {"purpose": "enrollment"}))
+    code = re.search(r'id="code">([A-Z0-9-]+)<', code_page)
+    assert code is not None, code_page[-1500:]
     lan = Browser(app).login("lan", "mat-khau-lan")
-    home = lan.client.get("/")
-    assert home.status_code == 302 and home.headers["Location"].endswith("/signing-key")
     assert "Bạn chưa có khóa ký" in text(lan.get("/signing-key"))
+    without_code = lan.post(
+        "/signing-key",
+        {"secret": "bi-mat-cua-lan", "confirm": "bi-mat-cua-lan", "password": "mat-khau-lan"},
+    )
+    assert without_code.status_code == 200 and "Cần mã đăng ký" in text(without_code)
     set_key = lan.post(
         "/signing-key",
-        {"secret": "bi-mat-lan", "confirm": "bi-mat-lan", "password": "mat-khau-lan"},
+        {
+            "secret": "bi-mat-cua-lan",
+            "confirm": "bi-mat-cua-lan",
+            "password": "mat-khau-lan",
+            "code": code.group(1),
+        },
     )
     assert set_key.status_code == 302
     number = school.to_state("submitted")
-    assert lan.act(number, "forward", secret="bi-mat-lan").status_code == 302
+    assert lan.act(number, "forward", secret="bi-mat-cua-lan").status_code == 302
     admin.get("/admin/users")
     assert admin.post("/admin/users/lan/revoke-key").status_code == 302
     other = school.to_state("submitted")
-    refused = lan.act(other, "forward", secret="bi-mat-lan")
+    refused = lan.act(other, "forward", secret="bi-mat-cua-lan")
     assert refused.status_code == 422 and "chưa có khóa ký" in text(refused)
 
 

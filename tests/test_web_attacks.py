@@ -281,6 +281,12 @@ def test_unknown_login_costs_a_password_hash_like_a_known_one(
     real = signin.check_password_hash
     monkeypatch.setattr(signin, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
     with runtime.transaction() as session:
+        # NOTE: the test template re-hashes the demo passwords cheaply; give Hạnh a real one.
+        directory = runtime.directory(session)
+        hanh = directory.get_user("hanh")
+        assert hanh is not None
+        directory.set_password(hanh, "mat-khau-that-cua-hanh")
+    with runtime.transaction() as session:
         sign_in = signin.SignIn(session)
         assert sign_in.authenticate("khong-co-ai", "demo-2024", address="192.0.2.1") is None
         assert sign_in.authenticate("hanh", "wrong-password", address="192.0.2.1") is None

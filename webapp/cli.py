@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from datetime import timedelta
@@ -16,12 +17,14 @@ from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
 from workflow import demo as demo_data
 from workflow import policy, queries
-from workflow.bundle import export_bundle
+from workflow.bundle import export_bundle, prove_consistency
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
 from workflow.livecheck import verify_live
 from workflow.mailer import DeliveryReport, failed_mails
 from workflow.runtime import Runtime
+
+from .uploads import storage_dir
 
 
 def _runtime() -> Runtime:
@@ -182,14 +185,67 @@ def audit() -> None:
 
 @audit.command("export")
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
-def audit_export(out: Path) -> None:
+@click.option(
+    "--since",
+    "since",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A checkpoint the auditor kept: write only the events after it (a delta).",
+)
+@click.option(
+    "--with-attachments", is_flag=True, help="Put every attached file in the bundle by sha256."
+)
+def audit_export(out: Path, since: Path | None, with_attachments: bool) -> None:
     """Write the audit bundle (zip) an auditor verifies with audit-verify."""
     runtime = _runtime()
-    with runtime.transaction() as session:
-        runtime.checkpoint(session)
-        manifest = export_bundle(session, out, institution=runtime.institution, now=runtime.now())
-    click.echo(f"Wrote {out}: {manifest['event_count']} events, head {manifest['head_hash']}")
+    try:
+        with runtime.transaction() as session:
+            manifest = export_bundle(
+                session,
+                out,
+                institution=runtime.institution,
+                now=runtime.now(),
+                since=since.read_text(encoding="utf-8") if since else None,
+                attachments_dir=storage_dir() if with_attachments else None,
+            )
+            runtime.checkpoint(session)  # NOTE: after the export, so witnesses get its time line
+    except (WorkflowError, OSError, UnicodeDecodeError) as exc:
+        _fail(str(getattr(exc, "message", exc)))
+    after = f" after event {manifest['since']}" if "since" in manifest else ""
+    click.echo(
+        f"Wrote {out}: {manifest['event_count']} events{after}, head {manifest['head_hash']}"
+    )
     click.echo(f"Institution key fingerprint: {manifest['institution']['fingerprint']}")
+    for sha in manifest["missing_attachments"]:
+        click.echo(f"warning: attached file {sha} is not in the attachments folder", err=True)
+
+
+@audit.command("prove")
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to write the consistency proof (JSON).",
+)
+def audit_prove(old: Path, out: Path) -> None:
+    """Write an RFC 9162 consistency proof from a kept checkpoint to the log as it is now."""
+    runtime = _runtime()
+    try:
+        with runtime.transaction() as session:
+            document = prove_consistency(
+                session,
+                old.read_text(encoding="utf-8"),
+                institution=runtime.institution,
+                now=runtime.now(),
+            )
+        out.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except (WorkflowError, OSError, UnicodeDecodeError) as exc:
+        _fail(str(getattr(exc, "message", exc)))
+    click.echo(
+        f"Wrote {out}: size {document['old_size']} to {document['new_size']}, "
+        f"{len(document['proof'])} hashes"
+    )
 
 
 @audit.command("verify")

@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import event, select
 
+from workflow.bundle import attachment_path
 from workflow.models import Draft, Request
 
 from .context import db
@@ -52,7 +53,7 @@ def storage_dir() -> Path:
 def path_for(sha256: str) -> Path:
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise UploadRefused("bad id")
-    return storage_dir() / sha256[:2] / sha256
+    return attachment_path(storage_dir(), sha256)
 
 
 def clean_name(name: str) -> str:

@@ -98,4 +98,8 @@ def test_the_whole_chain_on_a_phone(
     kiem.wait_for_load_state()
     assert "Hợp lệ" in kiem.inner_text("#result")
     kiem.screenshot(path=shots / "09-audit.png", full_page=True)
+    # The verifier key (a long unbroken string) wraps inside a 390 px phone, no sideways scroll.
+    box = kiem.locator("#verifier-key").bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390
+    assert kiem.evaluate("document.documentElement.scrollWidth") <= 390
     assert school.request(number).state == "paid"  # type: ignore[union-attr]

@@ -96,10 +96,12 @@ def sign_checkpoint(
 
 def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) -> Checkpoint:
     """Parse a signed checkpoint and verify its signature by the given key (fail closed)."""
-    # 1. Split the text from the signature block at the first blank line.
+    # 1. Split the text from the signature block at the last blank line (signed-note spec).
+    # NOTE: a checkpoint's text has no empty line, so a note with one is refused below rather than
+    # cut at another place than other tools would cut it.
     if not isinstance(note, str) or not note.endswith("\n") or _CONTROL.search(note):
         raise CheckpointInvalid("not a signed note (control characters or no final newline)")
-    cut = note.find("\n\n")
+    cut = note.rfind("\n\n")
     if cut < 0:
         raise CheckpointInvalid("not a signed note")
     text, sig_block = note[: cut + 1], note[cut + 2 :]

@@ -35,6 +35,40 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+class Frontier:
+    """The right edge of a growing RFC 6962 tree: one subtree hash per set bit of its size.
+
+    Enough to append leaves and compute every later root without the earlier leaves (the
+    "compact range" of transparency-dev/merkle, from the left edge of the tree).
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(hashes) != size.bit_count() or any(len(h) != 32 for h in hashes):
+            raise ValueError(f"a frontier of size {size} has {size.bit_count()} 32-byte hashes")
+        self.size = size
+        self.hashes = list(hashes)  # left to right: largest subtree first
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash; merge equal-sized subtrees as a binary counter carries."""
+        hashes = self.hashes
+        hashes.append(leaf)
+        carry = self.size
+        while carry & 1:
+            right = hashes.pop()
+            hashes[-1] = node_hash(hashes[-1], right)
+            carry >>= 1
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The tree hash of the leaves appended so far."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        root = self.hashes[-1]
+        for left in reversed(self.hashes[:-1]):
+            root = node_hash(left, root)
+        return root
+
+
 def _split(n: int) -> int:
     """The largest power of two smaller than n (n > 1)."""
     k = 1

@@ -54,7 +54,9 @@ class ConfirmForm(FlaskForm):
 class CodeForm(FlaskForm):
     purpose = SelectField(
         _l("For"),
-        choices=[("enrollment", _l("a first key")), ("recovery", _l("a new key after a loss"))],
+        choices=choices(
+            [("enrollment", _l("a first key")), ("recovery", _l("a new key after a loss"))]
+        ),
         default="enrollment",
     )
     send_mail = BooleanField(_l("Also send the code to the person's e-mail"))

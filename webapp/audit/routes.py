@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, render_template, send_file
 from flask_wtf import FlaskForm
 
+from expense_audit.checkpoint import verifier_key
 from workflow import queries
 from workflow.bundle import export_bundle
 from workflow.livecheck import verify_live
@@ -18,6 +19,8 @@ from . import bp
 def _overview() -> dict[str, object]:
     return {
         "fingerprint": runtime().institution.fingerprint,
+        # NOTE: what witnesses and other signed-note tools need to check our checkpoints.
+        "verifier_key": verifier_key(runtime().settings.origin, runtime().institution.public_raw),
         "origin": runtime().settings.origin,
         "events": queries.event_count(db()),
         "checkpoint": queries.latest_checkpoint(db()),
@@ -52,8 +55,8 @@ def bundle() -> Response:
     """Download the audit bundle for offline verification with audit-verify."""
     rt = runtime()
     path = temporary_path(".zip")
-    rt.checkpoint(db())
     export_bundle(db(), path, institution=rt.institution, now=rt.now())
+    rt.checkpoint(db())  # NOTE: after the export, so witnesses get the checkpoint with its time
     db().commit()
     response = send_file(
         path, as_attachment=True, download_name="audit-bundle.zip", mimetype="application/zip"

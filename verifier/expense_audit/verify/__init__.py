@@ -4,7 +4,7 @@ The bundle is hostile input: the school is the party being audited and controls 
 The verification, in order (each step fails closed; every problem is listed, none stops the run):
 
 1. format: the zip holds only the members the format names (manifest.json, events.jsonl,
-   keys.json, checkpoints.jsonl, definitions/<sha256>/<path>.toml), each once, none absolute or
+   keys.json, checkpoints.jsonl, definitions/<sha256>/<path>.toml, attachments/<sha256>), each once, none absolute or
    with '..'; every member is read under its size cap, checked before it is read; definition
    files must hash to the name they are filed under.
 2. format: every events.jsonl line is byte-for-byte JCS of {"body","hash","sig"} and at most
@@ -21,8 +21,13 @@ The verification, in order (each step fails closed; every problem is listed, non
    bound content, guards); a validly signed but forbidden step is a problem.
 8. checkpoints: each signed note verifies (strict C2SP), its unsigned size and root repeat it, the
    final one covers every event and its signed time is not before any event; a --trust
-   checkpoint is a prefix of this log.
-9. metadata: manifest.json and keys.json equal what the log and the members imply.
+   checkpoint is a prefix of this log; a --proof is an RFC 9162 consistency proof from the
+   --trust checkpoint to the final one. Roots come from the one pass over the events (a Merkle
+   frontier); resumed from a --state, the frontier saved at the --trust checkpoint stands for the
+   earlier events, which are not read again (a delta bundle holds only the new ones).
+9. metadata: manifest.json and keys.json equal what the log and the members imply; every
+   attachments/<sha256> file hashes to its name and to a record a signed event binds, and a
+   bundle made --with-attachments holds every bound file.
 10. trust: without --institution-key or --trust the result is NOT VERIFIED AGAINST A TRUSTED KEY
     (exit 3), since anyone can sign a log with a key of their own.
 """

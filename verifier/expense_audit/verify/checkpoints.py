@@ -1,17 +1,65 @@
 """Step 8: checkpoints. Each signed note verifies, its unsigned fields repeat it, the final one
-covers every event and is not older than any event; a trusted checkpoint is a prefix of the log."""
+covers every event and is not older than any event; a trusted checkpoint is a prefix of the log,
+and a consistency proof (RFC 9162) shows that the final checkpoint extends the trusted one.
+
+Roots are taken from the one pass over the events (``Roots``): the run records the tree hash at
+each size a checkpoint names, so no checkpoint makes the verifier hash the log again.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from ..checkpoint import Checkpoint, CheckpointInvalid, open_checkpoint
-from ..merkle import root_from_leaf_hashes
+from ..merkle import Frontier, ProofInvalid, verify_consistency
 from .chain import CLOCK_TOLERANCE, Chain
 from .fields import parse_ts
 from .report import Kind, Report
+
+PROOF_FORMAT = "expense-audit-consistency-proof"
+PROOF_VERSION = 1
+PROOF_FIELDS = frozenset(
+    {
+        "format",
+        "version",
+        "origin",
+        "old_size",
+        "old_root",
+        "new_size",
+        "new_root",
+        "new_checkpoint",
+        "proof",
+    }
+)
+
+
+@dataclass
+class Roots:
+    """The tree as the events are read: its frontier and its root at each size asked for."""
+
+    frontier: Frontier
+    wanted: set[int]
+    at: dict[int, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def starting(cls, frontier: Frontier, sizes: Iterable[int]) -> Roots:
+        """Roots from ``frontier`` on (sizes below it cannot be known; its own is)."""
+        roots = cls(frontier, {s for s in sizes if s > frontier.size})
+        roots.at[frontier.size] = frontier.root()
+        return roots
+
+    def append(self, leaf: bytes) -> None:
+        self.frontier.append(leaf)
+        if self.frontier.size in self.wanted:
+            self.at[self.frontier.size] = self.frontier.root()
+
+    @property
+    def size(self) -> int:
+        return self.frontier.size
 
 
 def parse_checkpoint_lines(raw: bytes, report: Report) -> list[tuple[int, str, str]]:
@@ -42,19 +90,22 @@ def parse_checkpoint_lines(raw: bytes, report: Report) -> list[tuple[int, str, s
 def check_checkpoints(
     entries: Sequence[tuple[int, str, str]],
     *,
-    leaves: Sequence[bytes],
+    roots: Roots,
     public_raw: bytes | None,
     origin: str,
     chain: Chain,
     report: Report,
-) -> None:
-    """Every checkpoint verifies and matches the log; the final one covers every event."""
+) -> Checkpoint | None:
+    """Every checkpoint verifies and matches the log; the final one covers every event.
+
+    Returns the final checkpoint when it covers the log.
+    """
     if public_raw is None:
         report.add(
             None, Kind.CHECKPOINT_INVALID, "no institution key (log.init) to check checkpoints with"
         )
-        return
-    last_seq = len(leaves)
+        return None
+    last_seq = roots.size
     largest, final, previous = 0, None, -1
     for size, root_hex, note in entries:
         try:
@@ -78,7 +129,12 @@ def check_checkpoints(
                 f"a checkpoint signed {checkpoint.size} events, the bundle holds {last_seq}: events were removed",
             )
             continue
-        if root_from_leaf_hashes(leaves[: checkpoint.size]) != checkpoint.root:
+        root = roots.at.get(checkpoint.size)
+        if root is None:
+            # NOTE: below a trusted checkpoint resumed from a saved state the earlier leaves are
+            # not read again; those checkpoints were checked by the run that saved the state.
+            continue
+        if root != checkpoint.root:
             report.add(
                 checkpoint.size,
                 Kind.CHECKPOINT_MISMATCH,
@@ -94,8 +150,9 @@ def check_checkpoints(
             Kind.CHECKPOINT_MISSING,
             f"the final checkpoint covers {largest} of {last_seq} events",
         )
-        return
+        return None
     _check_time(final, chain, report)
+    return final
 
 
 def _check_time(final: Checkpoint, chain: Chain, report: Report) -> None:
@@ -111,32 +168,105 @@ def _check_time(final: Checkpoint, chain: Chain, report: Report) -> None:
         )
 
 
-def check_trusted(
-    trusted_note: str,
-    *,
-    leaves: Sequence[bytes],
-    public_raw: bytes | None,
-    origin: str,
-    report: Report,
-) -> None:
-    """The checkpoint the auditor kept must be a prefix of this log."""
+def open_trusted(
+    trusted_note: str, *, public_raw: bytes | None, origin: str, report: Report
+) -> Checkpoint | None:
+    """The checkpoint the auditor kept, verified with the log's institution key."""
     if public_raw is None:
         report.add(None, Kind.TRUSTED_CHECKPOINT_INVALID, "the log names no institution key")
-        return
+        return None
     try:
-        trusted = open_checkpoint(trusted_note, public_raw, origin=origin)
+        return open_checkpoint(trusted_note, public_raw, origin=origin)
     except CheckpointInvalid as exc:
         report.add(None, Kind.TRUSTED_CHECKPOINT_INVALID, exc.message)
-        return
-    if trusted.size > len(leaves):
+        return None
+
+
+def check_trusted(trusted: Checkpoint, *, roots: Roots, report: Report) -> None:
+    """The checkpoint the auditor kept must be a prefix of this log."""
+    if trusted.size > roots.size:
         report.add(
-            len(leaves),
+            roots.size,
             Kind.CHECKPOINT_BEYOND_LOG,
-            f"your trusted checkpoint covers {trusted.size} events, the bundle holds {len(leaves)}: the log was truncated",
+            f"your trusted checkpoint covers {trusted.size} events, the bundle holds {roots.size}: the log was truncated",
         )
-    elif root_from_leaf_hashes(leaves[: trusted.size]) != trusted.root:
+    elif roots.at.get(trusted.size) != trusted.root:
         report.add(
             trusted.size,
             Kind.TRUSTED_CHECKPOINT_MISMATCH,
             f"the first {trusted.size} events differ from your trusted checkpoint: history was rewritten",
         )
+
+
+def proof_document(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> dict[str, Any]:
+    """The consistency-proof file `audit prove` writes (documented in the README)."""
+    return {
+        "format": PROOF_FORMAT,
+        "version": PROOF_VERSION,
+        "origin": new.origin,
+        "old_size": old.size,
+        "old_root": old.root_hex,
+        "new_size": new.size,
+        "new_root": new.root_hex,
+        "new_checkpoint": new.note,
+        "proof": [node.hex() for node in proof],
+    }
+
+
+def check_proof(
+    document: object,
+    *,
+    trusted: Checkpoint,
+    final: Checkpoint | None,
+    public_raw: bytes,
+    report: Report,
+) -> Checkpoint | None:
+    """RFC 9162 consistency from the trusted checkpoint to the proof's signed new checkpoint,
+    which must be the bundle's final one. Returns that new checkpoint when everything holds."""
+    problem = _proof_problem(document, trusted=trusted, public_raw=public_raw)
+    if isinstance(problem, str):
+        report.add(None, Kind.CONSISTENCY_PROOF_INVALID, problem)
+        return None
+    if final is not None and (problem.size, problem.root) != (final.size, final.root):
+        report.add(
+            None,
+            Kind.CONSISTENCY_PROOF_INVALID,
+            f"the proof reaches size {problem.size}, the bundle's final checkpoint is {final.size} with another root",
+        )
+        return None
+    return problem
+
+
+def _proof_problem(document: object, *, trusted: Checkpoint, public_raw: bytes) -> Checkpoint | str:
+    if not isinstance(document, Mapping) or set(document) != PROOF_FIELDS:
+        return "not a consistency-proof file (fields differ)"
+    if document["format"] != PROOF_FORMAT or document["version"] != PROOF_VERSION:
+        return f"unsupported proof format {document['format']!r:.60} {document['version']!r:.20}"
+    if (
+        type(document["old_size"]) is not int
+        or document["old_size"] != trusted.size
+        or document["old_root"] != trusted.root_hex
+    ):
+        return f"the proof starts from size {document['old_size']!r:.20}, your trusted checkpoint is {trusted.size} {trusted.root_hex[:16]}…"
+    nodes = document["proof"]
+    if not isinstance(nodes, list) or len(nodes) > 128 or not all(_is_hash(n) for n in nodes):
+        return "the proof is not a list of at most 128 SHA-256 hashes in hex"
+    try:
+        new = open_checkpoint(document["new_checkpoint"], public_raw, origin=trusted.origin)
+    except CheckpointInvalid as exc:
+        return f"the proof's new checkpoint: {exc.message}"
+    if document["new_size"] != new.size or document["new_root"] != new.root_hex:
+        return "the proof's new_size and new_root differ from its signed new checkpoint"
+    try:
+        verify_consistency(
+            trusted.size, new.size, trusted.root, new.root, [bytes.fromhex(n) for n in nodes]
+        )
+    except ProofInvalid as exc:
+        return f"the signed checkpoint of size {new.size} does not extend yours: {exc}"
+    return new
+
+
+def _is_hash(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )

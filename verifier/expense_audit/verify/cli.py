@@ -47,7 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state",
         metavar="FILE",
-        help="state saved with the --trust checkpoint: verify only what is new",
+        help="state saved with the --trust checkpoint: verify only what is new (a whole bundle, "
+        "or a delta made with `audit export --since`)",
+    )
+    parser.add_argument(
+        "--proof",
+        metavar="FILE",
+        help="consistency proof (`audit prove`) that the final checkpoint extends --trust",
     )
     return parser
 
@@ -77,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     if state is not None and not isinstance(state, dict):
         return _unreadable(f"state {args.state} is not a saved verifier state", args.json)
     try:
+        proof = json.loads(Path(args.proof).read_text(encoding="utf-8")) if args.proof else None
+    except (OSError, ValueError) as exc:
+        return _unreadable(f"cannot read proof {args.proof}: {exc}", args.json)
+    if args.proof and not isinstance(proof, dict):
+        return _unreadable(f"proof {args.proof} is not a consistency-proof file", args.json)
+    if args.proof and not args.trust:
+        return _unreadable("--proof needs the checkpoint it starts from (--trust)", args.json)
+    try:
         report = verify_bundle(
             args.bundle,
             trusted_checkpoint=trusted,
@@ -85,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs=max(1, args.jobs),
             state=state,
             keep_state=bool(args.save_state),
+            proof=proof,
         )
     except VerifyError as exc:
         return _unreadable(exc.message, args.json)
@@ -107,6 +122,11 @@ def print_text(report: Report) -> None:
     print(f"checkpoint:  {report.checkpoint_size} events, root {report.checkpoint_root}")
     for line in report.people_text():
         print(line)
+    if report.attachments:
+        here = sum(1 for a in report.attachments if a["status"] == "verified")
+        print(
+            f"attachments: {here} of {len(report.attachments)} bound files in the bundle verified"
+        )
     for warning in report.warnings:
         print(f"warning: {warning}")
     if not report.trusted:

@@ -6,6 +6,7 @@ the bundle unreadable (exit 2): a hostile zip is refused before a byte of it is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
@@ -140,6 +141,24 @@ class BundleFiles:
         if len(data) > cap:
             raise BundleUnreadable(f"{name} is larger than the {cap} bytes allowed")
         return data
+
+    def sha256(self, name: str) -> tuple[str, int]:
+        """(sha256 hex, size) of a member, streamed under its cap (attachments can be large)."""
+        info = self.members[name]
+        cap = _cap_for(name)
+        if cap is None or info.file_size > cap:
+            raise BundleUnreadable(f"{name} is {info.file_size} bytes, more than {cap} allowed")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self.archive.open(info) as handle:
+                while chunk := handle.read(1 << 20):
+                    size += len(chunk)
+                    if size > cap:
+                        raise BundleUnreadable(f"{name} is larger than the {cap} bytes allowed")
+                    digest.update(chunk)
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+            raise BundleUnreadable(f"{name} unreadable: {exc}") from None
+        return digest.hexdigest(), size
 
     def json(self, name: str) -> Any:
         """A JSON member (duplicate object keys refused)."""

@@ -24,6 +24,9 @@ MANIFEST_FIELDS = frozenset(
         "definitions",
     }
 )
+# Present only in some bundles: a delta export names the size it starts after; a bundle made
+# with --with-attachments says so (then every bound file must be in it).
+OPTIONAL_FIELDS = frozenset({"since", "with_attachments"})
 
 
 def read_manifest(files: BundleFiles) -> dict[str, Any]:
@@ -34,6 +37,16 @@ def read_manifest(files: BundleFiles) -> dict[str, Any]:
     if manifest.get("version") != BUNDLE_VERSION or type(manifest.get("version")) is not int:
         raise BundleUnreadable(f"unsupported bundle version {manifest.get('version')!r:.40}")
     return manifest
+
+
+def delta_start(manifest: dict[str, Any]) -> int | None:
+    """The size a delta bundle starts after (None for a whole log)."""
+    since = manifest.get("since")
+    if since is None:
+        return None
+    if type(since) is not int or since < 1:
+        raise BundleUnreadable(f"manifest since {since!r:.40} is not a log size")
+    return since
 
 
 def read_definitions(
@@ -92,12 +105,15 @@ def check_manifest(
         "head_hash": head_hash,
         "definitions": definitions,
     }
-    if set(manifest) != MANIFEST_FIELDS:
+    fields = set(manifest) - OPTIONAL_FIELDS
+    if fields != MANIFEST_FIELDS:
         report.add(
             None,
             Kind.MANIFEST_MISMATCH,
-            f"manifest fields: missing {sorted(MANIFEST_FIELDS - set(manifest))}, unexpected {sorted(set(manifest) - MANIFEST_FIELDS):.200}",
+            f"manifest fields: missing {sorted(MANIFEST_FIELDS - fields)}, unexpected {sorted(fields - MANIFEST_FIELDS):.200}",
         )
+    if "with_attachments" in manifest and manifest["with_attachments"] is not True:
+        report.add(None, Kind.MANIFEST_MISMATCH, "manifest with_attachments is not true")
     for name, value in expected.items():
         if manifest.get(name) != value or type(manifest.get(name)) is not type(value):
             report.add(

@@ -91,6 +91,12 @@ class Kind(StrEnum):
     ROTATION_INVALID = "rotation-invalid"  # a rotation not approved by the owner's old key
     ENROLLMENT_OVER_VALID_KEY = "enrollment-over-valid-key"  # neither rotation nor recovery
     KEY_INVALID = "key-invalid"  # an enrolled key that cannot verify anything
+    CONSISTENCY_PROOF_INVALID = "consistency-proof-invalid"
+    ATTACHMENT_MISMATCH = "attachment-mismatch"  # a file whose bytes are not the ones signed
+    ATTACHMENT_FOREIGN = "attachment-foreign"  # a file no signed event binds
+    ATTACHMENT_MISSING = (
+        "attachment-missing"  # a bound file absent from a --with-attachments bundle
+    )
     # Reported by the server's live check (workflow/livecheck.py), not by the offline verifier.
     ROW_MISSING = "row-missing"
     ROW_WITHOUT_EVENTS = "row-without-events"
@@ -148,6 +154,7 @@ class Report:
     requests: dict[str, Projection] = field(default_factory=dict)
     people: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -182,6 +189,7 @@ class Report:
             "problems": [asdict(p) for p in self.problems],
             "warnings": self.warnings,
             "people": self.people,
+            "attachments": self.attachments,
         }
 
     def people_text(self) -> list[str]:

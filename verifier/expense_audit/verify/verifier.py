@@ -13,13 +13,27 @@ from typing import Any
 from ..canonical import event_hash, parse_canonical
 from ..checkpoint import CheckpointInvalid, open_checkpoint
 from ..decision import DecisionInvalid, check_log_body
-from ..merkle import leaf_hash
+from ..merkle import Frontier, leaf_hash
+from .attachments import Attachments
 from .chain import CLOCK_TOLERANCE, Chain
-from .checkpoints import check_checkpoints, check_trusted, parse_checkpoint_lines
+from .checkpoints import (
+    Roots,
+    check_checkpoints,
+    check_proof,
+    check_trusted,
+    open_trusted,
+    parse_checkpoint_lines,
+)
 from .fields import INSTITUTION, KEY_DECISIONS, FieldInvalid, check_body, parse_ts, v2_view
 from .format import CHECKPOINTS, KEYS, BundleFiles, LineNotCanonical, open_bundle, split_line
 from .keys import BATCH, Crypto, Keyring, Pool
-from .metadata import check_keys_file, check_manifest, read_definitions, read_manifest
+from .metadata import (
+    check_keys_file,
+    check_manifest,
+    delta_start,
+    read_definitions,
+    read_manifest,
+)
 from .replay import Replay
 from .report import INTEGRITY, BundleUnreadable, Kind, PinInvalid, Report
 from .state import export_state, institution_public, load_state
@@ -44,14 +58,21 @@ class _Run:
     """One pass over the bundle's events (steps 2 to 7)."""
 
     def __init__(
-        self, files: BundleFiles, report: Report, keyring: Keyring, replay: Replay
+        self,
+        files: BundleFiles,
+        report: Report,
+        keyring: Keyring,
+        replay: Replay,
+        chain: Chain,
+        roots: Roots,
     ) -> None:
         self.files, self.report, self.keyring, self.replay = files, report, keyring, replay
-        self.chain = Chain()
-        self.leaves: list[bytes] = []
+        self.chain, self.roots = chain, roots
+        self.attachments = Attachments()
+        self.skipped = 0
 
-    def events(self, *, jobs: int, progress: bool, total: object, resume_size: int) -> None:
-        report, chain = self.report, self.chain
+    def events(self, *, jobs: int, progress: bool, total: object, skip: int) -> None:
+        report, chain, roots = self.report, self.chain, self.roots
         bar = _progress(total) if progress else None
         pool = Pool(jobs)
         batch: list[Crypto] = []
@@ -60,6 +81,12 @@ class _Run:
                 if bar is not None:
                     bar.update(1)
                 report.event_count += 1
+                # NOTE: resumed from a saved state, the events under the trusted checkpoint are
+                # not read again: the state's frontier stands for them, and the first new
+                # event must link to the state's head.
+                if self.skipped < skip:
+                    self.skipped += 1
+                    continue
                 # 2. The line is exactly the writer's form; keep the signed bytes as they are.
                 try:
                     body_bytes, claimed, sig = split_line(line)
@@ -67,20 +94,7 @@ class _Run:
                     report.add(chain.expected_seq, Kind.NON_CANONICAL, str(exc))
                     chain.advance(None, chain.prev_hash)
                     continue
-                leaf = leaf_hash(bytes.fromhex(claimed) + sig)
-                # Events under a trusted checkpoint were verified before: their bytes must
-                # still hash to what that checkpoint committed to.
-                if report.event_count <= resume_size:
-                    if event_hash(body_bytes) != claimed:
-                        report.add(
-                            report.event_count,
-                            Kind.HASH_MISMATCH,
-                            "an event under the trusted checkpoint changed",
-                        )
-                    self.leaves.append(leaf)
-                    chain.advance(report.event_count, claimed)
-                    continue
-                self.leaves.append(leaf)
+                roots.append(leaf_hash(bytes.fromhex(claimed) + sig))
                 # 3. The body is canonical JCS, checked on its bytes, and every field is typed.
                 seq = chain.expected_seq
                 try:
@@ -121,6 +135,7 @@ class _Run:
                         self.keyring.apply(seq, body, report)
                 else:
                     self.keyring.note_step(seq, body)
+                    self.attachments.bind(seq, body)
                     self.replay.step(seq, body, claimed)
                 chain.advance(seq, claimed)
             pool.submit(batch, report)
@@ -133,6 +148,12 @@ class _Run:
                 bar.close()
         broken = {p.seq for p in report.problems if p.kind in INTEGRITY}
         report.problems.extend(p for p in self.replay.problems if p.seq not in broken)
+        if self.skipped < skip:
+            report.add(
+                report.event_count,
+                Kind.CHECKPOINT_BEYOND_LOG,
+                f"your trusted checkpoint covers {skip} events, the bundle holds {report.event_count}: the log was truncated",
+            )
 
     def _v2(self, body: dict[str, Any], body_bytes: bytes, claimed: str, sig: bytes) -> None:
         """Steps 3 to 7 for a v2 event: the person's decision inside the log's body.
@@ -176,6 +197,7 @@ class _Run:
         if view["action"] in KEY_DECISIONS:
             self.keyring.key_decision(seq, view, verified, report)
         else:
+            self.attachments.bind(seq, view)
             self.replay.step(seq, view, claimed)
         chain.advance(seq, claimed)
 
@@ -191,6 +213,12 @@ def _progress(total: object) -> Any:
     )
 
 
+def _note_size(note: str | None) -> int | None:
+    """The size line of a checkpoint note, read loosely (only to know which root to record)."""
+    lines = (note or "").split("\n")
+    return int(lines[1]) if len(lines) > 2 and lines[1].isascii() and lines[1].isdigit() else None
+
+
 def verify_bundle(
     path: str | Path,
     *,
@@ -200,24 +228,29 @@ def verify_bundle(
     jobs: int = 1,
     state: Mapping[str, Any] | None = None,
     keep_state: bool = False,
+    proof: object = None,
 ) -> Report:
     """Verify a bundle; raises BundleUnreadable when it cannot be read, PinInvalid for a bad pin.
 
     With ``state`` (saved by an earlier run with ``keep_state``) and the trusted checkpoint it
-    belongs to, only the events after that checkpoint are verified in full.
+    belongs to, only the events after that checkpoint are verified in full; the bundle may then
+    hold only those (a delta export). With ``proof`` (the file `audit prove` writes, parsed), the
+    final checkpoint must extend the trusted one by that RFC 9162 consistency proof.
     """
     pin = check_pin(institution_key)
     report = Report()
     # 1. The zip's layout, then the small members, each read under its cap.
     files = open_bundle(path)
     manifest = read_manifest(files)
+    since = delta_start(manifest)
     workflows, catalogues, listed = read_definitions(files, report)
     keys_file = files.json(KEYS)
     checkpoint_entries = parse_checkpoint_lines(files.read(CHECKPOINTS), report)
     keyring = Keyring(pinned=pin)
     replay = Replay(workflows=workflows, catalogues=catalogues, keyring=keyring)
-    run = _Run(files, report, keyring, replay)
-    resume_size = 0
+    chain = Chain()
+    frontier = Frontier()
+    skip = 0
     if state is not None:
         if trusted_checkpoint is None:
             raise BundleUnreadable(
@@ -227,19 +260,29 @@ def verify_bundle(
             trusted = open_checkpoint(trusted_checkpoint, institution_public(dict(state)))
         except CheckpointInvalid as exc:
             raise BundleUnreadable(f"trusted checkpoint does not verify: {exc.message}") from None
-        replay.load(*load_state(dict(state), trusted, keyring))
-        run.chain.origin = trusted.origin
-        resume_size = trusted.size
+        frontier, projections, heads = load_state(dict(state), trusted, keyring, chain)
+        replay.load(projections, heads)
+        if since is not None and since != trusted.size:
+            raise BundleUnreadable(
+                f"this delta bundle starts after event {since}, your trusted checkpoint covers {trusted.size}"
+            )
+        skip = 0 if since is not None else trusted.size
         if pin is not None and keyring.fingerprint != pin:
             report.add(
                 1,
                 Kind.INSTITUTION_KEY_MISMATCH,
                 f"log is signed by {keyring.fingerprint}, you trust {pin}",
             )
-    run.events(
-        jobs=jobs, progress=progress, total=manifest.get("event_count"), resume_size=resume_size
-    )
-    origin = run.chain.origin or ""
+    elif since is not None:
+        raise BundleUnreadable(
+            f"this bundle holds only the events after {since}: verify it with --trust (that "
+            "checkpoint) and --state (saved when you verified up to it)"
+        )
+    wanted = [size for size, _, _ in checkpoint_entries]
+    roots = Roots.starting(frontier, [*wanted, _note_size(trusted_checkpoint) or 0])
+    run = _Run(files, report, keyring, replay, chain, roots)
+    run.events(jobs=jobs, progress=progress, total=manifest.get("event_count"), skip=skip)
+    origin = chain.origin or ""
     report.origin = origin
     report.institution_fingerprint = keyring.fingerprint
     report.requests = replay.projections
@@ -249,41 +292,54 @@ def verify_bundle(
         if keyring.institution_key in keyring.keys
         else None
     )
-    # 8. Checkpoints, and the auditor's own trusted checkpoint.
-    check_checkpoints(
+    # 8. Checkpoints, the auditor's own trusted checkpoint and the consistency proof to it.
+    final = check_checkpoints(
         checkpoint_entries,
-        leaves=run.leaves,
+        roots=roots,
         public_raw=public_raw,
         origin=origin,
-        chain=run.chain,
+        chain=chain,
         report=report,
     )
+    trusted_cp = None
     if trusted_checkpoint is not None:
-        check_trusted(
-            trusted_checkpoint,
-            leaves=run.leaves,
-            public_raw=public_raw,
-            origin=origin,
-            report=report,
+        trusted_cp = open_trusted(
+            trusted_checkpoint, public_raw=public_raw, origin=origin, report=report
         )
-    # 9. The unsigned files say what the signed log says.
+        if trusted_cp is not None:
+            check_trusted(trusted_cp, roots=roots, report=report)
+    if proof is not None:
+        if trusted_cp is None or public_raw is None:
+            report.add(
+                None,
+                Kind.CONSISTENCY_PROOF_INVALID,
+                "a consistency proof needs the trusted checkpoint it starts from (--trust)",
+            )
+        else:
+            check_proof(
+                proof, trusted=trusted_cp, final=final, public_raw=public_raw, report=report
+            )
+    # 9. The unsigned files say what the signed log says; attached files are the ones signed.
     check_manifest(
         manifest,
         origin=origin,
         keyring=keyring,
         event_count=report.event_count,
-        head_hash=run.chain.prev_hash,
+        head_hash=chain.prev_hash,
         definitions=listed,
         report=report,
     )
     check_keys_file(keys_file, keyring, report)
+    run.attachments.check(files, required=manifest.get("with_attachments") is True, report=report)
+    report.attachments = run.attachments.listing()
     # 10. Trust: only a full pin or a checkpoint the auditor kept ties the log to the school.
     report.trusted = pin is not None or trusted_checkpoint is not None
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     if keep_state and report.valid:
         report.state = export_state(
             origin=origin,
-            leaves=run.leaves,
+            frontier=roots.frontier,
+            chain=chain,
             keyring=keyring,
             projections=replay.projections,
             heads=replay.heads,
