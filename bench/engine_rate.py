@@ -24,7 +24,6 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_en
 from workflow import journeys
 from workflow.audit import append_event
 from workflow.demo import PEOPLE
-from workflow.directory import Directory
 from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey, seal_new_key, unlock
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
@@ -41,9 +40,7 @@ def fresh_runtime(url: str, keys: Path) -> Runtime:
     with runtime.transaction() as session:
         # NOTE: keys with a token scrypt cost, so the engine is measured and not the deliberately
         # slow key derivation; its production cost is printed as its own figure.
-        directory = Directory(
-            session, institution=runtime.institution, clock=runtime.clock, scrypt_n=2
-        )
+        directory = runtime.directory(session, scrypt_n=2)
         for person in PEOPLE:
             directory.create_user(
                 login=person.login,
