@@ -6,10 +6,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from markupsafe import Markup
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 
 from expense_audit.money import format_vnd
 
