@@ -120,3 +120,13 @@ def test_saving_an_over_norm_draft_says_at_once_it_cannot_be_submitted(app: Flas
     page = text(hanh.get(response.headers["Location"]))
     assert 'class="flash success"' not in page
     assert re.search(r'class="flash warning"[^>]*>[^<]*chưa thể gửi[^<]*Vượt định mức', page), page
+
+
+def test_a_reviewer_on_her_own_request_reads_why_once_not_once_per_step(
+    app: Flask, school: School
+) -> None:
+    number = school.draft(owner="long")
+    school.act(number, "submit", "long")
+    page = text(Browser(app).login("long").get(f"/requests/{number}"))
+    notes = re.findall(r'<p class="flash info">([^<]*)</p>', page)
+    assert notes and len(notes) == len(set(notes)), notes

@@ -256,10 +256,10 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
         if refusal is not None and policy.is_forbidden(refusal):
-            if (
-                refusal.details.get("rule") != "actor_is_owner"
-            ):  # not theirs to propose: say nothing
-                notes.append(message_for(refusal))
+            note = message_for(refusal)
+            # Not theirs to propose: say nothing; and each reason once, not once per step.
+            if refusal.details.get("rule") != "actor_is_owner" and note not in notes:
+                notes.append(note)
             continue
         if refusal is not None and refusal.code == "data_invalid":
             refusal = None  # the form asks for that data (payment details); nothing wrong yet
