@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ./verifier -e '.[test]'
+# axe-core (npm registry) for the accessibility check of every page in the browser test.
+(cd tests/e2e && npm ci --no-audit --no-fund --silent)
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

@@ -237,6 +237,12 @@ VI = {
     "You have no signing key yet. Register one with the one-time code the admin gave you.": "Bạn chưa có khóa ký. Hãy đăng ký khóa với mã dùng một lần do quản trị cấp.",
     "Only for a first key or a recovery.": "Chỉ cần khi đăng ký khóa đầu tiên hoặc khôi phục.",
     "At least 10 characters, not only digits. Nobody, not even the school, can recover it.": "Ít nhất 10 ký tự, không chỉ gồm chữ số. Không ai, kể cả nhà trường, khôi phục được mã này.",
+    # What the proposer will sign, and what changed since a return.
+    "Saved, not signed yet. This is what you will sign when you submit again.": "Đã lưu, chưa ký. Đây là nội dung bạn sẽ ký khi gửi lại.",
+    "Changed since %(who)s returned it on %(at)s": "Thay đổi so với lúc %(who)s trả lại (%(at)s)",
+    "Attachments added": "Tệp đính kèm thêm",
+    "Attachments removed": "Tệp đính kèm bỏ đi",
+    "%(saved)s It cannot be submitted as it is: %(reason)s": "%(saved)s Nhưng chưa thể gửi đề xuất như hiện tại: %(reason)s",
 }
 
 

@@ -9,6 +9,7 @@ from flask import Flask
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
+from markupsafe import Markup
 
 from expense_audit.money import format_vnd
 
@@ -69,6 +70,33 @@ def label(mapping: Any) -> str:
     return str(mapping.get(lang) or mapping.get("vi") or "")
 
 
+def reqno(number: str | None) -> Markup:
+    """A request number kept on one line ("2024-2025/0036" never breaks at "-" or "/")."""
+    return Markup('<span class="reqno">%s</span>') % (number or "")
+
+
+def line_name(code: str | None, school_year: str | None = None) -> str:
+    """A budget line's name in the user's language, not its code (PRINT, SW-ASSET...)."""
+    return _catalogue_name(code, school_year, "lines")
+
+
+def source_name(code: str | None, school_year: str | None = None) -> str:
+    """A funding source's name in the user's language, not its code (NSNN-TX...)."""
+    return _catalogue_name(code, school_year, "sources")
+
+
+def _catalogue_name(code: str | None, school_year: str | None, kind: str) -> str:
+    if not code:
+        return ""
+    catalogues = runtime().definitions.catalogues
+    wanted = [catalogues[school_year]] if school_year in catalogues else []
+    for catalogue in [*wanted, *reversed(list(catalogues.values()))]:
+        entry = getattr(catalogue, kind).get(code)
+        if entry is not None:
+            return label(entry.name if kind == "lines" else entry)
+    return code
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(format_vnd, "vnd")
     app.add_template_filter(local_time, "local_time")
@@ -76,6 +104,9 @@ def register(app: Flask) -> None:
     app.add_template_filter(duration, "duration")
     app.add_template_filter(label, "label")
     app.add_template_filter(role_label, "role_label")
+    app.add_template_filter(reqno, "reqno")
+    app.add_template_filter(line_name, "line_name")
+    app.add_template_filter(source_name, "source_name")
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

@@ -7,12 +7,14 @@ its page shows (the names of the people on the page, not every user).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from expense_audit.projection import CONTENT_FIELDS
 
 from .audit import event_view
 from .models import AuditEvent, CheckpointRow, Draft, Request, SigningKey, User
@@ -169,3 +171,79 @@ def recent_requests(session: Session, limit: int = 200) -> Sequence[Request]:
 def request_count(session: Session) -> int:
     """Requests that have at least one event."""
     return int(session.scalar(select(func.count()).select_from(Request)) or 0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One content field that differs from what the reviewer last decided on."""
+
+    field: str
+    before: object
+    after: object
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What changed since a request was last sent back, and when that was."""
+
+    returned_at: str
+    returned_by: str
+    changes: list[Change]
+    added: list[Mapping[str, object]]  # attachments added since
+    removed: list[Mapping[str, object]]  # attachments removed since
+
+
+def changes_since_returned(
+    session: Session,
+    number: str,
+    *,
+    sent_back_to: Collection[str],
+    content: Mapping[str, object],
+) -> Revision | None:
+    """``content`` against the content of the request's latest return (an event into one of the
+    ``sent_back_to`` states, e.g. "returned"), or None if it was never sent back."""
+    last_return: AuditEvent | None = None
+    decided: Mapping[str, object] | None = None
+    decided_now: Mapping[str, object] = {}
+    for event in session.scalars(
+        select(AuditEvent).where(AuditEvent.request == number).order_by(AuditEvent.seq)
+    ):
+        view = event_view(json.loads(event.body))
+        bound = (view.get("data") or {}).get("content")
+        if isinstance(bound, Mapping):
+            decided_now = bound
+        if view["to"] in sent_back_to and view["from"] not in sent_back_to:
+            last_return, decided = event, decided_now
+    if last_return is None or decided is None:
+        return None
+    changes, added, removed = differences(decided, content)
+    return Revision(
+        returned_at=last_return.ts,
+        returned_by=names_of(session, [last_return.actor]).get(
+            last_return.actor, last_return.actor
+        ),
+        changes=changes,
+        added=added,
+        removed=removed,
+    )
+
+
+def differences(
+    before: Mapping[str, object], after: Mapping[str, object]
+) -> tuple[list[Change], list[Mapping[str, object]], list[Mapping[str, object]]]:
+    """Content fields that differ, attachments added and attachments removed (by sha256)."""
+    before_files, after_files = _attachments(before), _attachments(after)
+    changes = [
+        Change(name, before.get(name), after.get(name))
+        for name in CONTENT_FIELDS
+        if name != "attachments" and (before.get(name) or None) != (after.get(name) or None)
+    ]
+    added = [a for sha, a in after_files.items() if sha not in before_files]
+    removed = [a for sha, a in before_files.items() if sha not in after_files]
+    return changes, added, removed
+
+
+def _attachments(content: Mapping[str, object]) -> dict[str, Mapping[str, object]]:
+    listed = content.get("attachments")
+    items = listed if isinstance(listed, list) else []
+    return {str(a.get("sha256")): a for a in items if isinstance(a, Mapping)}

@@ -101,3 +101,12 @@ def shots(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core from the npm registry (scripts/test.sh installs it into tests/e2e/node_modules)."""
+    path = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `npm ci` in tests/e2e (scripts/test.sh does)")
+    return path.read_text(encoding="utf-8")

@@ -12,8 +12,10 @@ from werkzeug.wrappers import Response
 
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
+from expense_audit.projection import content_of
 from workflow import policy, queries
 from workflow.errors import ConcurrentChange
+from workflow.models import Draft
 from workflow.service import Current, draft_content
 
 from .. import MAX_UPLOAD_BYTES
@@ -109,6 +111,22 @@ def _store_uploads(form: RequestForm) -> list[dict[str, Any]]:
     return stored
 
 
+def _flash_saved(draft: Draft, saved: str) -> None:
+    """Saved; and if the norm or the allocation refuses it, say so now, not at signing time."""
+    refusal = service().budget_refusal(draft.school_year, draft_content(draft))
+    if refusal is None:
+        flash(saved, "success")
+    else:
+        flash(
+            _(
+                "%(saved)s It cannot be submitted as it is: %(reason)s",
+                saved=saved,
+                reason=message_for(refusal),
+            ),
+            "warning",
+        )
+
+
 @bp.route("/requests/new", methods=["GET", "POST"])
 @roles_required("proposer")
 def new() -> str | Response | tuple[str, int]:
@@ -132,7 +150,7 @@ def new() -> str | Response | tuple[str, int]:
                 "Draft %(number)s saved. Check it, then submit it with your signing secret.",
                 number=created.value.number,
             )
-            flash(message, "success")
+            _flash_saved(created.value, message)
             return redirect(url_for(".detail", number=created.value.number))
     return render_template(
         "requests/form.html", form=form, editing=None, **extra
@@ -178,7 +196,7 @@ def edit(number: str) -> str | Response:
             )
         )
         if saved:
-            flash(_("Changes saved."), "success")
+            _flash_saved(saved.value, _("Changes saved."))
             return redirect(url_for(".detail", number=number))
     return render_template("requests/form.html", form=form, editing=current, **extra)
 
@@ -238,10 +256,10 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
         if refusal is not None and policy.is_forbidden(refusal):
-            if (
-                refusal.details.get("rule") != "actor_is_owner"
-            ):  # not theirs to propose: say nothing
-                notes.append(message_for(refusal))
+            note = message_for(refusal)
+            # Not theirs to propose: say nothing; and each reason once, not once per step.
+            if refusal.details.get("rule") != "actor_is_owner" and note not in notes:
+                notes.append(note)
             continue
         if refusal is not None and refusal.code == "data_invalid":
             refusal = None  # the form asks for that data (payment details); nothing wrong yet
@@ -253,11 +271,32 @@ def _grouped(amount: int | None) -> str:
     return f"{amount:,}".replace(",", ".") if amount else ""
 
 
+def _content_shown(current: Current) -> tuple[dict[str, Any], bool]:
+    """What the page shows: to the proposer of an editable request, the saved draft (what she
+    will sign), flagged when it differs from what was signed; to everyone else the signed content."""
+    signed = content_of(current.projection) if current.projection else None
+    if current.draft is not None and policy.can_edit(workflow(), current_user.login, current):
+        draft = draft_content(current.draft)
+        return draft, signed is not None and any(queries.differences(signed, draft))
+    return (signed if signed is not None else draft_content(current.draft)), False  # type: ignore[arg-type]
+
+
+def _revision(current: Current, content: dict[str, Any]) -> queries.Revision | None:
+    """Changes since the request was last sent back (for proposer, reviewer and principal)."""
+    if current.projection is None:
+        return None
+    flow = workflow()
+    sent_back_to = {n for n, s in flow.states.items() if s.editable and n != flow.initial}
+    return queries.changes_since_returned(
+        db(), current.number, sent_back_to=sent_back_to, content=content
+    )
+
+
 def render_detail(
     number: str, *, form: ActionForm | None = None, status: int = 200
 ) -> tuple[str, int]:
     current = visible_request(number)
-    content = current.projection or draft_content(current.draft)  # type: ignore[arg-type]
+    content, unsigned = _content_shown(current)
     catalogue = runtime().definitions.catalogues.get(number.split("/")[0])
     line = catalogue.lines.get(str(content.get("line"))) if catalogue else None
     actions, notes = available_actions(current)
@@ -283,6 +322,8 @@ def render_detail(
             amount_paid=_grouped(content.get("amount_vnd")),
         ),
         owner=queries.user(db(), current.owner),
+        unsigned=unsigned,
+        revision=_revision(current, content),
         can_edit=policy.can_edit(workflow(), current_user.login, current),
         remove_form=RemoveAttachmentForm(),
     ), status

@@ -38,5 +38,27 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { lineHint(); fileList(); });
+  // A closed select shows one line: when the chosen option is longer than the box, say it whole
+  // right below (phones cut it without an ellipsis).
+  function fullChoices() {
+    var canvas = document.createElement("canvas").getContext("2d");
+    document.querySelectorAll("select").forEach(function (select) {
+      var out = document.createElement("small");
+      out.className = "hint choice-full";
+      out.setAttribute("aria-hidden", "true"); // the select itself already tells readers
+      select.insertAdjacentElement("afterend", out);
+      function update() {
+        var style = getComputedStyle(select);
+        canvas.font = style.fontWeight + " " + style.fontSize + " " + style.fontFamily;
+        var room = select.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 20;
+        var o = select.options[select.selectedIndex];
+        out.textContent = o && canvas.measureText(o.text).width > room ? o.text : "";
+        out.hidden = !out.textContent;
+      }
+      select.addEventListener("change", update);
+      window.addEventListener("resize", update);
+      update();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { lineHint(); fileList(); fullChoices(); });
 })();
