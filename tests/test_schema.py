@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import create_engine, event, text
 
+from workflow.db import durability_problem, is_postgres
 from workflow.models import Base
 from workflow.runtime import Runtime
 
@@ -80,3 +83,34 @@ def test_least_privilege_role_can_work_but_not_rewrite_the_log(runtime: Runtime,
         with runtime.engine.begin() as connection:
             connection.execute(text(f'DROP OWNED BY "{role}"'))
             connection.execute(text(f'DROP ROLE "{role}"'))
+
+
+def test_committed_steps_survive_a_power_loss(runtime: Runtime) -> None:
+    """SQLite runs synchronous=FULL (WAL with NORMAL may drop committed transactions)."""
+    with runtime.engine.connect() as connection:
+        if is_postgres(runtime.engine):
+            # NOTE: the throw-away test cluster runs fsync=off for speed (scripts/pg.sh), which
+            # durability_problem() would refuse in production; commits still wait for the WAL.
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            return
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    assert durability_problem(runtime.engine) is None
+
+
+def test_production_refuses_a_database_that_may_lose_commits(runtime: Runtime) -> None:
+    url = runtime.settings.database_url
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _normal(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        expected = "synchronous=1"
+    else:
+        engine = create_engine(url, connect_args={"options": "-c synchronous_commit=off"})
+        expected = "synchronous_commit=off"
+    try:
+        assert expected in (durability_problem(engine) or "")
+    finally:
+        engine.dispose()

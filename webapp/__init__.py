@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter
 
 from expense_audit.limits import MAX_ATTACHMENT_BYTES
+from workflow.db import durability_problem
 from workflow.keys import InstitutionKey
 from workflow.runtime import Runtime, Settings
 
@@ -81,13 +82,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
     settings = app.config.get("SETTINGS") or Settings.from_env()
+    serving = click.get_current_context(silent=True) is None
     if production:
-        check_production(app, settings, serving=click.get_current_context(silent=True) is None)
+        check_production(app, settings, serving=serving)
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     clock = app.config.get("CLOCK")
     app.extensions["runtime"] = Runtime(settings, **({"clock": clock} if clock else {}))
+    if production and serving:
+        lost = durability_problem(app.extensions["runtime"].engine)
+        if lost:
+            raise UnsafeConfiguration(f"Refusing to start in production: {lost}.")
 
     app.url_map.converters["reqno"] = RequestNumberConverter
     _init_extensions(app)

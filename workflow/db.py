@@ -43,7 +43,9 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # NOTE: FULL, not NORMAL: in WAL mode NORMAL may lose transactions that were
+            # committed (and whose steps the person was told were signed) at a power loss.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -52,6 +54,19 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def durability_problem(engine: Engine) -> str | None:
+    """Why a committed step could be lost at a crash or power loss, or None when it cannot."""
+    with engine.connect() as connection:
+        if is_postgres(engine):
+            for setting in ("synchronous_commit", "fsync"):
+                value = connection.exec_driver_sql(f"SHOW {setting}").scalar()
+                if value == "off":
+                    return f"PostgreSQL runs with {setting}=off: turn it on"
+            return None
+        level = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+        return None if level in (2, 3) else f"SQLite runs with synchronous={level}: use FULL"
 
 
 def is_postgres(engine: Engine) -> bool:
