@@ -6,6 +6,7 @@
 # The suite runs on PYTEST_WORKERS pytest-xdist workers (2 by default, one per core of the CI
 # machine; 0 runs it in one process); each worker migrates its own template databases.
 set -euo pipefail
+trap 'echo "scripts/test.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
@@ -30,7 +31,7 @@ EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" EXPENSES_SCRY
   .venv/bin/flask --app wsgi demo --requests 6 >/dev/null
 EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" \
   .venv/bin/flask --app wsgi audit export "$demo/bundle.zip" >/dev/null
-fingerprint="$(EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" .venv/bin/flask --app wsgi keys fingerprint | head -1)"
+fingerprint="$(EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" .venv/bin/flask --app wsgi keys fingerprint | sed -n 1p)"  # NOTE: sed reads to the end: head would break the pipe (pipefail)
 "$inspector/venv/bin/audit-verify" "$demo/bundle.zip" --institution-key "$fingerprint"
 rm -rf "$inspector"
 
