@@ -33,6 +33,7 @@ class Account:
     roles: tuple[str, ...]
     language: str
     active: bool
+    must_change_password: bool = False
 
     @classmethod
     def of(cls, user: User) -> Account:
@@ -44,6 +45,7 @@ class Account:
             tuple(user.role_list),
             user.language,
             user.active,
+            bool(user.must_change_password),
         )
 
     is_authenticated = True

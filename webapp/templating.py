@@ -64,6 +64,33 @@ def role_label(role: str) -> str:
     return str(names.get(role, role))
 
 
+def method_label(method: str) -> str:
+    """How a key came: enrollment with an admin's code, rotation, recovery, the set-up."""
+    names = {
+        "enrollment": _("enrolled with an admin's code"),
+        "rotation": _("rotation signed by the previous key"),
+        "recovery": _("recovery with an admin's code"),
+        "legacy": _("registered before enrollment codes"),
+    }
+    return str(names.get(method, method))
+
+
+def by_label(who: str | None) -> str:
+    """Who enrolled a key: a login, or the server's set-up."""
+    if who in (None, "", "setup"):
+        return str(_("the server set-up"))
+    return str(who)
+
+
+def failure_label(reason: str) -> str:
+    """Why a signature failed, as the owner and the admin read it."""
+    names = {
+        "wrong-secret": _("wrong signing secret"),
+        "passkey-refused": _("passkey answer refused"),
+    }
+    return str(names.get(reason, reason))
+
+
 def label(mapping: Any) -> str:
     """Pick the user's language from a {vi, en} mapping of a definition."""
     lang = str(get_locale())
@@ -107,6 +134,9 @@ def register(app: Flask) -> None:
     app.add_template_filter(reqno, "reqno")
     app.add_template_filter(line_name, "line_name")
     app.add_template_filter(source_name, "source_name")
+    app.add_template_global(method_label, "method_label")
+    app.add_template_global(by_label, "by_label")
+    app.add_template_global(failure_label, "failure_label")
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

@@ -247,3 +247,12 @@ def _attachments(content: Mapping[str, object]) -> dict[str, Mapping[str, object
     listed = content.get("attachments")
     items = listed if isinstance(listed, list) else []
     return {str(a.get("sha256")): a for a in items if isinstance(a, Mapping)}
+
+
+def keys_of(session: Session, login: str) -> Sequence[SigningKey]:
+    """Every key a person ever had, newest first (revoked ones too)."""
+    return session.scalars(
+        select(SigningKey)
+        .where(SigningKey.login == login)
+        .order_by(SigningKey.registered_seq.desc())
+    ).all()

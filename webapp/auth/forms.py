@@ -51,3 +51,15 @@ class PasswordForm(FlaskForm):
         _l("Repeat the new password"),
         validators=[DataRequired(), EqualTo("new", message=_l("The two entries differ."))],
     )
+
+
+class PasskeyForm(FlaskForm):
+    """The fields of a passkey registration (the page's script posts them as JSON)."""
+
+    password = PasswordField(
+        _l("Your password"), validators=[DataRequired(), Length(max=MAX_PASSWORD)]
+    )
+    code = StringField(_l("One-time code from the admin"), validators=[Optional(), Length(max=40)])
+    old_secret = PasswordField(
+        _l("Your current signing secret"), validators=[Optional(), Length(max=MAX_PASSWORD)]
+    )

@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import (
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
+from webauthn import generate_registration_options, options_to_json
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
 from werkzeug.wrappers import Response
 
+from expense_audit.decision import decision_challenge, webauthn_signature_from_json
+from expense_audit.errors import WorkflowError
+from expense_audit.webauthn import b64url_decode
+from workflow import queries
+from workflow.errors import WrongSecret
+from workflow.models import SigningKey, User
+from workflow.passkeys import SUPPORTED_ALGORITHMS, spki_from_registration
+from workflow.signatures import PASSKEY, SERVER_HELD, SignatureRefused
 from workflow.signin import Limits, LoginThrottled, SignIn
 
-from .. import session_identifier
+from .. import passkey, session_identifier
 from ..context import Account, db, directory, login_required, me, runtime
 from ..errors import attempt
 from ..extensions import limiter, login_manager
 from ..params import parse_int
 from . import bp
-from .forms import LanguageForm, LoginForm, PasswordForm, SigningSecretForm
+from .forms import LanguageForm, LoginForm, PasskeyForm, PasswordForm, SigningSecretForm
 
 
 def load_user(user_id: str) -> Account | None:
@@ -64,6 +91,24 @@ def safe_next(target: str) -> str:
 
 
 login_manager.user_loader(load_user)
+
+# Pages a person may open before replacing the password the admin chose for them.
+_BEFORE_NEW_PASSWORD = {"auth.password", "auth.logout", "auth.language", "auth.login", "static"}
+
+
+@bp.before_app_request
+def require_own_password() -> Response | None:
+    """First sign-in (or after an admin's reset): change the admin-chosen password first."""
+    if (
+        current_user.is_authenticated
+        and getattr(current_user, "must_change_password", False)
+        and request.endpoint not in _BEFORE_NEW_PASSWORD
+        and request.endpoint is not None
+    ):
+        if request.method == "GET":
+            flash(_("Choose your own password first: the admin chose this one."), "warning")
+        return redirect(url_for("auth.password"))
+    return None
 
 
 def _login_limit() -> str:
@@ -157,8 +202,8 @@ def language() -> Response:
 @bp.route("/signing-key", methods=["GET", "POST"])
 @login_required
 def signing_key() -> str | Response:
-    """A server-held signing key (the fallback without a passkey device): with the admin's
-    one-time code, or a new secret signed off by the current one (rotation)."""
+    """Register a passkey (the normal way); or, without a passkey device, a server-held key:
+    with the admin's one-time code, or a new secret signed off by the current one (rotation)."""
     form = SigningSecretForm()
     user = me()
     keyring = directory().keyring
@@ -178,4 +223,153 @@ def signing_key() -> str | Response:
             )
             flash(message, "success")
             return redirect(url_for("requests.home"))
-    return render_template("auth/signing_key.html", form=form, key=key)
+    return render_template(
+        "auth/signing_key.html", form=form, key=key, passkey_form=PasskeyForm(prefix="pk")
+    )
+
+
+def _user_handle(user: User) -> bytes:
+    """The WebAuthn user handle: stable per person and school, and no personal data."""
+    return hashlib.sha256(f"{runtime().settings.origin}|{user.login}".encode()).digest()[:16]
+
+
+@bp.post("/signing-key/passkey/options")
+@login_required
+def passkey_options() -> tuple[Response, int] | Response:
+    """Options for navigator.credentials.create(): a fresh random challenge (single use)."""
+    user = me()
+    if not directory().check_password(user, str(passkey.json_body().get("password", ""))):
+        return passkey.problem(_("Wrong password."), 422)
+    key = directory().keyring.active_key(user.login)
+    exclude = (
+        [PublicKeyCredentialDescriptor(id=_b64decode(key.credential_id))]
+        if key is not None and key.kind == PASSKEY and key.credential_id
+        else []
+    )
+    options = generate_registration_options(
+        rp_id=passkey.rp_id(),
+        rp_name=_("IT expenses"),
+        user_name=user.login,
+        user_id=_user_handle(user),
+        user_display_name=user.name,
+        challenge=passkey.new_registration_challenge(),
+        timeout=passkey.SIGN_TIMEOUT_MS,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.PREFERRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
+        ),
+        exclude_credentials=exclude,
+        supported_pub_key_algs=SUPPORTED_ALGORITHMS,
+    )
+    return jsonify(ok=True, publicKey=json.loads(options_to_json(options)))
+
+
+def _b64decode(text: str) -> bytes:
+    return b64url_decode(text, field="credential_id")
+
+
+@bp.post("/signing-key/passkey")
+@login_required
+def passkey_register() -> tuple[Response, int] | Response:
+    """Enter the new passkey in the log (with the admin's code, or signed off by the current
+    server-held key); the answer is the `key.confirm` decision the new passkey signs next."""
+    body = passkey.json_body()
+    user = me()
+    keyring = directory().keyring
+    challenge = passkey.take_registration_challenge()
+    if challenge is None:
+        return passkey.problem(
+            _("The registration took too long. Tap the button again."), status=409
+        )
+    if not directory().check_password(user, str(body.get("password", ""))):
+        return passkey.problem(_("Wrong password."), 422)
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        return passkey.unreadable()
+    code = str(body.get("code") or "").strip()
+    old_secret = str(body.get("old_secret") or "")
+    current = keyring.active_key(user.login)
+    try:
+        registered = spki_from_registration(
+            credential,
+            expected_challenge=challenge,
+            rp_id=passkey.rp_id(),
+            origins=passkey.origins(),
+        )
+        if code:
+            enrolled = keyring.enroll_passkey(user, registered, code=code)
+        elif current is not None and current.kind == SERVER_HELD and old_secret:
+            enrolled = keyring.rotate_server_key_to_passkey(user, old_secret, registered)
+        else:
+            return passkey.problem(
+                _("Type the one-time code from the admin (or your current signing secret)."), 422
+            )
+        db().commit()
+    except WrongSecret as error:
+        passkey.record_failure(user, error, "wrong-secret")
+        return passkey.refusal(error)
+    except WorkflowError as error:
+        db().rollback()
+        return passkey.refusal(error)
+    return jsonify(ok=True, **_confirmation(user, enrolled.key))
+
+
+def _confirmation(user: User, key: SigningKey) -> dict[str, Any]:
+    decision = directory().keyring.key_decision(user, key, "key.confirm", {"key_id": key.key_id})
+    return {
+        "decision": decision,
+        "publicKey": passkey.request_options(key, decision_challenge(decision)),
+        "key_id": key.key_id,
+    }
+
+
+@bp.post("/signing-key/passkey/confirmation")
+@login_required
+def passkey_confirmation() -> tuple[Response, int] | Response:
+    """The `key.confirm` decision for the person's new, not yet confirmed passkey."""
+    user = me()
+    key = directory().keyring.active_key(user.login)
+    if key is None or key.kind != PASSKEY or key.confirmed_seq is not None:
+        return passkey.problem(_("There is no new passkey to confirm."), 409)
+    return jsonify(ok=True, **_confirmation(user, key))
+
+
+@bp.post("/signing-key/passkey/confirm")
+@login_required
+def passkey_confirm() -> tuple[Response, int] | Response:
+    """The new passkey's first signature (proof of possession): a `key.confirm` event."""
+    body = passkey.json_body()
+    user = me()
+    keyring = directory().keyring
+    key = keyring.active_key(user.login)
+    if key is None or key.kind != PASSKEY:
+        return passkey.problem(_("There is no new passkey to confirm."), 409)
+    credential, decision = body.get("credential"), body.get("decision")
+    if not isinstance(credential, dict) or not isinstance(decision, dict):
+        return passkey.unreadable()
+    try:
+        keyring.confirm(
+            user, key, decision=decision, signature=webauthn_signature_from_json(credential)
+        )
+        db().commit()
+    except SignatureRefused as error:
+        passkey.record_failure(user, error)
+        return passkey.refusal(error)
+    except WorkflowError as error:
+        db().rollback()
+        return passkey.refusal(error)
+    flash(_("Your passkey is ready: from now on you sign each step with it."), "success")
+    return jsonify(ok=True, redirect=url_for("requests.home"))
+
+
+@bp.get("/account")
+@login_required
+def account() -> str:
+    """Your account: your keys (kind, how and when enrolled) and your failed signatures."""
+    user = me()
+    return render_template(
+        "auth/account.html",
+        person=user,
+        keys=queries.keys_of(db(), user.login),
+        failures=directory().keyring.failures(user.login),
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from expense_audit.decision import decision_challenge, webauthn_signature_from_json
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
 from expense_audit.projection import content_of
@@ -17,10 +18,20 @@ from workflow import policy, queries
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
 from workflow.service import Current, draft_content
+from workflow.signatures import PASSKEY, SignatureRefused
 
-from .. import MAX_UPLOAD_BYTES
+from .. import MAX_UPLOAD_BYTES, passkey
 from ..choices import choices
-from ..context import db, login_required, me, roles_required, runtime, service, visible_request
+from ..context import (
+    db,
+    directory,
+    login_required,
+    me,
+    roles_required,
+    runtime,
+    service,
+    visible_request,
+)
 from ..errors import attempt, message_for
 from ..uploads import UploadRefused, path_for, store
 from . import bp
@@ -39,12 +50,11 @@ HOME_BY_ROLE = (
 @bp.get("/")
 @login_required
 def home() -> Response:
-    """Send each person to where their work is (first, to choose a signing secret if they sign)."""
+    """Send each person to where their work is (first, to register a key if they sign)."""
     signs = policy.needs_signing_key(workflow(), current_user.roles)
-    if signs and runtime().directory(db()).active_key(current_user.login) is None:
-        flash(
-            _("Choose your signing secret first: every step you take is signed with it."), "warning"
-        )
+    key = runtime().directory(db()).active_key(current_user.login) if signs else None
+    if signs and (key is None or key.confirmed_seq is None):
+        flash(_("Register your passkey first: every step you take is signed with it."), "warning")
         return redirect(url_for("auth.signing_key"))
     for role, endpoint in HOME_BY_ROLE:
         if current_user.has_role(role):
@@ -383,3 +393,94 @@ def act(number: str) -> Response | tuple[str, int]:
         return render_detail(number, form=form, status=422)
     flash(_("Signed and recorded."), "success")
     return redirect(url_for(".detail", number=number))
+
+
+def _payment_fields(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The payment details a `pay` step records (as typed; the service checks them)."""
+    if not any(body.get(name) for name in ("voucher", "paid_on", "amount_paid")):
+        return None
+    return {
+        "voucher": str(body.get("voucher") or ""),
+        "paid_on": str(body.get("paid_on") or ""),
+        "amount_paid_vnd": str(body.get("amount_paid") or ""),
+    }
+
+
+def signing_summary(decision: dict[str, Any]) -> dict[str, Any]:
+    """Names for what the decision holds by code: the action, the budget line, the source."""
+    flow = workflow()
+    content = (decision.get("data") or {}).get("content") or {}
+    catalogue = runtime().definitions.catalogues.get(str(decision.get("request")).split("/")[0])
+    line = catalogue.lines.get(str(content.get("line"))) if catalogue else None
+    source = catalogue.sources.get(str(content.get("source"))) if catalogue else None
+    lang = "en" if current_user.language == "en" else "vi"
+    return {
+        "action": flow.label_of(str(decision["action"]))[lang],
+        "line": line.name[lang] if line else content.get("line"),
+        "source": source[lang] if source else content.get("source"),
+        "to": flow.states[decision["to"]].label[lang] if decision.get("to") in flow.states else "",
+    }
+
+
+@bp.post("/requests/<reqno:number>/decision")
+@login_required
+def decision(number: str) -> tuple[Response, int] | Response:
+    """The decision the user's passkey will sign for this step (nothing is written or held)."""
+    current = visible_request(number)
+    body = passkey.json_body()
+    trigger = str(body.get("trigger") or "")
+    if not policy.may_ever_fire(workflow(), current_user.roles, trigger):
+        return passkey.problem(_("You may not do this."), 403)
+    expected = body.get("expected_seq")
+    try:
+        prepared = service().prepare(
+            number,
+            trigger,
+            me(),
+            comment=str(body.get("comment") or "") or None,
+            data=_payment_fields(body),
+            expected_seq=expected
+            if isinstance(expected, int) and current.projection is not None
+            else None,
+        )
+    except WorkflowError as error:
+        concurrent = isinstance(error, ConcurrentChange)
+        status = 403 if policy.is_forbidden(error) else 409 if concurrent else 422
+        return passkey.refusal(error, status)
+    if prepared.key_kind != PASSKEY:
+        return passkey.problem(_("You sign with a signing secret: use the form with it."), 409)
+    key = directory().keyring.signing_key(me())
+    return jsonify(
+        ok=True,
+        decision=prepared.decision,
+        summary=signing_summary(prepared.decision),
+        publicKey=passkey.request_options(key, decision_challenge(prepared.decision)),
+    )
+
+
+@bp.post("/requests/<reqno:number>/sign")
+@login_required
+def sign(number: str) -> tuple[Response, int] | Response:
+    """Record a step the user's passkey signed; a refusal writes nothing and says why."""
+    visible_request(number)
+    body = passkey.json_body()
+    signed, credential = body.get("decision"), body.get("credential")
+    if not isinstance(signed, dict) or not isinstance(credential, dict):
+        return passkey.unreadable()
+    if signed.get("request") != number:
+        return passkey.problem(_("What was signed is about another request."), 422)
+    user = me()
+    try:
+        service().commit(signed, webauthn_signature_from_json(credential), user)
+        db().commit()
+    except ConcurrentChange as error:
+        db().rollback()
+        return passkey.refusal(error, 409)
+    except SignatureRefused as error:
+        passkey.record_failure(user, error)
+        return passkey.refusal(error)
+    except WorkflowError as error:
+        db().rollback()
+        return passkey.refusal(error, 403 if policy.is_forbidden(error) else 422)
+    flash(_("Signed and recorded."), "success")
+    return jsonify(ok=True, redirect=url_for(".detail", number=number))
