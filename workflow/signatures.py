@@ -57,7 +57,14 @@ def check_signature(
     if verified is None:
         return
     # NOTE: a counter that does not rise points at a cloned authenticator (zero: not kept).
-    if (verified.sign_count or key.sign_count) and verified.sign_count <= key.sign_count:
+    # One assertion signs a whole batch, whose events are committed one by one: the same
+    # counter again is that batch's next decision (its challenge is bound to the list).
+    same_batch = signature.get("batch") is not None and verified.sign_count == key.sign_count
+    if (
+        (verified.sign_count or key.sign_count)
+        and verified.sign_count <= key.sign_count
+        and not same_batch
+    ):
         raise SignatureRefused(
             "Thiết bị ký báo bộ đếm không tăng: có thể khóa đã bị sao chép. Không có gì được ghi.",
             en="The authenticator's counter did not go up: the key may have been cloned. "

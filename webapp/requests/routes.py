@@ -312,6 +312,8 @@ def render_detail(
     actions, notes = available_actions(current)
     events = queries.timeline(db(), number)
     waiting = queries.seconds_since(events[-1].ts, runtime().now()) if events else None
+    key = directory().keyring.active_key(current_user.login)
+    signs_with = "none" if key is None or key.confirmed_seq is None else key.kind
     return render_template(
         "requests/detail.html",
         current=current,
@@ -336,6 +338,7 @@ def render_detail(
         revision=_revision(current, content),
         can_edit=policy.can_edit(workflow(), current_user.login, current),
         remove_form=RemoveAttachmentForm(),
+        signs_with=signs_with,
     ), status
 
 

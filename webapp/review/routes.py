@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, redirect, render_template, url_for
+from flask import flash, jsonify, redirect, render_template, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from expense_audit.decision import (
+    MAX_BATCH,
+    batch_challenge,
+    decision_hash,
+    webauthn_signature_from_json,
+)
 from expense_audit.definitions import QueueDef
 from expense_audit.errors import WorkflowError
 from workflow import policy, queries
 from workflow.errors import WrongSecret
 from workflow.service import Current, projection_of
+from workflow.signatures import PASSKEY, SignatureRefused
 
+from .. import passkey
 from ..choices import choices
-from ..context import db, me, roles_required, runtime, service
+from ..context import db, directory, me, roles_required, runtime, service
 from ..errors import message_for
+from ..requests.routes import signing_summary
 from . import bp
 from .forms import BulkApproveForm
 
@@ -71,10 +80,12 @@ def approvals() -> str:
     form.numbers.choices = choices(
         (i["row"].number, i["row"].number) for i in items if not i["own"] and not i["refusal"]
     )
+    key = directory().keyring.active_key(me().login)
     return render_template(
         "review/approvals.html",
         items=items,
         form=form,
+        signs_with="none" if key is None or key.confirmed_seq is None else key.kind,
         total=queries.waiting_count(db(), approvals.state),
     )
 
@@ -107,3 +118,90 @@ def approve_many() -> Response | str:
     for line in refused:
         flash(line, "error")
     return redirect(url_for(".approvals"))
+
+
+@bp.post("/approvals/decisions")
+@roles_required("approver")
+def approval_decisions() -> tuple[Response, int] | Response:
+    """The approve decisions of the ticked requests, and the one batch challenge over them."""
+    approvals = _queue_def("approvals")
+    body = passkey.json_body()
+    numbers = body.get("numbers")
+    if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+        return passkey.unreadable()
+    numbers = list(dict.fromkeys(numbers))[:MAX_BATCH]
+    comment = str(body.get("comment") or "") or None
+    user, reader = me(), service()
+    decisions, refused = [], []
+    for number in numbers:
+        try:
+            prepared = reader.prepare(number, approvals.trigger, user, comment=comment)
+        except WorkflowError as error:
+            refused.append({"number": number, "message": message_for(error)})
+            continue
+        if prepared.key_kind != PASSKEY:
+            return passkey.problem(_("You sign with a signing secret: use the form with it."), 409)
+        decisions.append(prepared.decision)
+    if not decisions:
+        return jsonify(
+            ok=False, message=_("None of these requests can be approved now."), refused=refused
+        ), 422
+    key = directory().keyring.signing_key(user)
+    hashes = [decision_hash(d) for d in decisions]
+    summaries = [signing_summary(d) for d in decisions]
+    return jsonify(
+        ok=True,
+        decisions=decisions,
+        summaries=summaries,
+        hashes=hashes,
+        refused=refused,
+        publicKey=passkey.request_options(key, batch_challenge(hashes)),
+    )
+
+
+@bp.post("/approvals/sign")
+@roles_required("approver")
+def approval_sign() -> tuple[Response, int] | Response:
+    """Record each decision of a batch the passkey signed once; each in its own transaction."""
+    approvals = _queue_def("approvals")
+    body = passkey.json_body()
+    decisions, credential = body.get("decisions"), body.get("credential")
+    if (
+        not isinstance(decisions, list)
+        or not isinstance(credential, dict)
+        or not all(isinstance(d, dict) for d in decisions)
+    ):
+        return passkey.unreadable()
+    try:
+        hashes = [decision_hash(d) for d in decisions]
+        signature = webauthn_signature_from_json(credential, batch=hashes)
+    except WorkflowError as error:
+        return passkey.refusal(error, 400)
+    user = me()
+    approved: list[str] = []
+    refused: list[dict[str, str]] = []
+    for position, signed in enumerate(decisions):
+        number = str(signed.get("request"))
+        if signed.get("action") != approvals.trigger:
+            refused.append({"number": number, "message": _("This is not an approval.")})
+            continue
+        try:
+            service().commit(signed, signature, user)
+            db().commit()
+            approved.append(number)
+        except SignatureRefused as error:
+            passkey.record_failure(user, error)
+            # One assertion signs the whole batch: if it does not verify, none of the rest will.
+            for rest in decisions[position:]:
+                refused.append({"number": str(rest.get("request")), "message": message_for(error)})
+            break
+        except WorkflowError as error:
+            db().rollback()
+            refused.append({"number": number, "message": message_for(error)})
+    if approved:
+        flash(_("Approved: %(numbers)s", numbers=", ".join(approved)), "success")
+    for item in refused:
+        flash(f"{item['number']}: {item['message']}", "error")
+    return jsonify(
+        ok=bool(approved), approved=approved, refused=refused, redirect=url_for(".approvals")
+    )
