@@ -149,7 +149,7 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
-    from flask import render_template
+    from flask import jsonify, render_template
     from flask_babel import gettext as _
     from flask_wtf.csrf import CSRFError
     from werkzeug.exceptions import HTTPException
@@ -182,13 +182,11 @@ def _register_errors(app: Flask) -> None:
         return render_template("error.html", code=code, title=title, message=message), code
 
     @app.errorhandler(CSRFError)
-    def csrf_error(error: CSRFError) -> tuple[str, int]:
-        return render_template(
-            "error.html",
-            code=400,
-            title=titles[400](),
-            message=_("The form expired. Go back, reload the page and try again."),
-        ), 400
+    def csrf_error(error: CSRFError) -> tuple[Any, int]:
+        message = _("The form expired. Go back, reload the page and try again.")
+        if request.is_json:  # the page scripts' posts (passkey signing) read a JSON answer
+            return jsonify(ok=False, code="csrf", message=message), 400
+        return render_template("error.html", code=400, title=titles[400](), message=message), 400
 
     @app.errorhandler(500)
     def server_error(error: Exception) -> tuple[str, int]:

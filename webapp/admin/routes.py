@@ -46,6 +46,7 @@ def users() -> str | Response:
         "admin/users.html",
         people=queries.people(db()),
         keys=queries.active_keys(db()),
+        failures=directory().keyring.failures(limit=30),
         form=form,
         roles_form=RolesForm(),
         confirm=ConfirmForm(),
