@@ -227,7 +227,11 @@ def test_bulk_approval_asks_once_and_each_event_carries_the_batch(
 ) -> None:
     numbers = [
         school.to_state("forwarded", line=line, amount=amount)
-        for line, amount in (("SW-ASSET", "1.800.000"), ("SW-IMAS", "1.800.000"), ("WEB", "2.400.000"))
+        for line, amount in (
+            ("SW-ASSET", "1.800.000"),
+            ("SW-IMAS", "1.800.000"),
+            ("WEB", "2.400.000"),
+        )
     ]
     toan, phone = _with_passkey(auth, "toan")
     toan.get("/approvals")

@@ -34,6 +34,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--lang=vi-VN",
+    # Pages are served at http://localhost:PORT (a secure context, and a valid WebAuthn RP ID,
+    # which an IP address is not); the server listens on 127.0.0.1 only.
+    "--host-resolver-rules=MAP localhost 127.0.0.1",
 ]
 
 
@@ -62,12 +65,15 @@ def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]
 
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
-    """The test's app served on 127.0.0.1 by werkzeug, in a thread."""
+    """The test's app served on 127.0.0.1 by werkzeug, in a thread, reached as localhost (the
+    relying party of its passkeys)."""
     port = free_port()
+    url = f"http://localhost:{port}"
+    app.config.update(RP_ID="localhost", WEBAUTHN_ORIGINS=[url])
     httpd = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
+    yield url
     httpd.shutdown()
     thread.join(10)
     httpd.server_close()
