@@ -242,7 +242,9 @@ def test_uploads_refused_cleanly(app, school: School) -> None:  # type: ignore[n
         assert session.query(Draft).count() == 0
 
 
-def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:  # type: ignore[no-untyped-def]
+def test_admin_creates_user_who_changes_the_password_and_enrolls_a_key_with_a_code(
+    app, school: School
+) -> None:  # type: ignore[no-untyped-def]
     admin = Browser(app).login("admin")
     admin.get("/admin/users")
     response = admin.post(
@@ -263,10 +265,21 @@ def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:
     code = re.search(r'id="code">([A-Z0-9-]+)<', code_page)
     assert code is not None, code_page[-1500:]
     lan = Browser(app).login("lan", "mat-khau-lan")
+    home = lan.client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/password")
+    lan.get("/password")
+    changed = lan.post(
+        "/password",
+        {"current": "mat-khau-lan", "new": "tra-da-via-he-7", "confirm": "tra-da-via-he-7"},
+    )
+    assert changed.status_code == 302
+    home = lan.client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/signing-key")
     assert "Bạn chưa có khóa ký" in text(lan.get("/signing-key"))
+    # Without the admin's code, the password alone gives no key.
     without_code = lan.post(
         "/signing-key",
-        {"secret": "bi-mat-cua-lan", "confirm": "bi-mat-cua-lan", "password": "mat-khau-lan"},
+        {"secret": "bi-mat-cua-lan", "confirm": "bi-mat-cua-lan", "password": "tra-da-via-he-7"},
     )
     assert without_code.status_code == 200 and "Cần mã đăng ký" in text(without_code)
     set_key = lan.post(
@@ -274,7 +287,7 @@ def test_admin_creates_user_who_sets_a_signing_key(app, school: School) -> None:
         {
             "secret": "bi-mat-cua-lan",
             "confirm": "bi-mat-cua-lan",
-            "password": "mat-khau-lan",
+            "password": "tra-da-via-he-7",
             "code": code.group(1),
         },
     )

@@ -64,8 +64,10 @@ def role_label(role: str) -> str:
     return str(names.get(role, role))
 
 
-def method_label(method: str) -> str:
+def method_label(method: str, by: str | None = None) -> str:
     """How a key came: enrollment with an admin's code, rotation, recovery, the set-up."""
+    if by == "setup":
+        return str(_("made by the server set-up (command line or demo)"))
     names = {
         "enrollment": _("enrolled with an admin's code"),
         "rotation": _("rotation signed by the previous key"),
@@ -73,13 +75,6 @@ def method_label(method: str) -> str:
         "legacy": _("registered before enrollment codes"),
     }
     return str(names.get(method, method))
-
-
-def by_label(who: str | None) -> str:
-    """Who enrolled a key: a login, or the server's set-up."""
-    if who in (None, "", "setup"):
-        return str(_("the server set-up"))
-    return str(who)
 
 
 def failure_label(reason: str) -> str:
@@ -135,7 +130,6 @@ def register(app: Flask) -> None:
     app.add_template_filter(line_name, "line_name")
     app.add_template_filter(source_name, "source_name")
     app.add_template_global(method_label, "method_label")
-    app.add_template_global(by_label, "by_label")
     app.add_template_global(failure_label, "failure_label")
 
     @app.context_processor

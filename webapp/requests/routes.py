@@ -157,7 +157,7 @@ def new() -> str | Response | tuple[str, int]:
         )
         if created:
             message = _(
-                "Draft %(number)s saved. Check it, then submit it with your signing secret.",
+                "Draft %(number)s saved. Check it, then submit it: you sign it as you send it.",
                 number=created.value.number,
             )
             _flash_saved(created.value, message)
