@@ -14,7 +14,7 @@ for arg in "$@"; do
   esac
 done
 port="${PORT:-5000}"
-export EXPENSES_BASE_URL="${EXPENSES_BASE_URL:-http://127.0.0.1:$port}"
+export EXPENSES_BASE_URL="${EXPENSES_BASE_URL:-http://localhost:$port}"  # passkeys need a host name, not an IP
 database="${DATABASE_URL:-sqlite:///instance/expenses.sqlite}"
 mail_file="${EXPENSES_DEMO_MAIL:-instance/demo-mail.txt}"
 mkdir -p instance "$(dirname "$mail_file")"

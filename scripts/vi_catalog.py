@@ -310,6 +310,7 @@ VI = {
     "Change": "Sửa lại",
     "Tick at least one request.": "Hãy chọn ít nhất một đề xuất.",
     "You are about to approve, with one prompt:": "Bạn sắp duyệt, chỉ với một lần xác nhận:",
+    "The phone's answer was refused: it came from another site, or without your fingerprint, face or screen lock. Nothing was recorded.": "Câu trả lời của điện thoại bị từ chối: nó đến từ một trang khác, hoặc không qua vân tay, khuôn mặt hay khóa màn hình. Không có gì được ghi.",
 }
 
 

@@ -342,3 +342,38 @@ def test_account_page_lists_keys_with_how_and_when(
     page = text(hanh.get("/account"))
     assert "passkey" in page and "khóa giữ trên máy chủ" in page
     assert "đổi khóa, ký bởi khóa trước" in page and "đã thu hồi" in page
+
+
+def test_relying_party_comes_from_the_base_url_unless_configured(app: Flask) -> None:
+    from webapp.passkey import origins, rp_id
+
+    with app.test_request_context():
+        assert (rp_id(), origins()) == (RP_ID, [ORIGIN])
+        app.config.update(
+            RP_ID="th-demo.edu.vn",
+            WEBAUTHN_ORIGINS="https://chi.th-demo.edu.vn, https://duyet.th-demo.edu.vn/",
+        )
+        assert rp_id() == "th-demo.edu.vn"
+        assert origins() == ["https://chi.th-demo.edu.vn", "https://duyet.th-demo.edu.vn"]
+
+
+def test_a_passkey_made_on_a_look_alike_site_is_not_registered(
+    app: Flask, auth: AuthActions, school: School
+) -> None:
+    hanh = auth.session("hanh")
+    hanh.get("/signing-key")
+    options = hanh.post_json("/signing-key/passkey/options", {"password": DEMO_PASSWORD})
+    challenge = b64url_decode(options.get_json()["publicKey"]["challenge"])
+    phishing = SoftAuthenticator(rp_id=RP_ID, origin="https://chi-th-demo.edu.vn.example")
+    answer = hanh.post_json(
+        "/signing-key/passkey",
+        {
+            "password": DEMO_PASSWORD,
+            "old_secret": SECRET,
+            "credential": phishing.create(challenge, user_id=b"hanh"),
+        },
+    )
+    assert answer.status_code == 422 and "từ một trang khác" in answer.get_json()["message"]
+    with school.runtime.transaction() as session:
+        key = school.runtime.directory(session).active_key("hanh")
+        assert key is not None and key.kind == "server-held"

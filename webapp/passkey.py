@@ -17,7 +17,7 @@ from flask import current_app, jsonify, request, session
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from expense_audit.errors import WorkflowError
+from expense_audit.errors import Refusal, WorkflowError
 from expense_audit.webauthn import b64url_decode
 from workflow.models import SigningKey, User
 from workflow.signatures import b64url
@@ -30,12 +30,26 @@ REGISTRATION_LIFETIME = 300  # seconds a registration challenge may be answered 
 _REGISTRATION = "passkey_registration"
 
 
+_LOOPBACK = {"127.0.0.1", "::1", "[::1]"}
+
+
+def _base() -> tuple[str, str, int | None]:
+    """Scheme, host and port of EXPENSES_BASE_URL; a loopback address reads as localhost.
+
+    NOTE: an IP address is no valid RP ID, so the default http://127.0.0.1:5000 of a local run
+    would make passkeys impossible; localhost is the same machine and a secure context.
+    """
+    parts = urlsplit(runtime().settings.base_url)
+    host = parts.hostname or "localhost"
+    return parts.scheme, "localhost" if host in _LOOPBACK else host, parts.port
+
+
 def rp_id() -> str:
     """The WebAuthn relying party id: EXPENSES_RP_ID, else the host of EXPENSES_BASE_URL."""
     configured = current_app.config.get("RP_ID")
     if configured:
         return str(configured)
-    return urlsplit(runtime().settings.base_url).hostname or "localhost"
+    return _base()[1]
 
 
 def origins() -> list[str]:
@@ -45,8 +59,8 @@ def origins() -> list[str]:
         configured = [o.strip() for o in configured.split(",") if o.strip()]
     if configured:
         return [str(o).rstrip("/") for o in configured]
-    parts = urlsplit(runtime().settings.base_url)
-    return [f"{parts.scheme}://{parts.netloc}"]
+    scheme, host, port = _base()
+    return [f"{scheme}://{host}" + (f":{port}" if port else "")]
 
 
 def request_options(key: SigningKey, challenge: bytes) -> dict[str, Any]:
@@ -90,8 +104,21 @@ def json_body() -> dict[str, Any]:
 
 
 def refusal(error: WorkflowError, status: int = 422) -> tuple[Response, int]:
-    """A refusal as JSON, its message in the user's language."""
-    return jsonify(ok=False, code=error.code, message=message_for(error)), status
+    """A refusal as JSON, its message in the user's language.
+
+    Refusals carry Vietnamese and English; other errors (a registration the library refused, a
+    malformed assertion) speak English to developers, so the person is told in plain words.
+    """
+    if isinstance(error, Refusal):
+        message = message_for(error)
+    elif error.code == "passkey_registration_refused":
+        message = _(
+            "The phone's answer was refused: it came from another site, or without your "
+            "fingerprint, face or screen lock. Nothing was recorded."
+        )
+    else:
+        message = _("The browser's answer could not be read. Reload the page and try again.")
+    return jsonify(ok=False, code=error.code, message=message, detail=error.message), status
 
 
 def problem(message: str, status: int = 400) -> tuple[Response, int]:
