@@ -71,9 +71,9 @@ def test_new_user_sees_the_logins_last_and_mail_links_follow_port(tmp_path: Path
         _stop(process)
     tail = "\n".join(lines[-14:])
     assert "hanh" in tail and "demo-2024" in tail and "ky-demo-2024" in tail
-    assert f"demo-mail.txt (links point to http://127.0.0.1:{port})" in tail
+    assert f"demo-mail.txt (links point to http://localhost:{port})" in tail
     mail = (tmp_path / "demo-mail.txt").read_text()
-    assert f"http://127.0.0.1:{port}/" in mail and "127.0.0.1:5000" not in mail
+    assert f"http://localhost:{port}/" in mail and "localhost:5000" not in mail
 
     # a second start: no pip, and the old database is named, not silently reused
     again, lines = _start(tmp_path, port)
