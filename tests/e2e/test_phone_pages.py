@@ -144,6 +144,7 @@ def _paths(numbers: dict[str, str]) -> dict[str, list[str]]:
             f"/requests/{numbers['returned']}/edit",
             "/signing-key",
             "/password",
+            "/account",
             *every_request,
         ],
         "long": ["/review", *signed],
