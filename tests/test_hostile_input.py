@@ -60,6 +60,8 @@ def test_formula_in_a_title_is_a_text_cell_in_the_xlsx(tmp_path: Path) -> None:
     sheet = load_workbook(path).active
     for index, formula in enumerate(FORMULAS, 2):
         title = sheet.cell(row=index, column=7)
-        assert title.data_type == "s" and title.value == formula.replace("\r", "\r")
+        # NOTE: an XML reader may normalise a carriage return to a line feed; it stays text.
+        assert title.data_type == "s"
+        assert title.value.replace("\r", "\n") == formula.replace("\r", "\n")
         assert sheet.cell(row=index, column=11).data_type == "n"
         assert sheet.cell(row=index, column=11).value == 450_000
