@@ -105,6 +105,23 @@ def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) 
     if cut < 0:
         raise CheckpointInvalid("not a signed note")
     text, sig_block = note[: cut + 1], note[cut + 2 :]
+    # 2. The checkpoint body: origin, size, root, extension lines.
+    note_origin, size, root, time = _checkpoint_text(text, origin)
+    # 3. Find our key's signature line by name and key ID; verify it.
+    wanted = note_key_id(note_origin, public_raw)
+    signatures = [s for name, s in _signature_lines(sig_block) if name == note_origin]
+    ours = next((s for s in signatures if s[:4] == wanted), None)
+    if ours is None:
+        raise CheckpointInvalid("no signature by the institution key")
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(ours[4:], text.encode())
+    except InvalidSignature:
+        raise CheckpointInvalid("signature does not verify") from None
+    return Checkpoint(note_origin, size, root, note, time)
+
+
+def _checkpoint_text(text: str, origin: str | None) -> tuple[str, int, bytes, str | None]:
+    """Origin, tree size, root hash and the optional time line of a checkpoint's text."""
     lines = text.split("\n")[:-1]
     if len(lines) < 3:
         raise CheckpointInvalid("checkpoint needs origin, size and root lines")
@@ -123,22 +140,24 @@ def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) 
         raise CheckpointInvalid("root hash is not base64") from None
     if len(root) != 32:
         raise CheckpointInvalid("root hash is not 32 bytes")
-    time = None
-    for extension in lines[3:]:
-        if extension.startswith(TIME_PREFIX):
-            if time is not None or not _TIME.fullmatch(extension[len(TIME_PREFIX) :]):
-                raise CheckpointInvalid(f"bad time line {extension!r:.80}")
-            time = extension[len(TIME_PREFIX) :]
-    # 2. Find our key's signature line by name and key ID; verify it.
-    sig_lines = sig_block.split("\n")[:-1]
-    if not sig_lines:
+    times = [line[len(TIME_PREFIX) :] for line in lines[3:] if line.startswith(TIME_PREFIX)]
+    if len(times) > 1 or any(not _TIME.fullmatch(t) for t in times):
+        raise CheckpointInvalid(f"bad time line {times!r:.80}")
+    return note_origin, int(size_line), root, (times[0] if times else None)
+
+
+def _signature_lines(sig_block: str) -> list[tuple[str, bytes]]:
+    """(key name, key ID + signature) of every signature line; any malformed line is refused.
+
+    NOTE: signatures of other keys (witnesses) are returned too and ignored by the caller.
+    """
+    lines = sig_block.split("\n")[:-1]
+    if not lines:
         raise CheckpointInvalid("a signed note needs a signature line")
-    if len(sig_lines) > MAX_SIGNATURES:
+    if len(lines) > MAX_SIGNATURES:
         raise CheckpointInvalid(f"more than {MAX_SIGNATURES} signature lines")
-    wanted = note_key_id(note_origin, public_raw)
-    public = Ed25519PublicKey.from_public_bytes(public_raw)
-    found: Checkpoint | None = None
-    for line in sig_lines:
+    result = []
+    for line in lines:
         if not line.startswith(SIG_PREFIX):
             raise CheckpointInvalid("malformed signature line")
         name, _, blob = line[len(SIG_PREFIX) :].rpartition(" ")
@@ -149,13 +168,5 @@ def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) 
             raise CheckpointInvalid("signature is not base64") from None
         if len(raw) < 5:
             raise CheckpointInvalid("signature too short")
-        if name != note_origin or raw[:4] != wanted or found is not None:
-            continue  # NOTE: signatures of other keys (witnesses) are ignored, per the spec
-        try:
-            public.verify(raw[4:], text.encode())
-        except InvalidSignature:
-            raise CheckpointInvalid("signature does not verify") from None
-        found = Checkpoint(note_origin, int(size_line), root, note, time)
-    if found is None:
-        raise CheckpointInvalid("no signature by the institution key")
-    return found
+        result.append((name, raw))
+    return result
