@@ -26,6 +26,7 @@ from expense_audit.errors import (
     ContentMissing,
     DataInvalid,
     NotPermitted,
+    RoleNotAllowed,
     WorkflowError,
 )
 from expense_audit.guards import (
@@ -39,6 +40,7 @@ from expense_audit.guards import (
 )
 from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
 from expense_audit.machine import machine_for
+from expense_audit.mandates import Mandate
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
     CONTENT_FIELDS,
@@ -54,6 +56,7 @@ from .clock import Clock, local_time, utcnow
 from .directory import Directory
 from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
+from .mandates import Mandates
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
 from .policy import can_edit
@@ -136,6 +139,7 @@ class ApprovalService:
         self.base_url = base_url
         self.workflow: WorkflowDefinition = definitions.workflow(workflow)
         self.machine = machine_for(self.workflow)
+        self.mandates = Mandates(session, directory=directory, clock=clock)
 
     # --- drafts -------------------------------------------------------------------------------
 
@@ -463,7 +467,7 @@ class ApprovalService:
             raise AccountLocked(
                 "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
             )
-        role = self.machine.role_for(transition, actor.role_list)
+        role, mandate = self._role_for(current, transition, actor)
         # 2. Comment and data the transition needs.
         comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
@@ -482,6 +486,8 @@ class ApprovalService:
         data: dict[str, Any] = {"content": content}
         if payment:
             data["payment"] = payment
+        if mandate is not None:
+            data["mandate"] = mandate.ref
         decision = make_decision(
             origin=self.directory.keyring.origin,
             request=current.number,
@@ -499,6 +505,30 @@ class ApprovalService:
             issued=format_ts(self.clock()),
         )
         return decision, transition
+
+    def _role_for(
+        self, current: Current, transition: TransitionDef, actor: User
+    ) -> tuple[str, Mandate | None]:
+        """The role the actor acts under: their own, or one a live mandate gives them."""
+        try:
+            return self.machine.role_for(transition, actor.role_list), None
+        except RoleNotAllowed:
+            content = (
+                content_of(current.projection)
+                if current.projection is not None
+                else draft_content(current.draft)
+                if current.draft is not None
+                else {}
+            )
+            mandate = self.mandates.for_step(
+                actor,
+                transition.roles,
+                line=str(content.get("line") or ""),
+                amount_vnd=int(content.get("amount_vnd") or 0),
+            )
+            if mandate is None:
+                raise
+            return mandate.role, mandate
 
     def _last_hash(self, current: Current) -> str | None:
         """Hash of the request's latest event (None before its first)."""
