@@ -40,7 +40,7 @@ from expense_audit.guards import (
 )
 from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
 from expense_audit.machine import machine_for
-from expense_audit.mandates import Mandate
+from expense_audit.mandates import Mandate, local_date
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
     CONTENT_FIELDS,
@@ -569,6 +569,7 @@ class ApprovalService:
         self, current: Current, actor: User, content: Mapping[str, Any], payment: Mapping[str, Any]
     ) -> GuardContext:
         line = str(content.get("line") or "")
+        now = self.clock()
         return GuardContext(
             actor=actor.login,
             owner=current.owner,
@@ -577,7 +578,8 @@ class ApprovalService:
             catalogue=self.definitions.catalogues.get(current.number.split("/")[0]),
             book=self.book_for_line(line),
             data=payment,
-            today=self.clock().date(),
+            today=now.date(),
+            local_day=local_date(now),
         )
 
     def _concurrent_change(self, current: Current) -> ConcurrentChange:

@@ -253,6 +253,7 @@ class Replay:
             book=self.book,
             data=data.get("payment") or {},
             today=date.fromisoformat(body["ts"][:10]),
+            local_day=local_date(body["ts"]),
         )
         machine_for(workflow).fire(state, action, ctx)
 
