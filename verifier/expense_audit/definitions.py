@@ -27,6 +27,9 @@ class StateDef:
     wait_days: int | None = None
     remind: tuple[str, ...] = ()
     editable: bool = False  # the proposer may still change the content here
+    # after this many reminders in the state, `escalate` (the next role up) is told, once
+    escalate_after: int | None = None
+    escalate: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -328,7 +331,15 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
         key = f"states.{name}"
         if not isinstance(raw, dict):
             raise DefinitionError(path, key, "must be a table")
-        unknown = set(raw) - {"label", "final", "wait_days", "remind", "editable"}
+        unknown = set(raw) - {
+            "label",
+            "final",
+            "wait_days",
+            "remind",
+            "editable",
+            "escalate_after",
+            "escalate",
+        }
         if unknown:
             raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
         wait = raw.get("wait_days")
@@ -338,6 +349,15 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
                 raise DefinitionError(path, f"{key}.remind", f"unknown recipient {recipient!r}")
         if remind and wait is None:
             raise DefinitionError(path, f"{key}.remind", "reminders need wait_days")
+        escalate = _names(raw.get("escalate", []), path, f"{key}.escalate")
+        for recipient in escalate:
+            if recipient not in RECIPIENTS:
+                raise DefinitionError(path, f"{key}.escalate", f"unknown recipient {recipient!r}")
+        after = raw.get("escalate_after")
+        if bool(escalate) != (after is not None) or (escalate and not remind):
+            raise DefinitionError(
+                path, f"{key}.escalate", "escalate and escalate_after go together, after remind"
+            )
         states[name] = StateDef(
             name=name,
             label=_labels(raw.get("label"), path, f"{key}.label"),
@@ -345,6 +365,10 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
             wait_days=None if wait is None else _positive_int(wait, path, f"{key}.wait_days"),
             remind=remind,
             editable=_flag(raw, "editable", path, key),
+            escalate_after=None
+            if after is None
+            else _positive_int(after, path, f"{key}.escalate_after"),
+            escalate=escalate,
         )
     if not states:
         raise DefinitionError(path, "states", "no states defined")
