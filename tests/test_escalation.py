@@ -45,9 +45,7 @@ def test_escalation_stops_when_the_state_changes(school: School, clock: Stepping
     assert _escalations(school) == []
 
 
-def test_deputies_are_told_when_a_payment_stays_stuck(
-    school: School, clock: SteppingClock
-) -> None:
+def test_deputies_are_told_when_a_payment_stays_stuck(school: School, clock: SteppingClock) -> None:
     """An approved request unpaid after two reminders to Mai: the deputies are told, once."""
     runtime = school.runtime
     number = school.to_state("approved")

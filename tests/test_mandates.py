@@ -78,6 +78,8 @@ def test_deputy_approves_under_kt_mandate_while_principal_is_away(
     assert decision["data"]["mandate"] == {"seq": mandate.seq, "hash": mandate.hash}
     row = school.request(from_dung)
     assert row is not None and row.state == "approved" and row.approved_by == "long"
+    [to_hanh] = [m for m in school.mails() if m.event_seq == event.seq and m.recipient == "hanh"]
+    assert "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long" in to_hanh.body_text
     assert verify(school) == []
 
 

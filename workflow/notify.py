@@ -94,8 +94,12 @@ def queue_event_mails(
     comment: str | None,
     base_url: str,
     now: datetime,
+    signed_as: str | None = None,
 ) -> list[OutboxMail]:
-    """Queue the mails of one committed transition (same transaction as the event)."""
+    """Queue the mails of one committed transition (same transaction as the event).
+
+    ``signed_as`` is how a step under a mandate is signed ("KT. HIỆU TRƯỞNG / ... Long").
+    """
     number = str(projection["number"])
     mails = []
     subject_words = transition.mail or transition.label
@@ -108,7 +112,7 @@ def queue_event_mails(
             number=number,
             title=str(projection.get("title") or ""),
             amount_vnd=projection.get("amount_vnd"),
-            actor_name=actor.name,
+            actor_name=signed_as or actor.name,
             action_label=transition.label.get(user.language, transition.label["vi"]),
             comment=comment,
             link=request_link(base_url, number),

@@ -56,7 +56,7 @@ from .clock import Clock, local_time, utcnow
 from .directory import Directory
 from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
-from .mandates import Mandates
+from .mandates import Mandates, signature_line
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
 from .policy import can_edit
@@ -447,9 +447,16 @@ class ApprovalService:
             comment=checked["comment"],
             base_url=self.base_url,
             now=self.clock(),
+            signed_as=self._signed_as(checked, actor),
         )
         self.session.flush()
         return event
+
+    def _signed_as(self, decision: Mapping[str, Any], actor: User) -> str | None:
+        """How a step under a mandate is signed on papers and mails, else None."""
+        ref = (decision["data"] or {}).get("mandate")
+        mandate = self.mandates.get(int(ref["seq"])) if isinstance(ref, Mapping) else None
+        return signature_line(mandate, actor) if mandate is not None else None
 
     def _decide(
         self,
