@@ -232,7 +232,8 @@ def test_reminders_once_per_period_and_stop_when_the_state_changes(
     assert sorted(str(m["To"]).split("@")[0] for m in reminders) == ["dung", "long"]
     assert all("Nhắc việc" in str(m["Subject"]) for m in reminders)
     clock.now += timedelta(days=3, hours=1)
-    assert runtime.remind() == 2  # still waiting: reminded again
+    # still waiting: reminded again, and the principal told once (escalate_after = 2)
+    assert runtime.remind() == 3
     school.act(number, "forward", "long")
     clock.now += timedelta(days=1)
     assert runtime.remind() == 0  # left "submitted": no more reminders about it
