@@ -60,6 +60,7 @@ def test_ordinary_path_submit_forward_approve_pay(school: School) -> None:
     recipients = [(m.recipient, m.subject.split("]")[0]) for m in school.mails()]
     assert recipients == [
         ("long", "[2024-2025/0001"),
+        ("dung", "[2024-2025/0001"),  # the second deputy reviews too
         ("toan", "[2024-2025/0001"),
         ("hanh", "[2024-2025/0001"),
         ("mai", "[2024-2025/0001"),

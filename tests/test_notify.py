@@ -58,7 +58,15 @@ def test_each_transition_mails_whoever_acts_next_exactly_once(
     _set_user(runtime, "mai", language="en")
     number = school.draft()
     expected = [
-        ("submit", "hanh", {}, [("long", f"[{number}] Đề xuất mới chờ xem xét")]),
+        (
+            "submit",
+            "hanh",
+            {},
+            [
+                ("long", f"[{number}] Đề xuất mới chờ xem xét"),
+                ("dung", f"[{number}] Đề xuất mới chờ xem xét"),  # both deputies review
+            ],
+        ),
         (
             "forward",
             "long",
@@ -85,7 +93,7 @@ def test_each_transition_mails_whoever_acts_next_exactly_once(
         assert [(to, subject.split(":")[0]) for to, subject in got] == mails
     assert runtime.deliver_mail().sent == 0  # nothing twice
     ids = [m["Message-ID"] for m in smtp.messages]
-    assert len(ids) == len(set(ids)) == 5
+    assert len(ids) == len(set(ids)) == 6
     english = next(m for m in smtp.messages if str(m["To"]).startswith("mai@"))
     assert english["Content-Language"] == "en"
     text = english.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -130,9 +138,9 @@ def test_outage_loses_nothing_and_duplicates_nothing(
     number = school.to_state("forwarded")
     clock.step = timedelta(
         0
-    )  # time stands still until we move it  # submit mails long, forward mails toan
+    )  # time stands still until we move it  # submit mails long and dung, forward mails toan
     report = runtime.deliver_mail()
-    assert (report.sent, report.retrying) == (0, 2)
+    assert (report.sent, report.retrying) == (0, 3)
     assert all(
         m.status == "pending" and m.attempts == 1 and "Connection" in (m.last_error or "")
         for m in school.mails()
@@ -140,10 +148,11 @@ def test_outage_loses_nothing_and_duplicates_nothing(
     smtp.start()
     assert runtime.deliver_mail().sent == 0  # still backing off
     clock.now += timedelta(minutes=3)
-    assert runtime.deliver_mail().sent == 2
+    assert runtime.deliver_mail().sent == 3
     assert runtime.deliver_mail().sent == 0
+    mails = school.mails()
     assert sorted(_received(smtp)) == sorted(
-        [("long", m.subject) for m in school.mails()[:1]] + [("toan", school.mails()[1].subject)]
+        [("long", mails[0].subject), ("dung", mails[1].subject), ("toan", mails[2].subject)]
     )
     assert all(number in str(m["Subject"]) for m in smtp.messages)
 
@@ -157,7 +166,7 @@ def test_a_mail_that_keeps_failing_is_marked_failed_for_the_admin(school: School
         clock.now += timedelta(hours=1)
     with runtime.transaction() as session:
         failed = list(failed_mails(session))
-        assert [(m.recipient, m.attempts) for m in failed] == [("long", 3)]
+        assert sorted((m.recipient, m.attempts) for m in failed) == [("dung", 3), ("long", 3)]
 
 
 def test_starttls_and_login(school: School, tmp_path: Path) -> None:
@@ -178,7 +187,7 @@ def test_starttls_and_login(school: School, tmp_path: Path) -> None:
             cafile=str(cafile),
         )
         school.to_state("submitted")
-        assert school.runtime.deliver_mail().sent == 1
+        assert school.runtime.deliver_mail().sent == 2  # long and dung, the two reviewers
         _use_smtp(
             school.runtime,
             server.port,
@@ -192,7 +201,7 @@ def test_starttls_and_login(school: School, tmp_path: Path) -> None:
         assert report.sent == 0 and "Authentication" in report.errors[0]
     finally:
         server.stop()
-    assert len(server.messages) == 1
+    assert len(server.messages) == 2  # the first request's mails to long and dung
 
 
 def test_ssl_connection(school: School, tmp_path: Path) -> None:
@@ -201,7 +210,7 @@ def test_ssl_connection(school: School, tmp_path: Path) -> None:
     try:
         _use_smtp(school.runtime, server.port, security="ssl", cafile=str(cafile))
         school.to_state("submitted")
-        assert school.runtime.deliver_mail().sent == 1
+        assert school.runtime.deliver_mail().sent == 2  # long and dung, the two reviewers
     finally:
         server.stop()
 
@@ -216,13 +225,15 @@ def test_reminders_once_per_period_and_stop_when_the_state_changes(
     clock.now += timedelta(days=1)
     assert runtime.remind() == 0
     clock.now += timedelta(days=2, hours=1)
-    assert runtime.remind() == 1
+    assert runtime.remind() == 2  # both reviewers, long and dung
     assert runtime.remind() == 0  # at most once per period
     runtime.deliver_mail()
-    reminder = smtp.messages[-1]
-    assert str(reminder["To"]).startswith("long@") and "Nhắc việc" in str(reminder["Subject"])
+    reminders = smtp.messages[-2:]
+    assert sorted(str(m["To"]).split("@")[0] for m in reminders) == ["dung", "long"]
+    assert all("Nhắc việc" in str(m["Subject"]) for m in reminders)
     clock.now += timedelta(days=3, hours=1)
-    assert runtime.remind() == 1  # still waiting: reminded again
+    # still waiting: reminded again, and the principal told once (escalate_after = 2)
+    assert runtime.remind() == 3
     school.act(number, "forward", "long")
     clock.now += timedelta(days=1)
     assert runtime.remind() == 0  # left "submitted": no more reminders about it
@@ -237,7 +248,7 @@ def test_daily_digest_instead_of_one_mail_per_request(school: School, smtp: Smtp
     _use_smtp(runtime, smtp.port)
     _set_user(runtime, "long", digest=True)
     first, second = school.to_state("submitted"), school.to_state("submitted")
-    assert runtime.deliver_mail().sent == 0
+    assert runtime.deliver_mail().sent == 2  # dung, who takes no digest, gets hers at once
     assert runtime.digest() == 1
     assert runtime.digest() == 0
     assert runtime.deliver_mail().sent == 1
@@ -268,5 +279,5 @@ def test_console_delivery_in_development(
     school: School, capsys: pytest.CaptureFixture[str]
 ) -> None:
     school.to_state("submitted")
-    assert school.runtime.deliver_mail().sent == 1
+    assert school.runtime.deliver_mail().sent == 2  # long and dung
     assert "Đề xuất mới chờ xem xét" in capsys.readouterr().out

@@ -40,6 +40,7 @@ PEOPLE = (
     DemoPerson(
         "long", "Nguyễn Văn Long", ("reviewer", "proposer"), "deputy principal / phó hiệu trưởng"
     ),
+    DemoPerson("dung", "Phạm Thị Dung", ("reviewer",), "second deputy principal / phó hiệu trưởng"),
     DemoPerson("toan", "Nguyễn Văn Toàn", ("approver", "proposer"), "principal / hiệu trưởng"),
     DemoPerson("mai", "Trần Thị Mai", ("accountant",), "accountant / kế toán"),
     DemoPerson("kiem", "Lê Văn Kiểm", ("auditor",), "district inspector / thanh tra Phòng GDĐT"),

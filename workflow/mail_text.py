@@ -10,11 +10,13 @@ SUBJECTS = {
     "vi": {
         "event": "[{number}] {headline}: {title}",
         "remind": "[{number}] Nhắc việc: đề xuất đang chờ bạn xử lý: {title}",
+        "escalate": "[{number}] Đề xuất chờ lâu, đã nhắc {count} lần: {title}",
         "checkpoint": "Điểm kiểm tra nhật ký {origin}: {size} sự kiện",
     },
     "en": {
         "event": "[{number}] {headline}: {title}",
         "remind": "[{number}] Reminder: a request is waiting for you: {title}",
+        "escalate": "[{number}] Still waiting after {count} reminders: {title}",
         "checkpoint": "Log checkpoint {origin}: {size} events",
     },
 }
@@ -24,6 +26,8 @@ BODIES = {
         "greeting": "Chào {name},",
         "what": "{actor} đã thực hiện «{action}» với đề xuất {number}.",
         "remind": "Đề xuất {number} đang chờ bạn xử lý từ {since}.",
+        "escalate": "Đề xuất {number} chờ «{state}» từ {since}; người phụ trách đã được nhắc "
+        "{count} lần mà chưa xử lý. Thư này chỉ gửi một lần.",
         "amount": "Số tiền: {amount}",
         "comment": "Ý kiến: {comment}",
         "link": "Mở đề xuất (cần đăng nhập, thao tác ký cần xác nhận bằng mã ký):",
@@ -33,6 +37,8 @@ BODIES = {
         "greeting": "Hello {name},",
         "what": "{actor} did “{action}” on request {number}.",
         "remind": "Request {number} has been waiting for you since {since}.",
+        "escalate": "Request {number} has been “{state}” since {since}; whoever must act was "
+        "reminded {count} times. You get this mail once.",
         "amount": "Amount: {amount}",
         "comment": "Comment: {comment}",
         "link": "Open the request (login required; signed steps ask for your signing secret):",
@@ -55,17 +61,26 @@ def render(
     comment: str | None = None,
     since: str = "",
     link: str,
+    count: int = 0,
+    state_label: str = "",
 ) -> tuple[str, str, str]:
     """Return (subject, plain text, HTML) for one mail about a request.
 
     ``kind`` is "event" (a step was taken; ``headline`` is the transition's mail subject from
-    the definition) or "remind" (a request waits too long).
+    the definition), "remind" (a request waits too long) or "escalate" (the next role up is
+    told, once, that ``count`` reminders went unanswered).
     """
     lang = language if language in SUBJECTS else "vi"
     words = BODIES[lang]
-    subject = SUBJECTS[lang][kind].format(number=number, title=title[:80], headline=headline)
+    subject = SUBJECTS[lang][kind].format(
+        number=number, title=title[:80], headline=headline, count=count
+    )
     lines = [words["greeting"].format(name=recipient_name), ""]
-    if kind == "remind":
+    if kind == "escalate":
+        lines.append(
+            words["escalate"].format(number=number, since=since, count=count, state=state_label)
+        )
+    elif kind == "remind":
         lines.append(words["remind"].format(number=number, since=since))
     else:
         lines.append(words["what"].format(actor=actor_name, action=action_label, number=number))

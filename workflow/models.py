@@ -262,6 +262,28 @@ class ReminderSent(Base):
     request: Mapped[str] = mapped_column(String(32), primary_key=True)
     state_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     sent_at: Mapped[datetime] = mapped_column(DateTime)
+    # reminders sent while the request waits in this state; after the definition's `escalate_after`
+    # the next role up is told, once (escalated_at)
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class MandateRow(Base):
+    """A mandate granted in the log (expense_audit.mandates); the log's grant event is the truth."""
+
+    __tablename__ = "mandates"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # grant
+    hash: Mapped[str] = mapped_column(String(64))
+    delegator: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"))
+    delegate: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    valid_from: Mapped[str] = mapped_column(String(10))  # ISO dates, local (UTC+7) calendar
+    valid_to: Mapped[str] = mapped_column(String(10))
+    lines: Mapped[list[str]] = mapped_column(JSON)
+    max_amount_vnd: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class LoginAttempt(Base):

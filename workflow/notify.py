@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from expense_audit.checkpoint import Checkpoint
-from expense_audit.definitions import TransitionDef, WorkflowDefinition
+from expense_audit.definitions import StateDef, TransitionDef, WorkflowDefinition
 
 from .clock import utcnow
 from .mail_text import render, render_checkpoint, render_digest, render_key_mail
@@ -94,8 +94,12 @@ def queue_event_mails(
     comment: str | None,
     base_url: str,
     now: datetime,
+    signed_as: str | None = None,
 ) -> list[OutboxMail]:
-    """Queue the mails of one committed transition (same transaction as the event)."""
+    """Queue the mails of one committed transition (same transaction as the event).
+
+    ``signed_as`` is how a step under a mandate is signed ("KT. HIỆU TRƯỞNG / ... Long").
+    """
     number = str(projection["number"])
     mails = []
     subject_words = transition.mail or transition.label
@@ -108,7 +112,7 @@ def queue_event_mails(
             number=number,
             title=str(projection.get("title") or ""),
             amount_vnd=projection.get("amount_vnd"),
-            actor_name=actor.name,
+            actor_name=signed_as or actor.name,
             action_label=transition.label.get(user.language, transition.label["vi"]),
             comment=comment,
             link=request_link(base_url, number),
@@ -181,10 +185,60 @@ def queue_reminders(
                     )
                 )
             if sent is None:
-                session.add(ReminderSent(request=row.number, state_seq=row.last_seq, sent_at=now))
+                sent = ReminderSent(
+                    request=row.number, state_seq=row.last_seq, sent_at=now, count=1
+                )
+                session.add(sent)
             else:
                 sent.sent_at = now
+                sent.count += 1
+            if (
+                state.escalate_after is not None
+                and sent.count >= state.escalate_after
+                and sent.escalated_at is None
+            ):
+                mails += _escalate(session, row, state, sent.count, origin, base_url, now)
+                sent.escalated_at = now
     session.flush()
+    return mails
+
+
+def _escalate(
+    session: Session,
+    row: Request,
+    state: StateDef,
+    count: int,
+    origin: str,
+    base_url: str,
+    now: datetime,
+) -> list[OutboxMail]:
+    """Tell the next role up, once, that a request still waits after ``count`` reminders."""
+    projection = {"number": row.number, "owner": row.owner, "forwarded_by": row.forwarded_by}
+    mails = []
+    for user in resolve_recipients(session, state.escalate, projection, actor=None):
+        content = render(
+            kind="escalate",
+            language=user.language,
+            recipient_name=user.name,
+            number=row.number,
+            title=row.title or "",
+            amount_vnd=row.amount_vnd,
+            since=_display_ts(row.updated_at),
+            link=request_link(base_url, row.number),
+            count=count,
+            state_label=state.label.get(user.language, state.label["vi"]),
+        )
+        mails.append(
+            _queue(
+                session,
+                to=user,
+                kind="reminder",
+                mid=message_id(origin, "escalate", str(row.last_seq), user.login),
+                content=content,
+                now=now,
+                request=row.number,
+            )
+        )
     return mails
 
 

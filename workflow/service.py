@@ -26,6 +26,7 @@ from expense_audit.errors import (
     ContentMissing,
     DataInvalid,
     NotPermitted,
+    RoleNotAllowed,
     WorkflowError,
 )
 from expense_audit.guards import (
@@ -39,6 +40,7 @@ from expense_audit.guards import (
 )
 from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
 from expense_audit.machine import machine_for
+from expense_audit.mandates import Mandate, local_date
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
     CONTENT_FIELDS,
@@ -54,6 +56,7 @@ from .clock import Clock, local_time, utcnow
 from .directory import Directory
 from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
+from .mandates import Mandates, signature_line
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
 from .policy import can_edit
@@ -136,6 +139,7 @@ class ApprovalService:
         self.base_url = base_url
         self.workflow: WorkflowDefinition = definitions.workflow(workflow)
         self.machine = machine_for(self.workflow)
+        self.mandates = Mandates(session, directory=directory, clock=clock)
 
     # --- drafts -------------------------------------------------------------------------------
 
@@ -443,9 +447,16 @@ class ApprovalService:
             comment=checked["comment"],
             base_url=self.base_url,
             now=self.clock(),
+            signed_as=self._signed_as(checked, actor),
         )
         self.session.flush()
         return event
+
+    def _signed_as(self, decision: Mapping[str, Any], actor: User) -> str | None:
+        """How a step under a mandate is signed on papers and mails, else None."""
+        ref = (decision["data"] or {}).get("mandate")
+        mandate = self.mandates.get(int(ref["seq"])) if isinstance(ref, Mapping) else None
+        return signature_line(mandate, actor) if mandate is not None else None
 
     def _decide(
         self,
@@ -463,7 +474,7 @@ class ApprovalService:
             raise AccountLocked(
                 "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
             )
-        role = self.machine.role_for(transition, actor.role_list)
+        role, mandate = self._role_for(current, transition, actor)
         # 2. Comment and data the transition needs.
         comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
@@ -482,6 +493,8 @@ class ApprovalService:
         data: dict[str, Any] = {"content": content}
         if payment:
             data["payment"] = payment
+        if mandate is not None:
+            data["mandate"] = mandate.ref
         decision = make_decision(
             origin=self.directory.keyring.origin,
             request=current.number,
@@ -499,6 +512,30 @@ class ApprovalService:
             issued=format_ts(self.clock()),
         )
         return decision, transition
+
+    def _role_for(
+        self, current: Current, transition: TransitionDef, actor: User
+    ) -> tuple[str, Mandate | None]:
+        """The role the actor acts under: their own, or one a live mandate gives them."""
+        try:
+            return self.machine.role_for(transition, actor.role_list), None
+        except RoleNotAllowed:
+            content = (
+                content_of(current.projection)
+                if current.projection is not None
+                else draft_content(current.draft)
+                if current.draft is not None
+                else {}
+            )
+            mandate = self.mandates.for_step(
+                actor,
+                transition.roles,
+                line=str(content.get("line") or ""),
+                amount_vnd=int(content.get("amount_vnd") or 0),
+            )
+            if mandate is None:
+                raise
+            return mandate.role, mandate
 
     def _last_hash(self, current: Current) -> str | None:
         """Hash of the request's latest event (None before its first)."""
@@ -539,6 +576,7 @@ class ApprovalService:
         self, current: Current, actor: User, content: Mapping[str, Any], payment: Mapping[str, Any]
     ) -> GuardContext:
         line = str(content.get("line") or "")
+        now = self.clock()
         return GuardContext(
             actor=actor.login,
             owner=current.owner,
@@ -547,7 +585,8 @@ class ApprovalService:
             catalogue=self.definitions.catalogues.get(current.number.split("/")[0]),
             book=self.book_for_line(line),
             data=payment,
-            today=self.clock().date(),
+            today=now.date(),
+            local_day=local_date(now),
         )
 
     def _concurrent_change(self, current: Current) -> ConcurrentChange:

@@ -7,7 +7,7 @@ import tomllib
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ class StateDef:
     wait_days: int | None = None
     remind: tuple[str, ...] = ()
     editable: bool = False  # the proposer may still change the content here
+    # after this many reminders in the state, `escalate` (the next role up) is told, once
+    escalate_after: int | None = None
+    escalate: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,15 @@ class BudgetLine:
 
 
 @dataclass(frozen=True)
+class QuoteRule:
+    """From ``effective`` on, a request above ``above_vnd`` carries ``min_quotes`` quotes."""
+
+    effective: date
+    above_vnd: int
+    min_quotes: int
+
+
+@dataclass(frozen=True)
 class BudgetCatalogue:
     school_year: str
     budget_years: tuple[int, ...]
@@ -140,6 +152,15 @@ class BudgetCatalogue:
     lines: Mapping[str, BudgetLine]
     path: str
     sha256: str
+    # dated quote rules, oldest first; without [[quote_rules]] the catalogue's own pair applies
+    quote_rules: tuple[QuoteRule, ...] = ()
+
+    def quote_rule_on(self, day: date | None) -> QuoteRule:
+        """The quote rule in force on ``day`` (the request's submission date, local time)."""
+        in_force = [r for r in self.quote_rules if day is None or r.effective <= day]
+        if in_force:
+            return in_force[-1]
+        return QuoteRule(date.min, self.quotes_above_vnd, self.min_quotes)
 
     def default_budget_year(self, day: date) -> int:
         """The budget year a new request is for: the calendar year if the plan covers it."""
@@ -310,7 +331,15 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
         key = f"states.{name}"
         if not isinstance(raw, dict):
             raise DefinitionError(path, key, "must be a table")
-        unknown = set(raw) - {"label", "final", "wait_days", "remind", "editable"}
+        unknown = set(raw) - {
+            "label",
+            "final",
+            "wait_days",
+            "remind",
+            "editable",
+            "escalate_after",
+            "escalate",
+        }
         if unknown:
             raise DefinitionError(path, key, f"unknown keys {sorted(unknown)}")
         wait = raw.get("wait_days")
@@ -320,6 +349,15 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
                 raise DefinitionError(path, f"{key}.remind", f"unknown recipient {recipient!r}")
         if remind and wait is None:
             raise DefinitionError(path, f"{key}.remind", "reminders need wait_days")
+        escalate = _names(raw.get("escalate", []), path, f"{key}.escalate")
+        for recipient in escalate:
+            if recipient not in RECIPIENTS:
+                raise DefinitionError(path, f"{key}.escalate", f"unknown recipient {recipient!r}")
+        after = raw.get("escalate_after")
+        if bool(escalate) != (after is not None) or (escalate and not remind):
+            raise DefinitionError(
+                path, f"{key}.escalate", "escalate and escalate_after go together, after remind"
+            )
         states[name] = StateDef(
             name=name,
             label=_labels(raw.get("label"), path, f"{key}.label"),
@@ -327,6 +365,10 @@ def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
             wait_days=None if wait is None else _positive_int(wait, path, f"{key}.wait_days"),
             remind=remind,
             editable=_flag(raw, "editable", path, key),
+            escalate_after=None
+            if after is None
+            else _positive_int(after, path, f"{key}.escalate_after"),
+            escalate=escalate,
         )
     if not states:
         raise DefinitionError(path, "states", "no states defined")
@@ -497,6 +539,7 @@ def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatal
     if not lines:
         raise DefinitionError(path, "lines", "no budget lines defined")
     return BudgetCatalogue(
+        quote_rules=_load_quote_rules(doc.get("quote_rules", []), path),
         school_year=school_year,
         budget_years=years,
         school=_labels(head.get("school"), path, "catalogue.school"),
@@ -509,6 +552,31 @@ def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatal
         path=path,
         sha256=sha256_hex(data),
     )
+
+
+def _load_quote_rules(raw: Any, path: str) -> tuple[QuoteRule, ...]:
+    """[[quote_rules]]: effective (a TOML date), above_vnd, min_quotes; dates strictly rising."""
+    if not isinstance(raw, list):
+        raise DefinitionError(path, "quote_rules", "must be an array of tables [[quote_rules]]")
+    rules: list[QuoteRule] = []
+    for index, item in enumerate(raw):
+        key = f"quote_rules[{index}]"
+        if not isinstance(item, dict) or set(item) != {"effective", "above_vnd", "min_quotes"}:
+            raise DefinitionError(path, key, "needs exactly effective, above_vnd and min_quotes")
+        effective = item["effective"]
+        # NOTE: tomllib reads 2025-07-01 as a date; a datetime is also a date, so refuse it.
+        if not isinstance(effective, date) or isinstance(effective, datetime):
+            raise DefinitionError(path, f"{key}.effective", "must be a date like 2025-07-01")
+        if rules and effective <= rules[-1].effective:
+            raise DefinitionError(path, f"{key}.effective", "dates must rise from rule to rule")
+        rules.append(
+            QuoteRule(
+                effective=effective,
+                above_vnd=_positive_int(item["above_vnd"], path, f"{key}.above_vnd"),
+                min_quotes=_positive_int(item["min_quotes"], path, f"{key}.min_quotes"),
+            )
+        )
+    return tuple(rules)
 
 
 def _load_line(code: str, raw: Any, path: str, sources: Mapping[str, Labels]) -> BudgetLine:

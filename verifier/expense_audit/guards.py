@@ -38,6 +38,8 @@ class GuardContext:
     book: BudgetBook
     data: Mapping[str, Any] = field(default_factory=dict)
     today: date | None = None
+    # the school's local date of the step (dated rules, e.g. the quote rule at submission)
+    local_day: date | None = None
 
 
 Guard = Callable[[GuardContext], None]
@@ -204,15 +206,18 @@ def quotes_attached(ctx: GuardContext) -> None:
         return
     amount = int(ctx.content["amount_vnd"])
     attachments = ctx.content.get("attachments") or []
-    if amount > ctx.catalogue.quotes_above_vnd and len(attachments) < ctx.catalogue.min_quotes:
+    # The rule in force on the day the request is submitted (this guard runs at submission).
+    rule = ctx.catalogue.quote_rule_on(ctx.local_day)
+    if amount > rule.above_vnd and len(attachments) < rule.min_quotes:
         raise GuardRefused(
-            f"Đề xuất trên {format_vnd(ctx.catalogue.quotes_above_vnd)} cần ít nhất "
-            f"{ctx.catalogue.min_quotes} báo giá đính kèm (hiện có {len(attachments)}).",
-            en=f"Requests above {format_vnd(ctx.catalogue.quotes_above_vnd)} need at least "
-            f"{ctx.catalogue.min_quotes} supplier quotes attached ({len(attachments)} now).",
+            f"Đề xuất trên {format_vnd(rule.above_vnd)} cần ít nhất "
+            f"{rule.min_quotes} báo giá đính kèm (hiện có {len(attachments)}).",
+            en=f"Requests above {format_vnd(rule.above_vnd)} need at least "
+            f"{rule.min_quotes} supplier quotes attached ({len(attachments)} now).",
             rule="quotes_attached",
-            needed=ctx.catalogue.min_quotes,
+            needed=rule.min_quotes,
             found=len(attachments),
+            effective=rule.effective.isoformat(),
         )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import DataInvalid
 from ..guards import check_attachments
+from ..mandates import ACTIONS as MANDATE_ACTIONS
 from ..projection import CONTENT_FIELDS
 
 EVENT_FIELDS = frozenset(
@@ -179,6 +180,7 @@ _CONTENT: dict[str, Check] = {
 }
 if set(_CONTENT) != set(CONTENT_FIELDS):  # pragma: no cover - keeps the two lists together
     raise ImportError("verify.fields checks other content fields than projection.CONTENT_FIELDS")
+_MANDATE_REF: dict[str, Check] = {"seq": lambda v: v is not None and _seq_ref(v), "hash": _hex64}
 _PAYMENT: dict[str, Check] = {"voucher": _str, "paid_on": _date, "amount_paid_vnd": _int}
 
 
@@ -219,7 +221,7 @@ def check_body(body: object) -> datetime:
             checks = {name: check for name, check in checks.items() if name != optional}
         _exactly("data", data, checks)
         return moment
-    if action in KEY_DECISIONS:
+    if action in KEY_DECISIONS or action in MANDATE_ACTIONS:
         raise FieldInvalid(f"{action} is a v2 decision, found in a v1 body")
     _step_data(data, budget_inside=True)
     return moment
@@ -229,7 +231,10 @@ def _step_data(data: object, *, budget_inside: bool) -> None:
     """data of a request step: content, the payment record if any, (v1 only) the budget hash."""
     if not isinstance(data, dict):
         raise FieldInvalid(f"data is {type(data).__name__}, expected an object")
-    allowed = {"content", "budget", "payment"} if budget_inside else {"content", "payment"}
+    # NOTE: only a v2 step may act under a mandate (data.mandate names the grant event).
+    allowed = (
+        {"content", "budget", "payment"} if budget_inside else {"content", "payment", "mandate"}
+    )
     unexpected = set(data) - allowed
     if unexpected or "content" not in data:
         raise FieldInvalid(f"data fields: need content, unexpected {sorted(unexpected)}")
@@ -238,6 +243,8 @@ def _step_data(data: object, *, budget_inside: bool) -> None:
         raise FieldInvalid(f"data.budget has an invalid value {data['budget']!r:.80}")
     if "payment" in data:
         _exactly("data.payment", data["payment"], _PAYMENT)
+    if "mandate" in data:
+        _exactly("data.mandate", data["mandate"], _MANDATE_REF)
 
 
 def v2_view(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,6 +269,15 @@ def v2_view(body: Mapping[str, Any]) -> dict[str, Any]:
     action = view["action"]
     if view["actor"] == INSTITUTION:
         raise FieldInvalid("institution events stay v1; a v2 decision names institution")
+    if action in MANDATE_ACTIONS:
+        # NOTE: a mandate is about no request; its data is checked by the replay, which reports
+        # a broken one as mandate-invalid (expense_audit.mandates.parse_grant).
+        for name in _NULL_IN_KEY_DECISIONS[:-1]:
+            if view[name] is not None:
+                raise FieldInvalid(f"{action}: {name} must be null, found {view[name]!r:.80}")
+        if view["request_prev"] is not None:
+            raise FieldInvalid(f"{action}: request_prev must be null")
+        return view
     checks = KEY_DECISIONS.get(action)
     if checks is None:
         _step_data(view["data"], budget_inside=False)

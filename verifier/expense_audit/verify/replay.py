@@ -12,6 +12,17 @@ from ..definitions import BudgetCatalogue, WorkflowDefinition
 from ..errors import WorkflowError
 from ..guards import GuardContext, check_content
 from ..machine import machine_for
+from ..mandates import (
+    GRANT,
+    Mandate,
+    MandateRefused,
+    check_grant,
+    check_ref,
+    check_revoke,
+    check_use,
+    local_date,
+    parse_grant,
+)
 from ..projection import Projection, apply_event, content_of
 from .keys import Keyring
 from .report import Kind, Problem
@@ -38,11 +49,19 @@ class Replay:
         # hash of each request's latest event: what a v2 decision's request_prev must name
         self.heads: dict[str, str] = {}
         self.book = BudgetBook()
+        # mandates granted in the log, by the seq of their grant event
+        self.mandates: dict[int, Mandate] = {}
         self.problems: list[Problem] = []
         self._reported_definitions: set[str] = set()
 
-    def load(self, projections: Mapping[str, Projection], heads: Mapping[str, str]) -> None:
-        """Start from projections (and request heads) saved at a trusted checkpoint."""
+    def load(
+        self,
+        projections: Mapping[str, Projection],
+        heads: Mapping[str, str],
+        mandates: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start from projections (request heads, mandates) saved at a trusted checkpoint."""
+        self.mandates = {int(s): Mandate.from_state(m) for s, m in (mandates or {}).items()}
         self.projections = {n: dict(p) for n, p in projections.items()}
         self.heads = {str(n): str(h) for n, h in heads.items()}
         for number, projection in self.projections.items():
@@ -95,6 +114,71 @@ class Replay:
         with contextlib.suppress(TypeError, ValueError, KeyError, ArithmeticError):
             self.book.set(number, commitment_of(updated))
 
+    def mandate_event(
+        self, seq: int, view: dict[str, Any], event_hash: str, *, verified: bool
+    ) -> None:
+        """A mandate.grant or mandate.revoke decision: checked, and kept when it holds."""
+        actor = view["actor"]
+        if actor in self.keyring.locked:
+            self.problems.append(Problem(seq, Kind.FORBIDDEN_STEP, f"{actor}'s account is locked"))
+            return
+        # NOTE: a mandate whose signature failed grants nothing: steps naming it are then
+        # reported as under an unknown mandate.
+        if not verified:
+            return
+        on = local_date(view["ts"])
+        try:
+            if view["action"] == GRANT:
+                mandate = parse_grant(view["data"], seq=seq, event_hash=event_hash)
+                check_grant(
+                    mandate,
+                    actor=actor,
+                    role=view["role"],
+                    actor_roles=self.keyring.roles.get(actor, set()),
+                    actor_mandates=[
+                        m for m in self.mandates.values() if m.delegate == actor and _live(m, on)
+                    ],
+                    on=on,
+                )
+                self.mandates[seq] = mandate
+            else:
+                mandate = self._mandate(view["data"])
+                check_revoke(mandate, actor=actor)
+                mandate.revoked_seq = seq
+        except MandateRefused as refusal:
+            detail = f"{view['action']} by {actor}: {refusal.message_en}"
+            self.problems.append(Problem(seq, Kind(refusal.problem), detail))
+
+    def _mandate(self, ref: Any) -> Mandate:
+        checked = check_ref(ref)
+        mandate = self.mandates.get(checked["seq"])
+        if mandate is None or mandate.hash != checked["hash"]:
+            raise MandateRefused(
+                "Không có giấy ủy quyền này trong nhật ký.",
+                en=f"no mandate was granted at event {checked['seq']} with hash "
+                f"{checked['hash'][:16]}…",
+                problem=Kind.MANDATE_UNKNOWN.value,
+            )
+        return mandate
+
+    def _check_mandate(self, body: dict[str, Any], content: Mapping[str, Any]) -> None:
+        """A step under a mandate: a real grant, the actor's, live today, within its scope."""
+        try:
+            mandate = self._mandate(body["data"]["mandate"])
+            check_use(
+                mandate,
+                actor=body["actor"],
+                role=body["role"],
+                on=local_date(body["ts"]),
+                line=str(content.get("line") or ""),
+                amount_vnd=int(content.get("amount_vnd") or 0),
+                delegator_roles=self.keyring.roles.get(mandate.delegator, set()),
+            )
+        except MandateRefused as refusal:
+            raise _Forbidden(
+                Kind(refusal.problem), f"{body['action']} by {body['actor']}: {refusal.message_en}"
+            ) from None
+
     def _effects(self, body: dict[str, Any], projection: Projection | None) -> tuple[str, ...]:
         """What the event's transition records, from the definition the event names."""
         workflow = self.workflows.get(body["definition"] or "")
@@ -141,7 +225,9 @@ class Replay:
                 f"{action} leads to {transition.dest!r}, event says {body['to']!r}",
             )
         held = self.keyring.roles.get(actor, set())
-        if role not in transition.roles or role not in held:
+        if "mandate" in data and role in transition.roles:
+            self._check_mandate(body, data["content"])
+        elif role not in transition.roles or role not in held:
             raise _Forbidden(
                 Kind.FORBIDDEN_STEP,
                 f"{actor} acted as {role!r}; {action} needs one of {list(transition.roles)} and {actor} holds {sorted(held)}",
@@ -167,5 +253,10 @@ class Replay:
             book=self.book,
             data=data.get("payment") or {},
             today=date.fromisoformat(body["ts"][:10]),
+            local_day=local_date(body["ts"]),
         )
         machine_for(workflow).fire(state, action, ctx)
+
+
+def _live(mandate: Mandate, on: date) -> bool:
+    return mandate.revoked_seq is None and mandate.valid_from <= on <= mandate.valid_to

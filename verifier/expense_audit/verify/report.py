@@ -97,6 +97,14 @@ class Kind(StrEnum):
     ATTACHMENT_MISSING = (
         "attachment-missing"  # a bound file absent from a --with-attachments bundle
     )
+    # Signing for someone (expense_audit.mandates): a step under a mandate, or the mandate itself.
+    MANDATE_UNKNOWN = "mandate-unknown"  # a step names a mandate the log does not hold (forged)
+    MANDATE_INVALID = "mandate-invalid"  # a grant or revocation that breaks the rules
+    MANDATE_EXPIRED = "mandate-expired"  # a step outside the mandate's dates
+    MANDATE_REVOKED = "mandate-revoked"  # a step after the delegator revoked the mandate
+    MANDATE_OUT_OF_SCOPE = "mandate-out-of-scope"  # another person, role, line or a larger amount
+    MANDATE_REDELEGATED = "mandate-redelegated"  # a delegate passing on what they hold by mandate
+    MANDATE_NOT_BY_DELEGATOR = "mandate-not-by-delegator"  # signed by someone else
     # Reported by the server's live check (workflow/livecheck.py), not by the offline verifier.
     ROW_MISSING = "row-missing"
     ROW_WITHOUT_EVENTS = "row-without-events"

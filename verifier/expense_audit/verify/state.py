@@ -17,7 +17,7 @@ from .keys import Keyring
 from .report import BundleUnreadable
 
 STATE_FORMAT = "expense-audit-verifier-state"
-STATE_VERSION = 4  # 4: the Merkle frontier and the chain head replace re-hashing old events
+STATE_VERSION = 5  # 4: the Merkle frontier and chain head; 5: mandates granted in the log
 
 
 def export_state(
@@ -28,6 +28,7 @@ def export_state(
     keyring: Keyring,
     projections: dict[str, Any],
     heads: dict[str, str],
+    mandates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What an auditor keeps after a full verification, to verify only what is new next time."""
     return {
@@ -43,6 +44,7 @@ def export_state(
         **keyring.export_state(),
         "projections": projections,
         "request_heads": heads,
+        "mandates": mandates or {},
     }
 
 

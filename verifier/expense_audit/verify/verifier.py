@@ -13,6 +13,7 @@ from typing import Any
 from ..canonical import event_hash, parse_canonical
 from ..checkpoint import CheckpointInvalid, open_checkpoint
 from ..decision import DecisionInvalid, check_log_body
+from ..mandates import ACTIONS as MANDATE_ACTIONS
 from ..merkle import Frontier, leaf_hash
 from .attachments import Attachments
 from .chain import CLOCK_TOLERANCE, Chain
@@ -196,6 +197,8 @@ class _Run:
         # 7. Key decisions change the keyring; request steps replay.
         if view["action"] in KEY_DECISIONS:
             self.keyring.key_decision(seq, view, verified, report)
+        elif view["action"] in MANDATE_ACTIONS:
+            self.replay.mandate_event(seq, view, claimed, verified=verified)
         else:
             self.attachments.bind(seq, view)
             self.replay.step(seq, view, claimed)
@@ -261,7 +264,7 @@ def verify_bundle(
         except CheckpointInvalid as exc:
             raise BundleUnreadable(f"trusted checkpoint does not verify: {exc.message}") from None
         frontier, projections, heads = load_state(dict(state), trusted, keyring, chain)
-        replay.load(projections, heads)
+        replay.load(projections, heads, dict(state).get("mandates") or {})
         if since is not None and since != trusted.size:
             raise BundleUnreadable(
                 f"this delta bundle starts after event {since}, your trusted checkpoint covers {trusted.size}"
@@ -343,5 +346,6 @@ def verify_bundle(
             keyring=keyring,
             projections=replay.projections,
             heads=replay.heads,
+            mandates={str(s): m.to_state() for s, m in replay.mandates.items()},
         )
     return report
