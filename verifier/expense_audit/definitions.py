@@ -407,24 +407,12 @@ def _load_transition(
     for state in (*sources, raw.get("dest")):
         if state not in states:
             raise DefinitionError(path, f"{key} ({trigger})", f"unknown state {state!r}")
-    roles = _names(raw.get("roles"), path, f"{key}.roles")
+    roles = _known(raw, "roles", ROLES, "role", path, key, required=True)
     if not roles:
         raise DefinitionError(path, f"{key}.roles", "at least one role is needed")
-    for role in roles:
-        if role not in ROLES:
-            raise DefinitionError(path, f"{key}.roles", f"unknown role {role!r}")
-    guards = _names(raw.get("guards", []), path, f"{key}.guards")
-    for guard in guards:
-        if guard not in GUARD_NAMES:
-            raise DefinitionError(path, f"{key}.guards", f"unknown guard {guard!r}")
-    notify = _names(raw.get("notify", []), path, f"{key}.notify")
-    for recipient in notify:
-        if recipient not in RECIPIENTS:
-            raise DefinitionError(path, f"{key}.notify", f"unknown recipient {recipient!r}")
-    effects = _names(raw.get("effects", []), path, f"{key}.effects")
-    for effect in effects:
-        if effect not in EFFECTS:
-            raise DefinitionError(path, f"{key}.effects", f"unknown effect {effect!r}")
+    guards = _known(raw, "guards", GUARD_NAMES, "guard", path, key)
+    notify = _known(raw, "notify", RECIPIENTS, "recipient", path, key)
+    effects = _known(raw, "effects", EFFECTS, "effect", path, key)
     tone = raw.get("tone", "plain")
     if tone not in TONES:
         raise DefinitionError(path, f"{key}.tone", f"must be one of {list(TONES)}")
@@ -443,6 +431,25 @@ def _load_transition(
         tone=str(tone),
         mail=None if raw.get("mail") is None else _labels(raw["mail"], path, f"{key}.mail"),
     )
+
+
+def _known(
+    raw: Mapping[str, Any],
+    name: str,
+    vocabulary: tuple[str, ...],
+    what: str,
+    path: str,
+    key: str,
+    *,
+    required: bool = False,
+) -> tuple[str, ...]:
+    """A list of names under ``name`` (empty if absent and not ``required``), each one of the
+    closed ``vocabulary``."""
+    names = _names(raw.get(name) if required else raw.get(name, []), path, f"{key}.{name}")
+    for item in names:
+        if item not in vocabulary:
+            raise DefinitionError(path, f"{key}.{name}", f"unknown {what} {item!r}")
+    return names
 
 
 def _flag(raw: Mapping[str, Any], name: str, path: str, key: str) -> bool:

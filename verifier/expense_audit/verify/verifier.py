@@ -73,7 +73,7 @@ class _Run:
         self.skipped = 0
 
     def events(self, *, jobs: int, progress: bool, total: object, skip: int) -> None:
-        report, chain, roots = self.report, self.chain, self.roots
+        report = self.report
         bar = _progress(total) if progress else None
         pool = Pool(jobs)
         batch: list[Crypto] = []
@@ -88,57 +88,12 @@ class _Run:
                 if self.skipped < skip:
                     self.skipped += 1
                     continue
-                # 2. The line is exactly the writer's form; keep the signed bytes as they are.
-                try:
-                    body_bytes, claimed, sig = split_line(line)
-                except LineNotCanonical as exc:
-                    report.add(chain.expected_seq, Kind.NON_CANONICAL, str(exc))
-                    chain.advance(None, chain.prev_hash)
-                    continue
-                roots.append(leaf_hash(bytes.fromhex(claimed) + sig))
-                # 3. The body is canonical JCS, checked on its bytes, and every field is typed.
-                seq = chain.expected_seq
-                try:
-                    body, canonical = parse_canonical(body_bytes)
-                except (ValueError, RecursionError) as exc:
-                    report.add(seq, Kind.MALFORMED, f"event body unreadable: {exc!s:.200}")
-                    chain.advance(None, claimed)
-                    continue
-                if not canonical:
-                    report.add(seq, Kind.NON_CANONICAL, "body is not in RFC 8785 canonical form")
-                    chain.advance(None, claimed)
-                    continue
-                if isinstance(body, dict) and body.get("v") == 2 and type(body["v"]) is int:
-                    self._v2(body, body_bytes, claimed, sig)
-                    continue
-                try:
-                    moment = check_body(body)
-                except FieldInvalid as exc:
-                    report.add(seq, Kind.MALFORMED, str(exc))
-                    chain.advance(None, claimed)
-                    continue
-                seq = body["seq"]
-                if not sig:
-                    report.add(seq, Kind.NON_CANONICAL, "a v1 event's line carries no signature")
-                # 4. Sequence, link, origin and time.
-                chain.link(seq, body, moment, report)
-                # 5. The key that must have signed it; 6. hash and signature (batched).
-                public = self.keyring.signing_key(seq, body, report)
-                if public is not None and not sig:
-                    public = None
-                batch.append((seq, body["request"], body_bytes, claimed, sig, public))
-                if len(batch) >= BATCH:
-                    pool.submit(batch, report)
-                    batch = []
-                # 7. Meaning: institution events change keys and roles; request steps replay.
-                if body["actor"] == INSTITUTION:
-                    if body["action"] != "log.init":
-                        self.keyring.apply(seq, body, report)
-                else:
-                    self.keyring.note_step(seq, body)
-                    self.attachments.bind(seq, body)
-                    self.replay.step(seq, body, claimed)
-                chain.advance(seq, claimed)
+                item = self._line(line)
+                if item is not None:
+                    batch.append(item)
+                    if len(batch) >= BATCH:
+                        pool.submit(batch, report)
+                        batch = []
             pool.submit(batch, report)
             pool.finish(report)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -155,6 +110,59 @@ class _Run:
                 Kind.CHECKPOINT_BEYOND_LOG,
                 f"your trusted checkpoint covers {skip} events, the bundle holds {report.event_count}: the log was truncated",
             )
+
+    def _line(self, line: bytes) -> Crypto | None:
+        """Steps 2-7 for one line; returns its hash and signature check for the pool (v1)."""
+        report, chain, roots = self.report, self.chain, self.roots
+        # 2. The line is exactly the writer's form; keep the signed bytes as they are.
+        try:
+            body_bytes, claimed, sig = split_line(line)
+        except LineNotCanonical as exc:
+            report.add(chain.expected_seq, Kind.NON_CANONICAL, str(exc))
+            chain.advance(None, chain.prev_hash)
+            return None
+        roots.append(leaf_hash(bytes.fromhex(claimed) + sig))
+        # 3. The body is canonical JCS, checked on its bytes, and every field is typed.
+        seq = chain.expected_seq
+        try:
+            body, canonical = parse_canonical(body_bytes)
+        except (ValueError, RecursionError) as exc:
+            report.add(seq, Kind.MALFORMED, f"event body unreadable: {exc!s:.200}")
+            chain.advance(None, claimed)
+            return None
+        if not canonical:
+            report.add(seq, Kind.NON_CANONICAL, "body is not in RFC 8785 canonical form")
+            chain.advance(None, claimed)
+            return None
+        if isinstance(body, dict) and body.get("v") == 2 and type(body["v"]) is int:
+            self._v2(body, body_bytes, claimed, sig)
+            return None
+        try:
+            moment = check_body(body)
+        except FieldInvalid as exc:
+            report.add(seq, Kind.MALFORMED, str(exc))
+            chain.advance(None, claimed)
+            return None
+        seq = body["seq"]
+        if not sig:
+            report.add(seq, Kind.NON_CANONICAL, "a v1 event's line carries no signature")
+        # 4. Sequence, link, origin and time.
+        chain.link(seq, body, moment, report)
+        # 5. The key that must have signed it; 6. hash and signature (batched).
+        public = self.keyring.signing_key(seq, body, report)
+        if public is not None and not sig:
+            public = None
+        item: Crypto = (seq, body["request"], body_bytes, claimed, sig, public)
+        # 7. Meaning: institution events change keys and roles; request steps replay.
+        if body["actor"] == INSTITUTION:
+            if body["action"] != "log.init":
+                self.keyring.apply(seq, body, report)
+        else:
+            self.keyring.note_step(seq, body)
+            self.attachments.bind(seq, body)
+            self.replay.step(seq, body, claimed)
+        chain.advance(seq, claimed)
+        return item
 
     def _v2(self, body: dict[str, Any], body_bytes: bytes, claimed: str, sig: bytes) -> None:
         """Steps 3 to 7 for a v2 event: the person's decision inside the log's body.
