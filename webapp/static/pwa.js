@@ -21,9 +21,11 @@ function show(kind) {
   note.hidden = !text;
 }
 
-function mark() {
+// A copy is shown because the network just failed, whatever navigator.onLine says (it only
+// knows about the phone's own link); only an "online" event afterwards offers a reload.
+function mark(event) {
   root.classList.toggle("is-offline", offline());
-  if (keptAt) show(navigator.onLine ? "reload" : "copy");
+  if (keptAt) show(event && event.type === "online" ? "reload" : "copy");
   else if (!navigator.onLine) show("now");
   else if (note) note.hidden = true;
 }
