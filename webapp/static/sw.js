@@ -29,17 +29,24 @@ self.addEventListener("activate", (event) => {
 
 // A page is kept with the time it was fetched; served offline, it is marked so that pwa.js
 // shows it as an offline copy and makes it read only.
-async function keep(request, response) {
-  const headers = new Headers(response.headers);
-  headers.set("X-Kept-At", new Date().toISOString());
-  const body = await response.clone().arrayBuffer();
-  const copy = new Response(body, { status: 200, headers });
-  const cache = await caches.open(PAGES);
-  await cache.put(request.url, copy.clone());
-  if (response.redirected) await cache.put(response.url, copy);
+// NOTE: Chrome replaces a cached entry by removing it first, so a page being re-kept is briefly
+// missing; a copy asked for meanwhile waits for the write instead of reporting "not kept".
+const writing = new Map();
+
+function keep(request, response) {
+  const job = (async () => {
+    const headers = new Headers(response.headers);
+    headers.set("X-Kept-At", new Date().toISOString());
+    const body = await response.clone().arrayBuffer();
+    const cache = await caches.open(PAGES);
+    await cache.put(request.url, new Response(body, { status: 200, headers }));
+  })();
+  writing.set(request.url, job);
+  return job.finally(() => { if (writing.get(request.url) === job) writing.delete(request.url); });
 }
 
 async function offlineCopy(request) {
+  await (writing.get(request.url) || Promise.resolve()).catch(() => {});
   const cache = await caches.open(PAGES);
   let kept = await cache.match(request.url, { ignoreVary: true });
   if (!kept && new URL(request.url).pathname === "/") kept = await newestHome(cache);
