@@ -89,6 +89,7 @@ def test_a_draft_typed_with_no_signal_survives_a_reload_and_reaches_the_school(
     hanh.evaluate("window.dispatchEvent(new Event('online'))")
     expect(hanh.locator("[data-school-section]")).to_contain_text(TITLE, timeout=20000)
     expect(hanh.locator("[data-phone-section]")).to_be_hidden()
+    expect(hanh.locator("[data-draft-status]")).not_to_contain_text("chỉ lưu trên điện thoại")
     hanh.screenshot(path=shots / "phone-synced.png", full_page=True)
     with school.runtime.transaction() as session:
         [draft] = session.scalars(select(Draft).where(Draft.title == TITLE)).all()

@@ -256,6 +256,8 @@ function Form(form, panel, user, csrf) {
       }
       phoneList.append(li);
     }
+    // "Saved on this phone only" no longer holds once nothing waits to be sent.
+    if (status.textContent === text.savedPhone && !records.some((r) => r.state === "waiting")) say("");
     panel.querySelector("[data-phone-section]").hidden = !phoneList.children.length;
     panel.querySelector("[data-school-section]").hidden = !schoolList.children.length;
     panel.hidden = !records.length;
