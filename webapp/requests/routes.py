@@ -236,13 +236,11 @@ def sync() -> tuple[dict[str, Any], int]:
         db().rollback()
         return {"message": message_for(error)}, 422
     if request.form.get("announce"):  # the phone shows the draft's page next
-        flash(
-            _(
-                "Draft %(number)s saved. Check it, then submit it with your signing secret.",
-                number=draft.number,
-            ),
-            "success",
+        message = _(
+            "Draft %(number)s saved. Check it, then submit it with your signing secret.",
+            number=draft.number,
         )
+        _flash_saved(draft, message)
     return _synced(draft.number, draft.attachments), 200
 
 
