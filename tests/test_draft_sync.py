@@ -54,7 +54,9 @@ def test_the_same_phone_id_from_another_person_makes_their_own_draft(school: Sch
         assert kept.title == "Của Hạnh"
 
 
-@pytest.mark.parametrize("bad", ["", "not-a-uuid", "1" * 36, "0F8FAD5B-D9CB-469F-A165-70867728950E"])
+@pytest.mark.parametrize(
+    "bad", ["", "not-a-uuid", "1" * 36, "0F8FAD5B-D9CB-469F-A165-70867728950E"]
+)
 def test_a_malformed_phone_id_is_refused(school: School, bad: str) -> None:
     with pytest.raises(DataInvalid, match="Mã bản nháp trên điện thoại") as refused:
         _sync(school, "hanh", bad, title="x")

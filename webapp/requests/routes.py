@@ -237,7 +237,7 @@ def sync() -> tuple[dict[str, Any], int]:
         return {"message": message_for(error)}, 422
     if request.form.get("announce"):  # the phone shows the draft's page next
         message = _(
-            "Draft %(number)s saved. Check it, then submit it with your signing secret.",
+            "Draft %(number)s saved. Check it, then submit it: you sign it as you send it.",
             number=draft.number,
         )
         _flash_saved(draft, message)
