@@ -311,6 +311,27 @@ VI = {
     "Tick at least one request.": "Hãy chọn ít nhất một đề xuất.",
     "You are about to approve, with one prompt:": "Bạn sắp duyệt, chỉ với một lần xác nhận:",
     "The phone's answer was refused: it came from another site, or without your fingerprint, face or screen lock. Nothing was recorded.": "Câu trả lời của điện thoại bị từ chối: nó đến từ một trang khác, hoặc không qua vân tay, khuôn mặt hay khóa màn hình. Không có gì được ghi.",
+    # Phone: installable app, drafts kept offline (issue 17)
+    "Some fields need attention.": "Một số ô cần sửa lại.",
+    "Offline: this is the copy kept on this phone at {time}. You can read it; nothing can be sent or signed until the connection returns.": "Ngoại tuyến: đây là bản lưu trên điện thoại lúc {time}. Bạn có thể xem; không gửi hay ký được gì cho đến khi có mạng trở lại.",
+    "This is the copy kept on this phone at {time}. The connection is back: reload the page for the current version.": "Đây là bản lưu trên điện thoại lúc {time}. Đã có mạng trở lại: hãy tải lại trang để xem bản mới nhất.",
+    "No connection. You can read this page; sending waits for the connection.": "Ngoại tuyến: không có kết nối mạng. Bạn vẫn xem được trang này; việc gửi sẽ chờ đến khi có mạng.",
+    "Signing needs a connection: each step is a decision the school’s server must check. Connect, then sign.": "Ký cần có kết nối mạng: mỗi bước là một quyết định máy chủ của trường phải kiểm tra. Hãy kết nối mạng rồi ký.",
+    "Kept on this phone as you type ({time}).": "Đang lưu trên điện thoại trong khi bạn gõ ({time}).",
+    "Restored from this phone (typed at {time}).": "Đã khôi phục từ điện thoại (gõ lúc {time}).",
+    "Saved on this phone only: it will be sent to the school when the connection returns.": "Bản nháp chỉ lưu trên điện thoại: sẽ được gửi về trường khi có mạng trở lại.",
+    "Sending to the school…": "Đang gửi về trường…",
+    "Making the photos smaller…": "Đang thu nhỏ ảnh…",
+    "Say what it is for first.": "Hãy ghi nội dung đề xuất trước.",
+    "{sent} of {all} files sent": "đã gửi {sent}/{all} tệp",
+    "{name}: {after} (was {before})": "{name}: {after} (ban đầu {before})",
+    "(no title yet)": "(chưa có tiêu đề)",
+    "Not sent yet: sign in again, then open this page.": "Chưa gửi được: hãy đăng nhập lại rồi mở trang này.",
+    "Not accepted by the school: {reason}": "Trường chưa nhận: {reason}",
+    "Open": "Mở",
+    "Remove": "Bỏ",
+    "Only on this phone": "Chỉ có trên điện thoại này",
+    "Reached the school": "Đã gửi về trường",
 }
 
 

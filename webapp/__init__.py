@@ -101,9 +101,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     _register_hooks(app)
     _register_errors(app)
 
-    from . import cli, templating, uploads
+    from . import cli, pwa, templating, uploads
 
     cli.register(app)
+    pwa.register(app)
     templating.register(app)
     uploads.register(app)
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -163,6 +164,7 @@ class Draft(Base):
     """The proposer's editable working copy; its content is bound into the log at submit."""
 
     __tablename__ = "drafts"
+    __table_args__ = (UniqueConstraint("owner", "client_id", name="uq_drafts_owner_client_id"),)
 
     number: Mapped[str] = mapped_column(String(32), primary_key=True)
     school_year: Mapped[str] = mapped_column(String(9), index=True)
@@ -178,6 +180,8 @@ class Draft(Base):
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # The id a phone gave the draft while offline: a retried sync finds the draft it made.
+    client_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
 
 
 class Request(Base):

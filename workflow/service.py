@@ -65,6 +65,7 @@ from .signatures import check_signature
 DECISION_LIFETIME = timedelta(hours=24)  # a prepared step may wait this long for its signature
 CLOCK_TOLERANCE = timedelta(minutes=5)
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
+CLIENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,38 @@ class ApprovalService:
         self.session.add(draft)
         self.session.flush()
         return draft
+
+    def sync_draft(
+        self, owner: User, *, client_id: str, school_year: str | None = None, **content: Any
+    ) -> Draft:
+        """Create the draft a phone named ``client_id``, or update it if an earlier sync did.
+
+        A phone on a weak connection retries a sync whose answer it never received: the id it
+        chose offline finds the draft the first attempt made, so a retry never makes a second.
+        """
+        if not CLIENT_ID.fullmatch(client_id or ""):
+            raise DataInvalid(
+                "Mã bản nháp trên điện thoại không hợp lệ.",
+                en="The phone's draft id is not valid.",
+                field="client_id",
+            )
+        number = self.session.scalar(
+            select(Draft.number).where(Draft.owner == owner.login, Draft.client_id == client_id)
+        )
+        if number is not None:
+            return self.update_draft(number, owner, **content)
+        draft = self.create_draft(owner, school_year=school_year, **content)
+        draft.client_id = client_id
+        self.session.flush()
+        return draft
+
+    def attach(self, number: str, actor: User, record: Mapping[str, Any]) -> Draft:
+        """Add one attachment to a draft; a file already attached (same sha256) is kept once."""
+        current = self.current(number, lock=True)
+        attachments = list(current.draft.attachments or []) if current.draft else []
+        if any(a.get("sha256") == record.get("sha256") for a in attachments):
+            return self.update_draft(number, actor)
+        return self.update_draft(number, actor, attachments=[*attachments, dict(record)])
 
     def update_draft(self, number: str, actor: User, **content: Any) -> Draft:
         """Edit a draft or a returned request; only its owner, only while editable."""

@@ -45,7 +45,7 @@ def test_the_whole_chain_on_a_phone(
     hanh.set_input_files("input[type=file][multiple]", str(photo))
     hanh.screenshot(path=shots / "02-new-request.png", full_page=True)
     hanh.click("button:text('Lưu nháp')")
-    hanh.wait_for_load_state()
+    hanh.wait_for_url("**/requests/2024-2025/*")  # sent by the phone's draft keeper, then shown
     assert "Đã lưu nháp" in hanh.inner_text("main")
     number = hanh.inner_text("h1")
     _sign(hanh, "Gửi đề xuất")

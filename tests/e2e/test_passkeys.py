@@ -129,7 +129,7 @@ def test_the_whole_chain_signed_with_passkeys_on_phones(
     page.fill("#amount", "1.800.000")
     page.select_option("#budget_year", "2025")
     page.click("button:text('Lưu nháp')")
-    page.wait_for_load_state()
+    page.wait_for_url("**/requests/2024-2025/*")  # sent by the phone's draft keeper, then shown
     number = page.inner_text("h1")
     action = _review_step(page, "Gửi đề xuất")
     shown = action.locator("[data-review]").inner_text()

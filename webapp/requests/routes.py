@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
 from typing import Any
 
@@ -109,15 +111,7 @@ def _store_uploads(form: RequestForm) -> list[dict[str, Any]]:
         try:
             stored.append(store(upload.stream, upload.filename, limit=MAX_UPLOAD_BYTES))
         except UploadRefused as refusal:
-            reason = {
-                "empty": _("The file %(name)s is empty.", name=upload.filename),
-                "too_large": _("The file %(name)s is larger than 10 MB.", name=upload.filename),
-                "type": _(
-                    "The file %(name)s is not a JPEG, PNG, HEIC, WebP photo or a PDF.",
-                    name=upload.filename,
-                ),
-            }.get(str(refusal), str(refusal))
-            raise WorkflowError(reason) from None
+            raise WorkflowError(_refusal_text(refusal, upload.filename)) from None
     return stored
 
 
@@ -135,6 +129,15 @@ def _flash_saved(draft: Draft, saved: str) -> None:
             ),
             "warning",
         )
+
+
+def _refusal_text(refusal: UploadRefused, name: str) -> str:
+    texts: dict[str, str] = {
+        "empty": _("The file %(name)s is empty.", name=name),
+        "too_large": _("The file %(name)s is larger than 10 MB.", name=name),
+        "type": _("The file %(name)s is not a JPEG, PNG, HEIC, WebP photo or a PDF.", name=name),
+    }
+    return texts.get(str(refusal), str(refusal))
 
 
 @bp.route("/requests/new", methods=["GET", "POST"])
@@ -209,6 +212,71 @@ def edit(number: str) -> str | Response:
             _flash_saved(saved.value, _("Changes saved."))
             return redirect(url_for(".detail", number=number))
     return render_template("requests/form.html", form=form, editing=current, **extra)
+
+
+@bp.post("/requests/sync")
+@roles_required("proposer")
+def sync() -> tuple[dict[str, Any], int]:
+    """Save a draft kept on a phone; a retried sync (same phone id) updates the same draft."""
+    form = RequestForm()
+    catalogue = service().catalogue_in_force()
+    _line_choices(form, catalogue)
+    if not form.validate_on_submit():
+        errors = {name: [str(m) for m in messages] for name, messages in form.errors.items()}
+        return {"message": _("Some fields need attention."), "errors": errors}, 422
+    try:
+        draft = service().sync_draft(
+            me(),
+            client_id=request.form.get("client_id", ""),
+            school_year=catalogue.school_year,
+            **_content_from(form, catalogue),
+        )
+        db().commit()
+    except WorkflowError as error:
+        db().rollback()
+        return {"message": message_for(error)}, 422
+    if request.form.get("announce"):  # the phone shows the draft's page next
+        message = _(
+            "Draft %(number)s saved. Check it, then submit it: you sign it as you send it.",
+            number=draft.number,
+        )
+        _flash_saved(draft, message)
+    return _synced(draft.number, draft.attachments), 200
+
+
+@bp.post("/requests/<reqno:number>/attachments")
+@roles_required("proposer")
+def upload(number: str) -> tuple[dict[str, Any], int]:
+    """Attach one file to a draft; a retried upload of the same file (sha256) is kept once."""
+    current = visible_request(number)
+    if current.owner != current_user.login:
+        abort(403)
+    file = request.files.get("file")
+    if file is None or current.draft is None:
+        abort(400)
+    data = file.stream.read(MAX_UPLOAD_BYTES + 1)
+    known = {a.get("sha256") for a in current.draft.attachments or []}
+    try:
+        if hashlib.sha256(data).hexdigest() not in known:
+            stored = store(io.BytesIO(data), file.filename or "", limit=MAX_UPLOAD_BYTES)
+            draft = service().attach(number, me(), stored)
+            db().commit()
+        else:
+            draft = current.draft
+    except UploadRefused as refusal:
+        return {"message": _refusal_text(refusal, file.filename or "")}, 422
+    except WorkflowError as error:
+        db().rollback()
+        return {"message": message_for(error)}, 422
+    return _synced(number, draft.attachments), 200
+
+
+def _synced(number: str, attachments: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {
+        "number": number,
+        "url": url_for(".detail", number=number),
+        "attachments": [a.get("sha256") for a in attachments or []],
+    }
 
 
 @bp.post("/requests/<reqno:number>/attachments/remove")

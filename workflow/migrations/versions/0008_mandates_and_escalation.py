@@ -1,7 +1,7 @@
 """Mandates (KT. / TUQ.) granted in the log; reminder counts and escalation.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"  # after 0006 (drafts.client_id, issue 17)
 branch_labels = None
 depends_on = None
 
