@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import select as io_select
 import signal
 import subprocess
 import sys
@@ -43,13 +44,16 @@ def test_sigkill_during_transitions_leaves_a_sound_log(school: School, settings)
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(
-            rng.uniform(1.0, 2.0)
-        )  # start-up takes ~0.8 s, then it is mid-transition most of the time
+        # NOTE: wait for its first committed step (start-up time depends on the machine's load),
+        # then kill it at a random moment: it is mid-transition most of the time.
+        assert child.stdout is not None
+        ready, _, _ = io_select.select([child.stdout], [], [], 60)
+        first = child.stdout.readline() if ready else ""
+        time.sleep(rng.uniform(0.0, 0.5))
         child.send_signal(signal.SIGKILL)
         out, err = child.communicate(timeout=30)
         assert child.returncode == -signal.SIGKILL, err
-        completed += len(out.splitlines())
+        completed += len((first + out).splitlines())
     print(f"\n{KILLS} kills, {completed} committed steps between them")
     assert completed > KILLS  # the children really did work between the kills
     _assert_sound(school.runtime)

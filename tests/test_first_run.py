@@ -67,6 +67,12 @@ def test_new_user_sees_the_logins_last_and_mail_links_follow_port(tmp_path: Path
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/favicon.ico", timeout=5) as icon:
             assert icon.status == 200 and b"<svg" in icon.read()
+        # NOTE: the mail worker delivers every few seconds: wait for its first round.
+        mail_file = tmp_path / "demo-mail.txt"
+        for _ in range(300):
+            if mail_file.exists() and "http://" in mail_file.read_text():
+                break
+            time.sleep(0.2)
     finally:
         _stop(process)
     tail = "\n".join(lines[-14:])
