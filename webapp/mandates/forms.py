@@ -7,6 +7,8 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from expense_audit.limits import MAX_AMOUNT_TEXT, MAX_COMMENT, MAX_PASSWORD
 
+from ..choices import choices
+
 MAX_LINES_TEXT = 400
 
 
@@ -17,10 +19,12 @@ class MandateForm(FlaskForm):
     role = SelectField(_l("Role handed over"), validators=[DataRequired()])
     kind = RadioField(
         _l("Kind"),
-        choices=[
-            ("KT", _l("KT. (ký thay): a deputy signs in the principal's place")),
-            ("TUQ", _l("TUQ. (thừa ủy quyền): a written mandate, cannot be passed on")),
-        ],
+        choices=choices(
+            [
+                ("KT", _l("KT. (ký thay): a deputy signs in the principal's place")),
+                ("TUQ", _l("TUQ. (thừa ủy quyền): a written mandate, cannot be passed on")),
+            ]
+        ),
         default="KT",
         validators=[DataRequired()],
     )

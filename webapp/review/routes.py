@@ -53,6 +53,7 @@ def _queue(queue: QueueDef) -> list[dict[str, Any]]:
                 "status": reader.budget_status(row.school_year, row.line or ""),
                 "refusal": message_for(refusal) if refusal is not None else None,
                 "own": refusal is not None and policy.is_forbidden(refusal),
+                "rule": refusal.details.get("rule") if refusal is not None else None,
             }
         )
     return items
