@@ -346,3 +346,78 @@ def test_verifier_catches_step_under_forged_mandate_reference(
         )
     school.act(number, "approve", "long")
     assert _kinds(verify(school)) == {Kind.MANDATE_UNKNOWN}
+
+
+# --- Separation of duties under a mandate (the definition's not_while_acting_for). -------------
+
+
+def submitted(school: School) -> str:
+    number = school.draft(**SMALL)
+    school.act(number, "submit", "hanh")
+    return number
+
+
+def test_acting_principal_leaves_review_to_the_other_deputy(
+    school: School, clock: SteppingClock
+) -> None:
+    """While Long signs for Toàn he does not review: the refusal names Dung, who reviews it,
+    and Long then approves it; the one person never both forwards and approves."""
+    at(clock, date(2025, 3, 7))
+    grant(school, "toan", **KT_TO_LONG)
+    at(clock, date(2025, 3, 11))
+    number = submitted(school)
+    before = school.snapshot(number)
+    with pytest.raises(ActorNotAllowed, match="Phạm Thị Dung") as refused:
+        school.act(number, "forward", "long")
+    assert refused.value.rule == "not_while_acting_for"
+    assert refused.value.details["others"] == ["dung"]
+    assert school.snapshot(number) == before
+    school.act(number, "forward", "dung", comment="Hợp lý.")
+    school.act(number, "approve", "long")
+    assert verify(school) == []
+
+
+def test_only_deputy_acting_as_principal_keeps_request_waiting(
+    school: School, clock: SteppingClock
+) -> None:
+    """With Dung gone, nobody else reviews: the request waits, saying so, until the mandate ends."""
+    with school.runtime.transaction() as session:
+        directory = school.runtime.directory(session)
+        dung = directory.get_user("dung")
+        assert dung is not None
+        directory.set_roles(dung, ("proposer",), by="setup")
+    at(clock, date(2025, 3, 7))
+    grant(school, "toan", **KT_TO_LONG)
+    at(clock, date(2025, 3, 11))
+    number = submitted(school)
+    with pytest.raises(ActorNotAllowed, match="không có người xem xét nào khác") as refused:
+        school.act(number, "forward", "long")
+    assert "21/03/2025" in refused.value.text("en")
+    with school.runtime.transaction() as session:
+        service = school.runtime.service(session)
+        long = service.directory.get_user("long")
+        assert long is not None
+        why = service.check_guards(number, "forward", long)
+    assert why is not None and "waits until the mandate ends" in why.text("en")
+    at(clock, date(2025, 3, 22))
+    school.act(number, "forward", "long")
+    school.act(number, "approve", "toan")
+    assert verify(school) == []
+
+
+def test_verifier_catches_review_by_the_acting_principal(
+    school: School, clock: SteppingClock
+) -> None:
+    """The server's index says Long's mandate starts later; the log says he was acting."""
+    at(clock, date(2025, 3, 7))
+    mandate = grant(school, "toan", **KT_TO_LONG)
+    with school.runtime.transaction() as session:
+        row = session.get(MandateRow, mandate.seq)
+        assert row is not None
+        row.valid_from = "2025-03-20"
+    at(clock, date(2025, 3, 11))
+    number = submitted(school)
+    school.act(number, "forward", "long")  # the compromised index lets it through
+    problems = verify(school)
+    assert _kinds(problems) == {Kind.FORBIDDEN_STEP}, problems
+    assert any("acts as 'approver'" in detail for _kind, detail in problems)

@@ -142,10 +142,12 @@ def _register_blueprints(app: Flask) -> None:
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .ledger import bp as ledger_bp
+    from .mandates import bp as mandates_bp
     from .requests import bp as requests_bp
     from .review import bp as review_bp
 
-    for blueprint in (auth_bp, requests_bp, review_bp, ledger_bp, audit_bp, admin_bp):
+    blueprints = (auth_bp, requests_bp, review_bp, ledger_bp, mandates_bp, audit_bp, admin_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

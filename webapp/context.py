@@ -95,15 +95,31 @@ def login_required(view: F) -> F:
     return cast(F, _login_required(view))
 
 
-def roles_required(*roles: str) -> Callable[[F], F]:
-    """403 unless the signed-in user holds one of the roles."""
+def acting_roles() -> frozenset[str]:
+    """Roles the signed-in person acts in today under a mandate (KT./TUQ.), once per request."""
+    if "acting_roles" not in g:
+        login = current_user.login if current_user.is_authenticated else None
+        g.acting_roles = frozenset(service().mandates.acting_roles(login) if login else ())
+    return cast(frozenset[str], g.acting_roles)
+
+
+def roles_now() -> frozenset[str]:
+    """The signed-in person's own roles and the ones a live mandate gives them today."""
+    own = current_user.roles if current_user.is_authenticated else ()
+    return frozenset(own) | acting_roles()
+
+
+def roles_required(*roles: str, acting: bool = False) -> Callable[[F], F]:
+    """403 unless the signed-in user holds one of the roles (or, with ``acting``, acts in one
+    under a live mandate: the deputy's approval queue while the principal is away)."""
 
     def decorate(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
                 return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
-            if not any(current_user.has_role(role) for role in roles):
+            held = roles_now() if acting else frozenset(current_user.roles)
+            if not held & set(roles):
                 abort(403)
             return view(*args, **kwargs)
 
@@ -118,6 +134,6 @@ def visible_request(number: str) -> Current:
         current = service().current(number)
     except RequestNotFound:
         abort(404)
-    if not policy.can_view(current_user.login, current_user.roles, current):
+    if not policy.can_view(current_user.login, roles_now(), current):
         abort(404)
     return current

@@ -12,8 +12,9 @@ from flask_login import current_user
 from markupsafe import Markup
 
 from expense_audit.money import format_vnd
+from workflow import policy
 
-from .context import runtime
+from .context import acting_roles, roles_now, runtime
 
 VN_OFFSET = timedelta(hours=7)
 
@@ -142,4 +143,10 @@ def register(app: Flask) -> None:
             "catalogues": rt.definitions.catalogues,
             "lang": str(get_locale()),
             "has_role": lambda role: current_user.is_authenticated and current_user.has_role(role),
+            # own roles, or one a live mandate gives today (the deputy signing for the principal)
+            "acts_as": lambda role: current_user.is_authenticated and role in roles_now(),
+            "may_delegate": lambda: (
+                current_user.is_authenticated
+                and bool(policy.delegable_roles(current_user.roles) or acting_roles())
+            ),
         }

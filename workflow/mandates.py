@@ -100,6 +100,22 @@ class Mandates:
         )
         return [to_mandate(r) for r in rows]
 
+    def live_for(self, login: str, roles: Collection[str] | None = None) -> list[Mandate]:
+        """Mandates ``login`` may act under today (dates, not revoked, delegator holds the role)."""
+        today = local_date(self.clock())
+        live = []
+        for mandate in self.held_by(login, roles):
+            if not mandate.valid_from <= today <= mandate.valid_to:
+                continue
+            delegator = self.directory.get_user(mandate.delegator)
+            if delegator is not None and delegator.active and delegator.has_role(mandate.role):
+                live.append(mandate)
+        return live
+
+    def acting_roles(self, login: str) -> set[str]:
+        """Roles ``login`` acts in today under a mandate (beyond their own)."""
+        return {mandate.role for mandate in self.live_for(login)}
+
     def for_step(
         self, actor: User, roles: Sequence[str], *, line: str, amount_vnd: int
     ) -> Mandate | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from expense_audit.definitions import WorkflowDefinition
 from expense_audit.errors import NotPermitted, WorkflowError
+from expense_audit.mandates import DELEGABLE_ROLES
 
 if TYPE_CHECKING:
     from .service import Current
@@ -51,3 +52,12 @@ def needs_signing_key(workflow: WorkflowDefinition, roles: Collection[str]) -> b
 def may_ever_fire(workflow: WorkflowDefinition, roles: Collection[str], trigger: str) -> bool:
     """Whether any of ``roles`` can fire ``trigger`` from some state (else: not theirs at all)."""
     return bool(workflow.roles_for(trigger) & set(roles))
+
+
+def delegable_roles(roles: Collection[str]) -> list[str]:
+    """The roles of ``roles`` a person may hand over for a while under a mandate (KT./TUQ.)."""
+    return [role for role in DELEGABLE_ROLES if role in roles]
+
+
+# Accounts that never sign in the chain, so never receive a mandate (no admin in the chain).
+NEVER_DELEGATES = frozenset({"admin", "auditor"})

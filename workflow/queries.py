@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from expense_audit.mandates import Mandate
 from expense_audit.projection import CONTENT_FIELDS
 
 from .audit import event_view
-from .models import AuditEvent, CheckpointRow, Draft, Request, SigningKey, User
+from .mandates import signature_line, to_mandate
+from .models import AuditEvent, CheckpointRow, Draft, MandateRow, Request, SigningKey, User
 
 QUEUE_PAGE = 50  # queues show the oldest first; acting on them brings the next ones up
 _TS = "%Y-%m-%dT%H:%M:%SZ"
@@ -102,6 +105,7 @@ class Step:
     hash: str
     server_held: bool  # signed with a server-held key (v1 steps, and the v2 fallback)
     waited: float | None  # seconds spent in from_state before this step
+    signed_as: str | None = None  # under a mandate: "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG <name>"
 
 
 def timeline(session: Session, number: str) -> list[Step]:
@@ -112,6 +116,7 @@ def timeline(session: Session, number: str) -> list[Step]:
     bodies = [json.loads(event.body) for event in events]
     views = [event_view(body) for body in bodies]
     names = names_of(session, (view["actor"] for view in views))
+    signed_as = _signature_lines(session, views)
     steps = []
     previous: datetime | None = None
     for event, body, view in zip(events, bodies, views, strict=True):
@@ -131,10 +136,85 @@ def timeline(session: Session, number: str) -> list[Step]:
                 hash=event.hash,
                 server_held=(body.get("signature") or {}).get("kind") != "webauthn",
                 waited=(moment - previous).total_seconds() if previous else None,
+                signed_as=signed_as.get(event.seq),
             )
         )
         previous = moment
     return steps
+
+
+def _signature_lines(session: Session, views: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+    """How each step taken under a mandate is signed, by the step's seq."""
+    under: dict[int, tuple[int, str]] = {}
+    for view in views:
+        data = view.get("data")
+        ref = data.get("mandate") if isinstance(data, Mapping) else None
+        if isinstance(ref, Mapping) and isinstance(ref.get("seq"), int):
+            under[int(view["seq"])] = (int(ref["seq"]), str(view["actor"]))
+    if not under:
+        return {}
+    mandates = {
+        row.seq: to_mandate(row)
+        for row in session.scalars(
+            select(MandateRow).where(MandateRow.seq.in_({seq for seq, _ in under.values()}))
+        )
+    }
+    users = {
+        u.login: u
+        for u in session.scalars(
+            select(User).where(User.login.in_({login for _, login in under.values()}))
+        )
+    }
+    lines = {}
+    for seq, (mandate_seq, login) in under.items():
+        mandate, signer = mandates.get(mandate_seq), users.get(login)
+        if mandate is not None and signer is not None:
+            lines[seq] = signature_line(mandate, signer)
+    return lines
+
+
+@dataclass(frozen=True)
+class MandateItem:
+    """A mandate as the mandates page lists it: who, for whom, and where it stands today."""
+
+    mandate: Mandate
+    delegator_name: str
+    delegate_name: str
+    status: str  # "live", "future", "ended" or "revoked"
+
+
+def mandates_of(session: Session, login: str, today: date) -> tuple[list[MandateItem], ...]:
+    """The mandates ``login`` granted and the ones they hold, newest first."""
+    rows = session.scalars(
+        select(MandateRow)
+        .where((MandateRow.delegator == login) | (MandateRow.delegate == login))
+        .order_by(MandateRow.seq.desc())
+    ).all()
+    names = names_of(session, [r.delegator for r in rows] + [r.delegate for r in rows])
+    granted: list[MandateItem] = []
+    held: list[MandateItem] = []
+    for row in rows:
+        mandate = to_mandate(row)
+        status = (
+            "revoked"
+            if mandate.revoked_seq is not None
+            else "future"
+            if today < mandate.valid_from
+            else "ended"
+            if mandate.valid_to < today
+            else "live"
+        )
+        item = MandateItem(mandate, names[row.delegator], names[row.delegate], status)
+        (granted if row.delegator == login else held).append(item)
+    return granted, held
+
+
+def delegates(session: Session, login: str, *, never: Collection[str]) -> list[tuple[str, str]]:
+    """Who ``login`` may name in a mandate: active accounts, not themselves, none of ``never``."""
+    users = session.scalars(
+        select(User).where(User.active.is_(True), User.login != login).order_by(User.name)
+    ).all()
+    return [(u.login, u.name) for u in users if not set(u.role_list) & set(never)]
 
 
 def seconds_since(ts: str, now: datetime) -> float:

@@ -22,6 +22,7 @@ from expense_audit.definitions import (
     WorkflowDefinition,
 )
 from expense_audit.errors import (
+    ActorNotAllowed,
     CommentRequired,
     ContentMissing,
     DataInvalid,
@@ -40,7 +41,7 @@ from expense_audit.guards import (
 )
 from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
 from expense_audit.machine import machine_for
-from expense_audit.mandates import Mandate, local_date
+from expense_audit.mandates import Mandate, acting_for, local_date
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
     CONTENT_FIELDS,
@@ -361,6 +362,8 @@ class ApprovalService:
         try:
             current = current or self.current(number)
             transition = self.machine.transition_for(current.state, trigger)
+            if transition.not_while_acting_for and set(transition.roles) & set(actor.role_list):
+                self._check_not_acting(current, transition, actor)
             content = self._content_for(current, transition)
             self.machine.fire(current.state, trigger, self._context(current, actor, content, {}))
         except WorkflowError as refusal:
@@ -508,6 +511,8 @@ class ApprovalService:
                 "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
             )
         role, mandate = self._role_for(current, transition, actor)
+        if mandate is None and transition.not_while_acting_for:
+            self._check_not_acting(current, transition, actor)
         # 2. Comment and data the transition needs.
         comment = clean_text(comment, field="comment", limit=MAX_COMMENT, multiline=True) or None
         if transition.comment_required and comment is None:
@@ -569,6 +574,65 @@ class ApprovalService:
             if mandate is None:
                 raise
             return mandate.role, mandate
+
+    def _check_not_acting(self, current: Current, transition: TransitionDef, actor: User) -> None:
+        """Separation of duties under a mandate (the definition's ``not_while_acting_for``)."""
+        today = local_date(self.clock())
+        acting = acting_for(
+            self.mandates.held_by(actor.login, transition.not_while_acting_for),
+            actor=actor.login,
+            roles=transition.not_while_acting_for,
+            on=today,
+            delegator_roles=self._roles_of,
+        )
+        if acting is None:
+            return
+        delegator = self.directory.get_user(acting.delegator)
+        head = delegator.name if delegator is not None else acting.delegator
+        until = f"{acting.valid_to:%d/%m/%Y}"
+        others = self.others_for(transition, actor, current.owner)
+        if others:
+            names = ", ".join(user.name for user in others)
+            raise ActorNotAllowed(
+                f"Bạn đang ký thay {head} đến {until}: người ký thay không xem xét đề xuất mình "
+                f"sẽ duyệt. Đề xuất này do {names} xem xét.",
+                en=f"You sign for {head} until {until}: whoever signs for the principal does not "
+                f"review what they will approve. {names} reviews this request.",
+                rule="not_while_acting_for",
+                others=[user.login for user in others],
+            )
+        raise ActorNotAllowed(
+            f"Bạn đang ký thay {head} đến {until} và không có người xem xét nào khác: đề xuất "
+            f"chờ đến khi hết ủy quyền (hoặc {head} thu hồi ủy quyền) để được xem xét.",
+            en=f"You sign for {head} until {until} and there is no other reviewer: the request "
+            f"waits until the mandate ends (or {head} revokes it) to be reviewed.",
+            rule="not_while_acting_for",
+            others=[],
+        )
+
+    def others_for(self, transition: TransitionDef, actor: User, owner: str) -> list[User]:
+        """Who else may take ``transition`` today: holds its roles, is not the proposer, and
+        does not act for a role the definition keeps apart from it."""
+        today = local_date(self.clock())
+        found: dict[str, User] = {}
+        for role in transition.roles:
+            for user in self.directory.users_with_role(role):
+                if user.login in (actor.login, owner) or not user.active:
+                    continue
+                if transition.not_while_acting_for and acting_for(
+                    self.mandates.held_by(user.login, transition.not_while_acting_for),
+                    actor=user.login,
+                    roles=transition.not_while_acting_for,
+                    on=today,
+                    delegator_roles=self._roles_of,
+                ):
+                    continue
+                found[user.login] = user
+        return sorted(found.values(), key=lambda user: user.login)
+
+    def _roles_of(self, login: str) -> list[str]:
+        user = self.directory.get_user(login)
+        return user.role_list if user is not None and user.active else []
 
     def _last_hash(self, current: Current) -> str | None:
         """Hash of the request's latest event (None before its first)."""

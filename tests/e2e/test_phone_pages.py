@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from expense_audit.mandates import local_date
 from workflow.runtime import Runtime
 
-from ..factories import QUOTE2, School, pay_data
+from ..factories import QUOTE2, SECRET, School, pay_data
 
 WIDTH = 390
 MIN_TAP = 44
@@ -130,6 +132,22 @@ def _state_requests(school: School) -> dict[str, str]:
         )
     school.act(again, "submit", "hanh")
     numbers["resubmitted"] = again
+    # Toàn is away for a week and Long signs for him (KT.): the mandates pages have content, and
+    # Long's queues show what a deputy acting as principal sees.
+    today = local_date(school.runtime.now())
+    with school.runtime.transaction() as session:
+        session_service = school.runtime.service(session)
+        toan = session_service.directory.get_user("toan")
+        assert toan is not None
+        session_service.mandates.grant(
+            toan,
+            SECRET,
+            delegate="long",
+            role="approver",
+            kind="KT",
+            valid_from=today,
+            valid_to=today + timedelta(days=7),
+        )
     return numbers
 
 
@@ -147,9 +165,9 @@ def _paths(numbers: dict[str, str]) -> dict[str, list[str]]:
             "/account",
             *every_request,
         ],
-        "long": ["/review", *signed],
-        "toan": ["/approvals", "/ledger", "/audit", *signed],
-        "mai": ["/payments", "/ledger", *signed],
+        "long": ["/review", "/approvals", "/mandates", *signed],
+        "toan": ["/approvals", "/ledger", "/audit", "/mandates", *signed],
+        "mai": ["/payments", "/ledger", "/mandates", *signed],
         "kiem": ["/audit", "/ledger", *signed],
         "admin": ["/admin/users", "/admin/mail", "/admin/sign-ins"],
     }
@@ -195,7 +213,7 @@ def test_the_principal_sees_every_tab_without_scrolling_the_menu(
 ) -> None:
     toan = phone("toan")
     tabs = toan.locator("nav.tabs a")
-    assert tabs.count() == 4  # my requests, approve, ledger, audit
+    assert tabs.count() == 5  # my requests, approve, ledger, audit, mandates
     for index in range(tabs.count()):
         box = tabs.nth(index).bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= WIDTH

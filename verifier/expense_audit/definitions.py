@@ -13,6 +13,7 @@ from typing import Any
 
 from .canonical import sha256_hex
 from .errors import DefinitionError
+from .mandates import DELEGABLE_ROLES
 from .vocabulary import EFFECTS, GUARD_NAMES, LANGUAGES, NORM_KINDS, RECIPIENTS, ROLES, TONES
 
 Labels = Mapping[str, str]
@@ -47,6 +48,9 @@ class TransitionDef:
     effects: tuple[str, ...] = ()
     tone: str = "plain"
     mail: Labels | None = None
+    # separation of duties under a mandate: whoever acts today for one of these roles (a live
+    # KT./TUQ. mandate) does not take this step; another holder of `roles` does, or it waits
+    not_while_acting_for: tuple[str, ...] = ()
 
     def has(self, effect: str) -> bool:
         """Whether this step records ``effect`` (one of vocabulary.EFFECTS)."""
@@ -389,6 +393,7 @@ _TRANSITION_KEYS = {
     "effects",
     "tone",
     "mail",
+    "not_while_acting_for",
 }
 
 
@@ -413,6 +418,14 @@ def _load_transition(
     guards = _known(raw, "guards", GUARD_NAMES, "guard", path, key)
     notify = _known(raw, "notify", RECIPIENTS, "recipient", path, key)
     effects = _known(raw, "effects", EFFECTS, "effect", path, key)
+    acting = _names(raw.get("not_while_acting_for", []), path, f"{key}.not_while_acting_for")
+    for role in acting:
+        if role not in DELEGABLE_ROLES or role in roles:
+            raise DefinitionError(
+                path,
+                f"{key}.not_while_acting_for",
+                f"{role!r} is not a role that can be delegated, or is the step's own role",
+            )
     tone = raw.get("tone", "plain")
     if tone not in TONES:
         raise DefinitionError(path, f"{key}.tone", f"must be one of {list(TONES)}")
@@ -430,6 +443,7 @@ def _load_transition(
         effects=effects,
         tone=str(tone),
         mail=None if raw.get("mail") is None else _labels(raw["mail"], path, f"{key}.mail"),
+        not_while_acting_for=acting,
     )
 
 

@@ -15,7 +15,7 @@ the verifier's report kinds).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -316,3 +316,28 @@ def check_use(
             f"this is {format_vnd(amount_vnd)}.",
             OUT_OF_SCOPE,
         )
+
+
+def acting_for(
+    mandates: Iterable[Mandate],
+    *,
+    actor: str,
+    roles: Collection[str],
+    on: date,
+    delegator_roles: Callable[[str], Collection[str]],
+) -> Mandate | None:
+    """The live mandate by which ``actor`` acts for one of ``roles`` on ``on``, if any.
+
+    A transition's ``not_while_acting_for`` names those roles: the deputy signing for the
+    principal does not also review, so one person never both forwards and approves.
+    """
+    for mandate in mandates:
+        if (
+            mandate.delegate == actor
+            and mandate.role in roles
+            and mandate.revoked_seq is None
+            and mandate.valid_from <= on <= mandate.valid_to
+            and mandate.role in delegator_roles(mandate.delegator)
+        ):
+            return mandate
+    return None

@@ -28,7 +28,7 @@ MAX_PAGE = 10**9  # offsets stay far inside a BIGINT
 
 
 @bp.get("/payments")
-@roles_required("accountant")
+@roles_required("accountant", acting=True)
 def payments() -> str:
     """Approved requests waiting to be paid, oldest first."""
     payments = runtime().definitions.workflow().queue("payments")

@@ -29,6 +29,7 @@ from ..context import (
     directory,
     login_required,
     me,
+    roles_now,
     roles_required,
     runtime,
     service,
@@ -329,7 +330,7 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
     actions, notes = [], []
     seen: set[str] = set()
     for transition in workflow().triggers_from(current.state):
-        if transition.trigger in seen or not set(transition.roles) & set(current_user.roles):
+        if transition.trigger in seen or not set(transition.roles) & roles_now():
             continue
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
@@ -423,7 +424,7 @@ def act(number: str) -> Response | tuple[str, int]:
     """Take a signed step; a refusal writes nothing and says why."""
     current = visible_request(number)
     trigger = request.form.get("trigger", "")
-    if not policy.may_ever_fire(workflow(), current_user.roles, trigger):
+    if not policy.may_ever_fire(workflow(), roles_now(), trigger):
         abort(403)  # no role of this user can ever take this step
     transition = workflow().find(current.state, trigger)
     records_payment = transition is not None and transition.has("record_payment")
@@ -500,7 +501,7 @@ def decision(number: str) -> tuple[Response, int] | Response:
     current = visible_request(number)
     body = passkey.json_body()
     trigger = str(body.get("trigger") or "")
-    if not policy.may_ever_fire(workflow(), current_user.roles, trigger):
+    if not policy.may_ever_fire(workflow(), roles_now(), trigger):
         return passkey.problem(_("You may not do this."), 403)
     expected = body.get("expected_seq")
     try:

@@ -53,13 +53,14 @@ def _queue(queue: QueueDef) -> list[dict[str, Any]]:
                 "status": reader.budget_status(row.school_year, row.line or ""),
                 "refusal": message_for(refusal) if refusal is not None else None,
                 "own": refusal is not None and policy.is_forbidden(refusal),
+                "rule": refusal.details.get("rule") if refusal is not None else None,
             }
         )
     return items
 
 
 @bp.get("/review")
-@roles_required("reviewer")
+@roles_required("reviewer", acting=True)
 def queue() -> str:
     """Submitted requests waiting for review, oldest first."""
     review = _queue_def("review")
@@ -71,7 +72,7 @@ def queue() -> str:
 
 
 @bp.get("/approvals")
-@roles_required("approver")
+@roles_required("approver", acting=True)
 def approvals() -> str:
     """Forwarded requests waiting for the principal."""
     approvals = _queue_def("approvals")
@@ -84,6 +85,7 @@ def approvals() -> str:
     return render_template(
         "review/approvals.html",
         items=items,
+        acting=service().mandates.live_for(me().login, ("approver",)),
         form=form,
         signs_with="none" if key is None or key.confirmed_seq is None else key.kind,
         total=queries.waiting_count(db(), approvals.state),
@@ -91,7 +93,7 @@ def approvals() -> str:
 
 
 @bp.post("/approvals")
-@roles_required("approver")
+@roles_required("approver", acting=True)
 def approve_many() -> Response | str:
     """Approve several requests with one signing confirmation; each is its own signed event."""
     approvals = _queue_def("approvals")
@@ -121,7 +123,7 @@ def approve_many() -> Response | str:
 
 
 @bp.post("/approvals/decisions")
-@roles_required("approver")
+@roles_required("approver", acting=True)
 def approval_decisions() -> tuple[Response, int] | Response:
     """The approve decisions of the ticked requests, and the one batch challenge over them."""
     approvals = _queue_def("approvals")
@@ -160,7 +162,7 @@ def approval_decisions() -> tuple[Response, int] | Response:
 
 
 @bp.post("/approvals/sign")
-@roles_required("approver")
+@roles_required("approver", acting=True)
 def approval_sign() -> tuple[Response, int] | Response:
     """Record each decision of a batch the passkey signed once; each in its own transaction."""
     approvals = _queue_def("approvals")

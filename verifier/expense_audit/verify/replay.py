@@ -16,6 +16,7 @@ from ..mandates import (
     GRANT,
     Mandate,
     MandateRefused,
+    acting_for,
     check_grant,
     check_ref,
     check_revoke,
@@ -232,6 +233,20 @@ class Replay:
                 Kind.FORBIDDEN_STEP,
                 f"{actor} acted as {role!r}; {action} needs one of {list(transition.roles)} and {actor} holds {sorted(held)}",
             )
+        if transition.not_while_acting_for and "mandate" not in data:
+            acting = acting_for(
+                self.mandates.values(),
+                actor=actor,
+                roles=transition.not_while_acting_for,
+                on=local_date(body["ts"]),
+                delegator_roles=lambda login: self.keyring.roles.get(login, set()),
+            )
+            if acting is not None:
+                raise _Forbidden(
+                    Kind.FORBIDDEN_STEP,
+                    f"{action} by {actor}, who acts as {acting.role!r} under the mandate of "
+                    f"event {acting.seq}: one person does not both {action} and act for that role",
+                )
         if transition.comment_required and not (body["comment"] or "").strip():
             raise _Forbidden(Kind.FORBIDDEN_STEP, f"{action} needs a comment")
         content = data["content"]
