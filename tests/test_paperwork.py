@@ -225,3 +225,28 @@ def test_events_written_before_the_paperwork_fields_still_verify(
     assert report.valid, report.problems
     assert report.requests[old]["state"] == "paid" and report.requests[old]["payee"] is None
     assert report.requests[new]["payee"] == PAYEE["payee"]
+
+
+@pytest.mark.parametrize(
+    ("login", "roles", "state", "kind", "sees"),
+    [
+        ("mai", ["accountant"], "approved", "person", True),
+        ("thanh", ["auditor"], "paid", "person", True),
+        ("hanh", ["proposer"], "paid", "person", True),  # the owner typed it
+        ("long", ["reviewer"], "approved", "person", True),  # forwarded this one
+        ("toan", ["approver"], "approved", "person", True),  # approved this one
+        ("vy", ["reviewer"], "submitted", "person", True),  # may decide on it now
+        ("vy", ["reviewer"], "approved", "person", False),  # another reviewer, not theirs
+        ("an", ["approver"], "approved", "person", False),  # another approver, afterwards
+        ("vy", ["reviewer"], "approved", "organisation", True),  # business data, not personal
+    ],
+)
+def test_a_persons_tax_code_and_account_only_for_accountant_deciders_and_auditors(
+    login: str, roles: list[str], state: str, kind: str, sees: bool
+) -> None:
+    from workflow.policy import can_see_personal_data
+    from workflow.service import Current
+
+    projection = {"payee_kind": kind, "forwarded_by": "long", "approved_by": "toan"}
+    current = Current("2024-2025/0001", state, "hanh", projection, None)
+    assert can_see_personal_data(login, roles, current) is sees

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from datetime import date
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
@@ -15,7 +16,7 @@ from werkzeug.wrappers import Response
 from expense_audit.decision import decision_challenge, webauthn_signature_from_json
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
-from expense_audit.projection import content_of
+from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_of
 from workflow import policy, queries
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
@@ -100,6 +101,9 @@ def _content_from(form: RequestForm, catalogue: Any) -> dict[str, Any]:
             content["unit_price_vnd"] = form.unit_price.data
     elif form.amount.data:
         content["amount"] = form.amount.data
+    for name in PAPERWORK_FIELDS:
+        value = getattr(form, name).data
+        content[name] = value.isoformat() if isinstance(value, date) else (value or None)
     return content
 
 
@@ -198,6 +202,11 @@ def edit(number: str) -> str | Response:
         form.unit_price.data = (
             f"{draft.unit_price_vnd:,}".replace(",", ".") if draft.unit_price_vnd else ""
         )
+        for name in PAPERWORK_FIELDS:
+            value = getattr(draft, name)
+            getattr(form, name).data = (
+                date.fromisoformat(value) if name == "invoice_date" and value else value or ""
+            )
     if form.validate_on_submit():
         draft = current.draft
         saved = attempt(
@@ -405,6 +414,7 @@ def render_detail(
         unsigned=unsigned,
         revision=_revision(current, content),
         can_edit=policy.can_edit(workflow(), current_user.login, current),
+        personal=policy.can_see_personal_data(current_user.login, current_user.roles, current),
         remove_form=RemoveAttachmentForm(),
         signs_with=signs_with,
     ), status
@@ -437,6 +447,9 @@ def act(number: str) -> Response | tuple[str, int]:
             "voucher": form.voucher.data,
             "paid_on": form.paid_on.data,
             "amount_paid_vnd": form.amount_paid.data,
+            "invoice_number": form.invoice_number.data,
+            "invoice_series": form.invoice_series.data,
+            "invoice_date": form.invoice_date.data,
         }
     expected_text = form.expected_seq.data or ""
     expected = int(expected_text) if re.fullmatch(r"[0-9]{1,12}", expected_text) else None
@@ -474,6 +487,8 @@ def _payment_fields(body: dict[str, Any]) -> dict[str, Any] | None:
         "voucher": str(body.get("voucher") or ""),
         "paid_on": str(body.get("paid_on") or ""),
         "amount_paid_vnd": str(body.get("amount_paid") or ""),
+        # issue 13: the invoice entered at payment, if any
+        **{name: str(body.get(name) or "") or None for name in INVOICE_FIELDS},
     }
 
 
