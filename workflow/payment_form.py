@@ -48,6 +48,9 @@ ROLE_VI = {
 }
 
 
+PERSONAL = "(dữ liệu cá nhân, không hiển thị)"
+
+
 class FontMissing(RuntimeError):
     """No DejaVu font to embed (install fonts-dejavu-core or put it in webapp/static/fonts)."""
 
@@ -119,8 +122,13 @@ def gather(
     catalogue: BudgetCatalogue,
     fingerprint: str,
     base_url: str,
+    hide_personal: bool = False,
 ) -> PaymentRequestForm:
-    """The form's fields for a submitted request (drafts have nothing signed to print)."""
+    """The form's fields for a submitted request (drafts have nothing signed to print).
+
+    ``hide_personal``: a person's tax code and bank account are left out (Nghị định 13/2023)
+    for readers who may not see them (workflow.policy.can_see_personal_data).
+    """
     row = session.get(Request, number)
     if row is None:
         raise RequestNotFound(
@@ -160,6 +168,10 @@ def gather(
     if p.get("bank_account"):
         bank = f"{p['bank_account']} tại {p.get('bank') or ''}".strip()
     owner = queries.names_of(session, [row.owner]).get(row.owner, row.owner)
+    tax_code = p.get("tax_code")
+    if hide_personal and p.get("payee_kind") == "person":
+        tax_code = PERSONAL if tax_code else None
+        bank = PERSONAL if bank else None
     return PaymentRequestForm(
         school=catalogue.school["vi"],
         unit_code=catalogue.unit_code,
@@ -180,7 +192,7 @@ def gather(
         source=catalogue.sources.get(str(p["source"]), {}).get("vi", str(p["source"])),
         budget_year=p["budget_year"],
         payee=p.get("payee"),
-        tax_code=p.get("tax_code"),
+        tax_code=tax_code,
         bank=bank,
         invoice=invoice,
         attachments=[f"{a['name']} (sha256 {a['sha256'][:16]}…)" for a in p["attachments"] or []],

@@ -17,7 +17,7 @@ from expense_audit.decision import decision_challenge, webauthn_signature_from_j
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
 from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_of
-from workflow import policy, queries
+from workflow import payment_form, policy, queries
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
 from workflow.service import Current, draft_content
@@ -418,6 +418,30 @@ def render_detail(
         remove_form=RemoveAttachmentForm(),
         signs_with=signs_with,
     ), status
+
+
+@bp.get("/requests/<reqno:number>/form.pdf")
+@login_required
+def form_pdf(number: str) -> Response:
+    """The payment request form (giấy đề nghị thanh toán) with its signatures, as a PDF."""
+    current = visible_request(number)
+    if current.projection is None:
+        abort(404)  # a draft has nothing signed to print
+    rt = runtime()
+    form = payment_form.gather(
+        db(),
+        number,
+        catalogue=rt.definitions.catalogue(number.split("/")[0]),
+        fingerprint=rt.institution.fingerprint,
+        base_url=rt.settings.base_url,
+        hide_personal=not policy.can_see_personal_data(
+            current_user.login, current_user.roles, current
+        ),
+    )
+    response = Response(payment_form.render(form), mimetype="application/pdf")
+    name = "de-nghi-thanh-toan-" + number.replace("/", "-") + ".pdf"
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
 
 
 @bp.get("/requests/<reqno:number>")
