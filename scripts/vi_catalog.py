@@ -355,7 +355,6 @@ VI = {
     "Check a paper form": "Kiểm tra giấy tờ in",
     "This form matches the signed log: request %(n)s and its approval are recorded.": "Giấy này khớp với nhật ký đã ký: đề xuất %(n)s và quyết định duyệt đã được ghi.",
     "This form does not match the signed log.": "Giấy này không khớp với nhật ký đã ký.",
-    "Request": "Đề xuất",
     "not in the log": "không có trong nhật ký",
     "Approving event": "Sự kiện duyệt chi",
     "is this request's approval": "là quyết định duyệt của đề xuất này",

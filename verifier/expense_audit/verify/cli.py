@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .dossier import DossierUnreadable, is_dossier, verify_dossier
 from .report import EXIT_INVALID, EXIT_UNREADABLE, NOT_TRUSTED, Report, VerifyError
 from .verifier import verify_bundle
 
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         return _unreadable(f"cannot read proof {args.proof}: {exc}", args.json)
     if args.proof and not isinstance(proof, dict):
         return _unreadable(f"proof {args.proof} is not a consistency-proof file", args.json)
+    if is_dossier(args.bundle):
+        return _dossier(args.bundle, args.institution_key, args.json)
     if args.event and not args.request:
         return _unreadable("--event needs the request it belongs to (--request)", args.json)
     if args.proof and not args.trust:
@@ -149,6 +152,30 @@ def main(argv: list[str] | None = None) -> int:
             print(paper[1])
     if paper is not None and not paper[0]:
         return EXIT_INVALID
+    return report.exit_code
+
+
+def _dossier(path: str, institution_key: str | None, as_json: bool) -> int:
+    """A payment dossier: one request, checked without the rest of the log."""
+    try:
+        report = verify_dossier(path, institution_key=institution_key)
+    except DossierUnreadable as exc:
+        return _unreadable(exc.message, as_json)
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+        return report.exit_code
+    print(f"dossier:     request {report.request}")
+    print(f"institution: {report.fingerprint}")
+    print(f"checkpoint:  {report.checkpoint_size} events")
+    if report.valid:
+        state = (report.projection or {}).get("state")
+        print(f"VALID: every file, signature and inclusion proof checks out; state {state}")
+        if not report.trusted:
+            print(f"{NOT_TRUSTED}: pass --institution-key FINGERPRINT")
+    else:
+        print(f"INVALID: {len(report.problems)} problem(s)")
+    for problem in report.problems:
+        print(f"  {problem}")
     return report.exit_code
 
 
