@@ -362,6 +362,7 @@ VI = {
     "covered by a signed checkpoint": "nằm trong một điểm kiểm tra đã ký",
     "is this school's key": "là khóa của trường",
     "is NOT this school's key": "KHÔNG phải khóa của trường",
+    "Payment dossier (zip)": "Hồ sơ thanh toán (zip)",
 }
 
 

@@ -146,3 +146,26 @@ def test_event_changed_and_manifest_resigned_fails_the_inclusion_proof(
     assert any("hash-mismatch" in p or "not included" in p for p in report.problems), (
         report.problems
     )
+
+
+def test_accountant_downloads_the_dossier_and_it_verifies(
+    school: School, auth: object, tmp_path: Path
+) -> None:
+    from .web import AuthActions
+
+    assert isinstance(auth, AuthActions)
+    number = school.to_state("approved")
+    school.act(number, "pay", "mai", data=pay_data())
+    browser = auth.login("mai")
+    assert f"/requests/{number}/dossier.zip" in browser.get(f"/requests/{number}").get_data(
+        as_text=True
+    )
+    response = browser.get(f"/requests/{number}/dossier.zip")
+    assert response.status_code == 200
+    data = response.data
+    response.close()
+    path = tmp_path / "downloaded.zip"
+    path.write_bytes(data)
+    report = verify_dossier(path, institution_key=school.runtime.institution.fingerprint)
+    assert report.valid, report.problems
+    assert auth.session("hanh").get(f"/requests/{number}/dossier.zip").status_code == 403

@@ -17,7 +17,7 @@ from expense_audit.decision import decision_challenge, webauthn_signature_from_j
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
 from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_of
-from workflow import payment_form, policy, queries
+from workflow import dossier, payment_form, policy, queries
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
 from workflow.service import Current, draft_content
@@ -36,7 +36,7 @@ from ..context import (
     visible_request,
 )
 from ..errors import attempt, message_for
-from ..uploads import UploadRefused, path_for, store
+from ..uploads import UploadRefused, path_for, storage_dir, store, temporary_path
 from . import bp
 from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
 
@@ -441,6 +441,38 @@ def form_pdf(number: str) -> Response:
     response = Response(payment_form.render(form), mimetype="application/pdf")
     name = "de-nghi-thanh-toan-" + number.replace("/", "-") + ".pdf"
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
+@bp.get("/requests/<reqno:number>/dossier.zip")
+@roles_required("accountant", "auditor")
+def dossier_zip(number: str) -> Response:
+    """The payment dossier of a paid request, for filing and for offline checking."""
+    current = visible_request(number)
+    if current.state != "paid":
+        abort(404)
+    rt = runtime()
+    form = payment_form.gather(
+        db(),
+        number,
+        catalogue=rt.definitions.catalogue(number.split("/")[0]),
+        fingerprint=rt.institution.fingerprint,
+        base_url=rt.settings.base_url,
+    )
+    path = temporary_path(".zip")
+    dossier.write_dossier(
+        db(),
+        number,
+        path,
+        form_pdf=payment_form.render(form),
+        institution=rt.institution,
+        now=rt.now(),
+        attachments_dir=storage_dir(),
+    )
+    db().commit()  # keeps the checkpoint the dossier is proved against
+    name = "ho-so-thanh-toan-" + number.replace("/", "-") + ".zip"
+    response = send_file(path, as_attachment=True, download_name=name, mimetype="application/zip")
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
     return response
 
 
