@@ -37,6 +37,30 @@ def can_view(login: str, roles: Collection[str], current: Current) -> bool:
     return current.projection is not None and bool(LOG_VIEWERS & set(roles))
 
 
+# Personal data (Nghị định 13/2023/NĐ-CP): a person's tax code and bank account are shown only to
+# these roles, to whoever decided on that request, and to its proposer who typed them.
+PERSONAL_DATA_READERS = frozenset({"accountant", "auditor"})
+# While a request waits for them, the people who may decide on it.
+_DECIDERS_WAITING = {"submitted": "reviewer", "forwarded": "approver"}
+
+
+def can_see_personal_data(login: str, roles: Collection[str], current: Current) -> bool:
+    """Whether ``login`` may see the tax code and bank account of a request's individual payee.
+
+    An organisation's tax code and account are public business data: everyone who may open the
+    request sees them. A person's are shown to the accountant, auditors, the proposer, the
+    reviewer and approver who decided on the request, and whoever may decide on it now.
+    """
+    projection = current.projection or {}
+    if projection.get("payee_kind") != "person" or current.owner == login:
+        return True
+    if PERSONAL_DATA_READERS & set(roles):
+        return True
+    if login in (projection.get("forwarded_by"), projection.get("approved_by")):
+        return True
+    return _DECIDERS_WAITING.get(current.state) in set(roles)
+
+
 def can_edit(workflow: WorkflowDefinition, login: str, current: Current) -> bool:
     """Only the proposer changes a request, and only in a state the definition marks editable."""
     return (

@@ -336,3 +336,34 @@ def keys_of(session: Session, login: str) -> Sequence[SigningKey]:
         .where(SigningKey.login == login)
         .order_by(SigningKey.registered_seq.desc())
     ).all()
+
+
+@dataclass(frozen=True)
+class PaperCheck:
+    """What the log says about a paper form's QR code (request, approving event, school key)."""
+
+    number: str
+    request: Request | None
+    event: AuditEvent | None  # the event with the hash the paper names, if it is in the log
+    approving: bool  # that event is the request's standing approval
+    key_matches: bool
+    checkpointed: bool  # a signed checkpoint covers the event
+
+
+def paper_check(
+    session: Session, number: str, event_hash: str, fingerprint: str, ours: str
+) -> PaperCheck:
+    """Resolve a paper form's QR code against the live log."""
+    row = session.get(Request, number) if len(number) <= 32 else None
+    event = None
+    if len(event_hash) == 64:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.hash == event_hash)).first()
+    checkpoint = latest_checkpoint(session)
+    return PaperCheck(
+        number=number,
+        request=row,
+        event=event if event is not None and event.request == number else None,
+        approving=row is not None and bool(event_hash) and row.approved_hash == event_hash,
+        key_matches=fingerprint == ours,
+        checkpointed=event is not None and checkpoint is not None and event.seq <= checkpoint.size,
+    )

@@ -36,19 +36,34 @@ from expense_audit.guards import (
     check_attachments,
     check_content,
     clean_text,
+    require_tax_code,
     within_allocation,
     within_norm,
 )
-from expense_audit.limits import MAX_CODE, MAX_COMMENT, MAX_DESCRIPTION, MAX_QUANTITY, MAX_TITLE
+from expense_audit.limits import (
+    MAX_BANK,
+    MAX_BANK_ACCOUNT,
+    MAX_CODE,
+    MAX_COMMENT,
+    MAX_DESCRIPTION,
+    MAX_INVOICE_NUMBER,
+    MAX_INVOICE_SERIES,
+    MAX_PAYEE,
+    MAX_QUANTITY,
+    MAX_TITLE,
+)
 from expense_audit.machine import machine_for
 from expense_audit.mandates import Mandate, acting_for, local_date
 from expense_audit.money import parse_amount
 from expense_audit.projection import (
     CONTENT_FIELDS,
+    INVOICE_FIELDS,
+    PAPERWORK_FIELDS,
     PROJECTION_FIELDS,
     Projection,
     apply_event,
     content_of,
+    requested_on,
 )
 
 from . import budget_totals
@@ -63,6 +78,16 @@ from .notify import queue_event_mails
 from .policy import can_edit
 from .signatures import check_signature
 
+PAPERWORK_LIMITS = {
+    "payee": MAX_PAYEE,
+    "payee_kind": MAX_CODE,
+    "tax_code": 14,
+    "bank_account": MAX_BANK_ACCOUNT,
+    "bank": MAX_BANK,
+    "invoice_number": MAX_INVOICE_NUMBER,
+    "invoice_series": MAX_INVOICE_SERIES,
+    "invoice_date": 10,
+}
 DECISION_LIFETIME = timedelta(hours=24)  # a prepared step may wait this long for its signature
 CLOCK_TOLERANCE = timedelta(minutes=5)
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
@@ -117,6 +142,7 @@ def draft_content(draft: Draft) -> dict[str, Any]:
         "unit_price_vnd": draft.unit_price_vnd,
         "amount_vnd": draft.amount_vnd,
         "attachments": list(draft.attachments or []),
+        **{name: getattr(draft, name) or None for name in PAPERWORK_FIELDS},
     }
 
 
@@ -253,6 +279,12 @@ class ApprovalService:
                     content[name], field=name, limit=limit, multiline=name == "description"
                 )
                 setattr(draft, name, text if name in ("title", "description") else (text or None))
+        for name in PAPERWORK_FIELDS:
+            if name in content:
+                text = clean_text(content[name], field=name, limit=PAPERWORK_LIMITS[name])
+                setattr(draft, name, text or None)
+        if draft.tax_code is not None:
+            require_tax_code(draft.tax_code)  # at once, under the field; submit checks again
         if "budget_year" in content:
             year = content["budget_year"]
             try:
@@ -684,6 +716,7 @@ class ApprovalService:
             data=payment,
             today=now.date(),
             local_day=local_date(now),
+            requested_on=requested_on(current.projection),
         )
 
     def _concurrent_change(self, current: Current) -> ConcurrentChange:
@@ -756,8 +789,19 @@ def _payment_data(data: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(amount, str):
         amount = parse_amount(amount)
     paid_on = data.get("paid_on")
-    return {
+    payment: dict[str, Any] = {
         "voucher": str(data.get("voucher") or "").strip(),
         "paid_on": paid_on.isoformat() if isinstance(paid_on, date) else str(paid_on or ""),
         "amount_paid_vnd": amount,
     }
+    # The invoice, when the accountant enters it at payment (it was not known at proposal).
+    invoice = {name: _invoice_text(data.get(name), name) for name in INVOICE_FIELDS}
+    if any(invoice.values()):
+        payment.update(invoice)
+    return payment
+
+
+def _invoice_text(value: Any, name: str) -> str | None:
+    if isinstance(value, date):
+        return value.isoformat()
+    return clean_text(value, field=name, limit=PAPERWORK_LIMITS[name]) or None

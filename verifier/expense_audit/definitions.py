@@ -128,12 +128,25 @@ class Norm:
 
 
 @dataclass(frozen=True)
+class Mlns:
+    """State budget classification (mục lục ngân sách) of a line: chương, loại–khoản, mục–tiểu mục."""
+
+    chuong: str  # e.g. 622
+    loai: str  # e.g. 070
+    khoan: str  # e.g. 072
+    muc: str  # e.g. 6650
+    tieu_muc: str  # e.g. 6652
+
+
+@dataclass(frozen=True)
 class BudgetLine:
     code: str
     name: Labels
     norm: Norm
     allocation_vnd: int
     sources: tuple[str, ...]
+    mlns: Mlns | None = None
+    payee_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class BudgetCatalogue:
     sha256: str
     # dated quote rules, oldest first; without [[quote_rules]] the catalogue's own pair applies
     quote_rules: tuple[QuoteRule, ...] = ()
+    unit_code: str | None = None  # mã ĐVQHNS: the school's budget-unit code (7 digits)
 
     def quote_rule_on(self, day: date | None) -> QuoteRule:
         """The quote rule in force on ``day`` (the request's submission date, local time)."""
@@ -556,7 +570,20 @@ def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatal
         for code, raw in sources_table.items()
     }
     lines_table = _table(doc, "lines", path)
-    lines = {code: _load_line(code, raw, path, sources) for code, raw in lines_table.items()}
+    payee_required = head.get("payee_required", False)
+    if not isinstance(payee_required, bool):
+        raise DefinitionError(path, "catalogue.payee_required", "must be true or false")
+    lines = {
+        code: _load_line(code, raw, path, sources, payee_required=payee_required)
+        for code, raw in lines_table.items()
+    }
+    unit_code = head.get("unit_code")
+    if unit_code is not None and (
+        not isinstance(unit_code, str) or not re.fullmatch(r"[0-9]{7}", unit_code)
+    ):
+        raise DefinitionError(
+            path, "catalogue.unit_code", "the budget-unit code (mã ĐVQHNS) is 7 digits"
+        )
     if not lines:
         raise DefinitionError(path, "lines", "no budget lines defined")
     return BudgetCatalogue(
@@ -572,6 +599,7 @@ def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatal
         lines=lines,
         path=path,
         sha256=sha256_hex(data),
+        unit_code=unit_code,
     )
 
 
@@ -600,7 +628,41 @@ def _load_quote_rules(raw: Any, path: str) -> tuple[QuoteRule, ...]:
     return tuple(rules)
 
 
-def _load_line(code: str, raw: Any, path: str, sources: Mapping[str, Labels]) -> BudgetLine:
+def _load_mlns(raw: Any, path: str, key: str) -> Mlns | None:
+    """chương (3 digits), loại–khoản ("070-072"), mục–tiểu mục ("6650-6652"), checked for shape.
+
+    Loại codes step by 30 and mục codes by 50 in the state classification, so a khoản lies
+    within 29 of its loại and a tiểu mục within 49 of its mục.
+    """
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {"chuong", "loai_khoan", "muc_tieu_muc"}:
+        raise DefinitionError(
+            path, key, "needs exactly chuong, loai_khoan and muc_tieu_muc (all strings)"
+        )
+    chuong, loai_khoan, muc_tieu_muc = raw["chuong"], raw["loai_khoan"], raw["muc_tieu_muc"]
+    if not isinstance(chuong, str) or not re.fullmatch(r"[0-9]{3}", chuong):
+        raise DefinitionError(path, f"{key}.chuong", "a chương is 3 digits, e.g. 622")
+    pair = re.fullmatch(r"([0-9]{3})-([0-9]{3})", loai_khoan if isinstance(loai_khoan, str) else "")
+    if pair is None or not 0 < int(pair[2]) - int(pair[1]) < 30:
+        raise DefinitionError(
+            path, f"{key}.loai_khoan", "loại–khoản is written 070-072 (khoản within its loại)"
+        )
+    muc = re.fullmatch(
+        r"([0-9]{4})-([0-9]{4})", muc_tieu_muc if isinstance(muc_tieu_muc, str) else ""
+    )
+    if muc is None or not 0 < int(muc[2]) - int(muc[1]) < 50:
+        raise DefinitionError(
+            path,
+            f"{key}.muc_tieu_muc",
+            "mục–tiểu mục is written 6650-6652 (tiểu mục within its mục)",
+        )
+    return Mlns(chuong=chuong, loai=pair[1], khoan=pair[2], muc=muc[1], tieu_muc=muc[2])
+
+
+def _load_line(
+    code: str, raw: Any, path: str, sources: Mapping[str, Labels], *, payee_required: bool = False
+) -> BudgetLine:
     key = f"lines.{code}"
     if not re.fullmatch(r"[A-Z][A-Z0-9-]*", code):
         raise DefinitionError(path, key, "line codes are upper-case, e.g. SW-ASSET")
@@ -642,4 +704,13 @@ def _load_line(code: str, raw: Any, path: str, sources: Mapping[str, Labels]) ->
             raw.get("allocation_vnd"), path, f"{key}.allocation_vnd", allow_zero=True
         ),
         sources=line_sources,
+        mlns=_load_mlns(raw.get("mlns"), path, f"{key}.mlns"),
+        payee_required=_flag_or(raw, "payee_required", payee_required, path, key),
     )
+
+
+def _flag_or(raw: Mapping[str, Any], name: str, default: bool, path: str, key: str) -> bool:
+    value = raw.get(name, default)
+    if not isinstance(value, bool):
+        raise DefinitionError(path, f"{key}.{name}", "must be true or false")
+    return value

@@ -18,7 +18,12 @@ from .errors import ActorNotAllowed, DataInvalid, GuardRefused
 from .limits import (
     MAX_ATTACHMENT_BYTES,
     MAX_ATTACHMENTS,
+    MAX_BANK,
+    MAX_BANK_ACCOUNT,
     MAX_DESCRIPTION,
+    MAX_INVOICE_NUMBER,
+    MAX_INVOICE_SERIES,
+    MAX_PAYEE,
     MAX_QUANTITY,
     MAX_TITLE,
     MAX_VOUCHER,
@@ -40,6 +45,7 @@ class GuardContext:
     today: date | None = None
     # the school's local date of the step (dated rules, e.g. the quote rule at submission)
     local_day: date | None = None
+    requested_on: date | None = None  # the date of the request's first event (its submission)
 
 
 Guard = Callable[[GuardContext], None]
@@ -223,7 +229,13 @@ def quotes_attached(ctx: GuardContext) -> None:
 
 def payment_recorded(ctx: GuardContext) -> None:
     """A payment names its voucher, its date and an amount no larger than approved."""
-    check_payment(ctx.data, approved_amount=int(ctx.content["amount_vnd"]), today=ctx.today)
+    check_payment(
+        ctx.data,
+        approved_amount=int(ctx.content["amount_vnd"]),
+        today=ctx.today,
+        content=ctx.content,
+        requested_on=ctx.requested_on,
+    )
 
 
 GUARDS: Mapping[str, Guard] = {
@@ -249,8 +261,15 @@ _VOUCHER = re.compile(rf"^[\w./-]{{1,{MAX_VOUCHER}}}$", re.UNICODE)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def check_payment(data: Mapping[str, Any], *, approved_amount: int, today: date | None) -> None:
-    """Validate the payment record carried by a pay event."""
+def check_payment(
+    data: Mapping[str, Any],
+    *,
+    approved_amount: int,
+    today: date | None,
+    content: Mapping[str, Any] | None = None,
+    requested_on: date | None = None,
+) -> None:
+    """Validate the payment record carried by a pay event (and the invoice it is paid against)."""
     voucher = data.get("voucher")
     if not isinstance(voucher, str) or not _VOUCHER.match(voucher.strip()):
         raise DataInvalid(
@@ -293,6 +312,159 @@ def check_payment(data: Mapping[str, Any], *, approved_amount: int, today: date 
             f"{format_vnd(approved_amount)}.",
             field="amount_paid_vnd",
         )
+    _check_invoice_at_payment(data, content or {}, paid_date, requested_on)
+
+
+def _check_invoice_at_payment(
+    data: Mapping[str, Any], content: Mapping[str, Any], paid: date, requested_on: date | None
+) -> None:
+    """The invoice paid against: entered now or at proposal, dated between request and payment."""
+    if "invoice_number" in data or "invoice_series" in data or "invoice_date" in data:
+        _check_invoice(data, required=True)
+        invoice = data
+    else:
+        invoice = content
+    text = invoice.get("invoice_date")
+    if not text:
+        return
+    issued = date.fromisoformat(str(text))  # _check_invoice has read it
+    if issued > paid:
+        raise DataInvalid(
+            f"Ngày hóa đơn {issued.isoformat()} sau ngày thanh toán {paid.isoformat()}.",
+            en=f"The invoice date {issued.isoformat()} is after the payment date "
+            f"{paid.isoformat()}.",
+            field="invoice_date",
+        )
+    # NOTE: the request's date is the UTC date of its first event; a day of slack for UTC+7.
+    if requested_on is not None and issued < requested_on - PAYMENT_CLOCK_SLACK:
+        raise DataInvalid(
+            f"Ngày hóa đơn {issued.isoformat()} trước ngày lập đề xuất "
+            f"{requested_on.isoformat()}: chỉ chi cho hóa đơn sau khi đề xuất được lập.",
+            en=f"The invoice date {issued.isoformat()} is before the request was made "
+            f"({requested_on.isoformat()}): only invoices issued after the request are paid.",
+            field="invoice_date",
+        )
+
+
+# --- the accountant's paperwork: payee, tax code, bank, invoice (issue 13) ------------------
+
+PAYEE_KINDS = ("organisation", "person")
+_TAX_CODE = re.compile(r"[0-9]{10}(?:-[0-9]{3})?")
+_TAX_WEIGHTS = (31, 29, 23, 19, 17, 13, 7, 5, 3)
+_BANK_ACCOUNT = re.compile(rf"[0-9A-Za-z]{{6,{MAX_BANK_ACCOUNT}}}")
+_INVOICE_NUMBER = re.compile(rf"[0-9A-Za-z./-]{{1,{MAX_INVOICE_NUMBER}}}")
+_INVOICE_SERIES = re.compile(rf"[0-9A-Za-z/-]{{1,{MAX_INVOICE_SERIES}}}")
+
+
+def check_tax_code(value: str) -> bool:
+    """A Vietnamese tax code (mã số thuế): 10 digits, or 13 as 0123456789-001 for a branch.
+
+    The tenth digit checks the first nine (weights 31, 29, 23, 19, 17, 13, 7, 5, 3 modulo 11,
+    as python-stdnum's stdnum.vn.mst computes it; a test holds the two together).
+    """
+    if not _TAX_CODE.fullmatch(value):
+        return False
+    if value[2:9] == "0000000" or value.endswith("-000"):
+        return False
+    total = sum(w * int(d) for w, d in zip(_TAX_WEIGHTS, value, strict=False))
+    return value[9] == str(10 - total % 11)
+
+
+def require_tax_code(value: str) -> None:
+    """Refuse a tax code that check_tax_code does not accept, with a field error."""
+    if not check_tax_code(value):
+        raise _invalid(
+            f"Mã số thuế «{value[:20]}» không hợp lệ: cần 10 chữ số (hoặc 13, dạng "
+            "0123456789-001) với chữ số kiểm tra đúng.",
+            f"The tax code “{value[:20]}” is not valid: 10 digits (or 13, written "
+            "0123456789-001) with a correct check digit.",
+            "tax_code",
+        )
+
+
+def _invalid(vi: str, en: str, name: str) -> DataInvalid:
+    return DataInvalid(vi, en=en, field=name)
+
+
+def _opt_text(content: Mapping[str, Any], name: str, limit: int) -> str | None:
+    value = content.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit or _CONTROL.search(value):
+        raise _invalid("Giá trị không hợp lệ.", "This value is not valid.", name)
+    return value or None
+
+
+def _check_invoice(invoice: Mapping[str, Any], *, required: bool) -> None:
+    number = _opt_text(invoice, "invoice_number", MAX_INVOICE_NUMBER)
+    series = _opt_text(invoice, "invoice_series", MAX_INVOICE_SERIES)
+    issued = _opt_text(invoice, "invoice_date", 10)
+    if number is None and series is None and issued is None and not required:
+        return
+    if number is None or not _INVOICE_NUMBER.fullmatch(number):
+        raise _invalid(
+            "Cần số hóa đơn (chữ số, ví dụ 00001234).",
+            "An invoice number is needed (digits, for example 00001234).",
+            "invoice_number",
+        )
+    if series is not None and not _INVOICE_SERIES.fullmatch(series):
+        raise _invalid(
+            "Ký hiệu hóa đơn chỉ gồm chữ và số (ví dụ 1C24TAA).",
+            "The invoice series is letters and digits only (for example 1C24TAA).",
+            "invoice_series",
+        )
+    try:
+        date.fromisoformat(str(issued))
+    except ValueError:
+        raise _invalid(
+            "Cần ngày hóa đơn hợp lệ.", "A valid invoice date is needed.", "invoice_date"
+        ) from None
+
+
+def check_paperwork(
+    content: Mapping[str, Any], catalogue: BudgetCatalogue, line: BudgetLine
+) -> None:
+    """Payee, tax code, bank and invoice of a request (all optional unless the plan asks)."""
+    payee = _opt_text(content, "payee", MAX_PAYEE)
+    kind = content.get("payee_kind")
+    if payee is None and line.payee_required:
+        raise _invalid(
+            f"Dòng «{line.name['vi']}» cần ghi người nhận tiền (đơn vị hoặc cá nhân).",
+            f"The line “{line.name['en']}” needs a payee (organisation or person).",
+            "payee",
+        )
+    if kind is not None and kind not in PAYEE_KINDS:
+        raise _invalid("Chọn đơn vị hoặc cá nhân.", "Choose organisation or person.", "payee_kind")
+    if payee is not None and kind is None:
+        raise _invalid(
+            "Ghi rõ người nhận là đơn vị hay cá nhân.",
+            "Say whether the payee is an organisation or a person.",
+            "payee_kind",
+        )
+    tax_code = _opt_text(content, "tax_code", 14)
+    if tax_code is not None:
+        require_tax_code(tax_code)
+    account = _opt_text(content, "bank_account", MAX_BANK_ACCOUNT)
+    bank = _opt_text(content, "bank", MAX_BANK)
+    if account is not None and not _BANK_ACCOUNT.fullmatch(account):
+        raise _invalid(
+            "Số tài khoản chỉ gồm chữ số (6 đến 30 ký tự).",
+            "The bank account is digits only (6 to 30 characters).",
+            "bank_account",
+        )
+    if (account is None) != (bank is None):
+        raise _invalid(
+            "Cần cả số tài khoản và tên ngân hàng.",
+            "Both the bank account and the bank are needed.",
+            "bank" if bank is None else "bank_account",
+        )
+    if (tax_code or account) and payee is None:
+        raise _invalid(
+            "Mã số thuế và tài khoản thuộc về người nhận: cần ghi người nhận.",
+            "A tax code or an account belongs to a payee: name the payee.",
+            "payee",
+        )
+    _check_invoice(content, required=False)
 
 
 def check_content(content: Mapping[str, Any], catalogue: BudgetCatalogue | None) -> None:
@@ -357,6 +529,7 @@ def check_content(content: Mapping[str, Any], catalogue: BudgetCatalogue | None)
             field="quantity",
         )
     check_attachments(content.get("attachments", []))
+    check_paperwork(content, catalogue, line)
 
 
 def _int_field(content: Mapping[str, Any], name: str, maximum: int, label: tuple[str, str]) -> int:

@@ -15,3 +15,9 @@ MAX_LOGIN = 64
 MAX_NAME = 200
 MAX_EMAIL = 254
 MAX_PASSWORD = 200
+# The accountant's paperwork (issue 13)
+MAX_PAYEE = 200
+MAX_BANK_ACCOUNT = 30  # Vietnamese bank account numbers are 6 to 19 digits; some carry letters
+MAX_BANK = 120
+MAX_INVOICE_NUMBER = 20  # e-invoices (Nghị định 123/2020) number up to 8 digits
+MAX_INVOICE_SERIES = 12  # e.g. 1C24TAA

@@ -81,3 +81,75 @@ def format_vnd(amount: int) -> str:
     """Format đồng the Vietnamese way: 1.800.000 ₫."""
     sign = "-" if amount < 0 else ""
     return f"{sign}{abs(amount):,}".replace(",", ".") + " ₫"
+
+
+# --- amounts in words (số tiền bằng chữ) -----------------------------------------------------
+#
+# NOTE: written here, not taken from num2words: its Vietnamese reads 1,000,005 as "một triệu lẻ
+# năm" and 2024 as "hai nghìn lẻ hai mươi bốn", where accounting papers write "Một triệu không
+# trăm linh năm đồng" and "Hai nghìn không trăm hai mươi tư đồng": every group after the first
+# says its hundreds (even "không trăm"), a zero ten reads "linh", and after "mươi" one is "mốt",
+# four is "tư" and five is "lăm" (five is "lăm" after "mười" too).
+
+_DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
+_GROUPS = ("", "nghìn", "triệu")
+
+
+def _group_words(value: int, *, leading: bool) -> list[str]:
+    """One group of three digits; a leading group omits its zero hundreds and zero ten."""
+    hundreds, tens, units = value // 100, value // 10 % 10, value % 10
+    words: list[str] = []
+    if hundreds or not leading:
+        words += [_DIGITS[hundreds], "trăm"]
+    if tens == 0:
+        if units and words:
+            words.append("linh")
+    elif tens == 1:
+        words.append("mười")
+    else:
+        words += [_DIGITS[tens], "mươi"]
+    if units == 0:
+        return words
+    if units == 1 and tens >= 2:
+        words.append("mốt")
+    elif units == 4 and tens >= 2:
+        words.append("tư")
+    elif units == 5 and tens >= 1:
+        words.append("lăm")
+    else:
+        words.append(_DIGITS[units])
+    return words
+
+
+def _below_billion(value: int, *, leading: bool) -> list[str]:
+    """0 < value < 10**9 in words; after a higher part (leading=False) every group says its
+    hundreds. All-zero groups are silent."""
+    groups = (value // 1_000_000, value // 1000 % 1000, value % 1000)
+    words: list[str] = []
+    for group, name in zip(groups, ("triệu", "nghìn", ""), strict=True):
+        if group == 0:
+            continue
+        words += _group_words(group, leading=leading and not words)
+        if name:
+            words.append(name)
+    return words
+
+
+def _words(value: int, *, leading: bool) -> list[str]:
+    if value >= 1_000_000_000:
+        high, low = divmod(value, 1_000_000_000)
+        low_words = _below_billion(low, leading=False) if low else []
+        return [*_words(high, leading=leading), "tỷ", *low_words]
+    return _below_billion(value, leading=leading)
+
+
+def amount_in_words(amount: int) -> str:
+    """An amount of đồng in words as Vietnamese accounting papers write it.
+
+    1_000_005 -> "Một triệu không trăm linh năm đồng"; 2024 -> "Hai nghìn không trăm hai mươi
+    tư đồng"; 0 -> "Không đồng".
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise ValueError(f"an amount in words needs a non-negative integer, got {amount!r}")
+    text = " ".join(_words(amount, leading=True)) if amount else "không"
+    return f"{text[0].upper()}{text[1:]} đồng"

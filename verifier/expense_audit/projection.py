@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import date
 from typing import Any
 
-CONTENT_FIELDS = (
+CORE_CONTENT_FIELDS = (
     "title",
     "description",
     "line",
@@ -16,6 +17,21 @@ CONTENT_FIELDS = (
     "amount_vnd",
     "attachments",
 )
+# The accountant's paperwork (issue 13): who is paid and against which invoice. Events written
+# before these existed lack them; a missing paperwork field reads as None, never as an error.
+PAPERWORK_FIELDS = (
+    "payee",
+    "payee_kind",  # "organisation" or "person" (a person's tax code and account are personal data)
+    "tax_code",
+    "bank_account",
+    "bank",
+    "invoice_number",
+    "invoice_series",
+    "invoice_date",
+)
+CONTENT_FIELDS = (*CORE_CONTENT_FIELDS, *PAPERWORK_FIELDS)
+# Invoice data the accountant may enter at payment when it was not known at proposal.
+INVOICE_FIELDS = ("invoice_number", "invoice_series", "invoice_date")
 
 PROJECTION_FIELDS = (
     "number",
@@ -48,6 +64,17 @@ def school_year_of(number: str) -> str:
 def content_of(projection: Mapping[str, Any]) -> dict[str, Any]:
     """The content fields of a request, as bound into events."""
     return {name: projection.get(name) for name in CONTENT_FIELDS}
+
+
+def normal_content(content: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's content with every field present (older events lack the paperwork fields)."""
+    return {name: content.get(name) for name in CONTENT_FIELDS}
+
+
+def requested_on(projection: Mapping[str, Any] | None) -> date | None:
+    """The UTC date of a request's first event (invoices are dated on or after it)."""
+    created = (projection or {}).get("created_at")
+    return date.fromisoformat(str(created)[:10]) if created else None
 
 
 def empty_projection(number: str, owner: str, state: str) -> Projection:
@@ -92,6 +119,9 @@ def apply_event(
             paid_on=payment.get("paid_on"),
             amount_paid_vnd=payment.get("amount_paid_vnd"),
         )
+        # An invoice entered at payment completes (or corrects) the one known at proposal.
+        if payment.get("invoice_number"):
+            projection.update({name: payment.get(name) for name in INVOICE_FIELDS})
     projection.update(
         state=body["to"],
         last_comment=body.get("comment"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, render_template, send_file
+from flask import Response, render_template, request, send_file
 from flask_wtf import FlaskForm
 
 from expense_audit.checkpoint import verifier_key
@@ -63,3 +63,18 @@ def bundle() -> Response:
     )
     response.call_on_close(lambda: path.unlink(missing_ok=True))
     return response
+
+
+@bp.get("/audit/paper")
+@roles_required(*AUDIT_READERS, "accountant")
+def paper() -> str:
+    """Resolve the QR code of a printed payment request form against the live log."""
+    number = request.args.get("n", "")[:32]
+    event_hash = request.args.get("e", "")[:64].lower()
+    fingerprint = request.args.get("fp", "")[:64].lower()
+    check = queries.paper_check(
+        db(), number, event_hash, fingerprint, runtime().institution.fingerprint
+    )
+    return render_template(
+        "audit/paper.html", check=check, event_hash=event_hash, fingerprint=fingerprint
+    )

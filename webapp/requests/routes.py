@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from datetime import date
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, send_file, url_for
@@ -15,8 +16,8 @@ from werkzeug.wrappers import Response
 from expense_audit.decision import decision_challenge, webauthn_signature_from_json
 from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
-from expense_audit.projection import content_of
-from workflow import policy, queries
+from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_of
+from workflow import dossier, payment_form, policy, queries
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
 from workflow.service import Current, draft_content
@@ -36,7 +37,7 @@ from ..context import (
     visible_request,
 )
 from ..errors import attempt, message_for
-from ..uploads import UploadRefused, path_for, store
+from ..uploads import UploadRefused, path_for, storage_dir, store, temporary_path
 from . import bp
 from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
 
@@ -101,6 +102,9 @@ def _content_from(form: RequestForm, catalogue: Any) -> dict[str, Any]:
             content["unit_price_vnd"] = form.unit_price.data
     elif form.amount.data:
         content["amount"] = form.amount.data
+    for name in PAPERWORK_FIELDS:
+        value = getattr(form, name).data
+        content[name] = value.isoformat() if isinstance(value, date) else (value or None)
     return content
 
 
@@ -199,6 +203,11 @@ def edit(number: str) -> str | Response:
         form.unit_price.data = (
             f"{draft.unit_price_vnd:,}".replace(",", ".") if draft.unit_price_vnd else ""
         )
+        for name in PAPERWORK_FIELDS:
+            value = getattr(draft, name)
+            getattr(form, name).data = (
+                date.fromisoformat(value) if name == "invoice_date" and value else value or ""
+            )
     if form.validate_on_submit():
         draft = current.draft
         saved = attempt(
@@ -406,9 +415,66 @@ def render_detail(
         unsigned=unsigned,
         revision=_revision(current, content),
         can_edit=policy.can_edit(workflow(), current_user.login, current),
+        personal=policy.can_see_personal_data(current_user.login, current_user.roles, current),
         remove_form=RemoveAttachmentForm(),
         signs_with=signs_with,
     ), status
+
+
+@bp.get("/requests/<reqno:number>/form.pdf")
+@login_required
+def form_pdf(number: str) -> Response:
+    """The payment request form (giấy đề nghị thanh toán) with its signatures, as a PDF."""
+    current = visible_request(number)
+    if current.projection is None:
+        abort(404)  # a draft has nothing signed to print
+    rt = runtime()
+    form = payment_form.gather(
+        db(),
+        number,
+        catalogue=rt.definitions.catalogue(number.split("/")[0]),
+        fingerprint=rt.institution.fingerprint,
+        base_url=rt.settings.base_url,
+        hide_personal=not policy.can_see_personal_data(
+            current_user.login, current_user.roles, current
+        ),
+    )
+    response = Response(payment_form.render(form), mimetype="application/pdf")
+    name = "de-nghi-thanh-toan-" + number.replace("/", "-") + ".pdf"
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
+@bp.get("/requests/<reqno:number>/dossier.zip")
+@roles_required("accountant", "auditor")
+def dossier_zip(number: str) -> Response:
+    """The payment dossier of a paid request, for filing and for offline checking."""
+    current = visible_request(number)
+    if current.state != "paid":
+        abort(404)
+    rt = runtime()
+    form = payment_form.gather(
+        db(),
+        number,
+        catalogue=rt.definitions.catalogue(number.split("/")[0]),
+        fingerprint=rt.institution.fingerprint,
+        base_url=rt.settings.base_url,
+    )
+    path = temporary_path(".zip")
+    dossier.write_dossier(
+        db(),
+        number,
+        path,
+        form_pdf=payment_form.render(form),
+        institution=rt.institution,
+        now=rt.now(),
+        attachments_dir=storage_dir(),
+    )
+    db().commit()  # keeps the checkpoint the dossier is proved against
+    name = "ho-so-thanh-toan-" + number.replace("/", "-") + ".zip"
+    response = send_file(path, as_attachment=True, download_name=name, mimetype="application/zip")
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response
 
 
 @bp.get("/requests/<reqno:number>")
@@ -438,6 +504,9 @@ def act(number: str) -> Response | tuple[str, int]:
             "voucher": form.voucher.data,
             "paid_on": form.paid_on.data,
             "amount_paid_vnd": form.amount_paid.data,
+            "invoice_number": form.invoice_number.data,
+            "invoice_series": form.invoice_series.data,
+            "invoice_date": form.invoice_date.data,
         }
     expected_text = form.expected_seq.data or ""
     expected = int(expected_text) if re.fullmatch(r"[0-9]{1,12}", expected_text) else None
@@ -475,6 +544,8 @@ def _payment_fields(body: dict[str, Any]) -> dict[str, Any] | None:
         "voucher": str(body.get("voucher") or ""),
         "paid_on": str(body.get("paid_on") or ""),
         "amount_paid_vnd": str(body.get("amount_paid") or ""),
+        # issue 13: the invoice entered at payment, if any
+        **{name: str(body.get(name) or "") or None for name in INVOICE_FIELDS},
     }
 
 

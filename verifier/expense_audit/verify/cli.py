@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from .report import EXIT_UNREADABLE, NOT_TRUSTED, Report, VerifyError
+from .dossier import DossierUnreadable, is_dossier, verify_dossier
+from .report import EXIT_INVALID, EXIT_UNREADABLE, NOT_TRUSTED, Report, VerifyError
 from .verifier import verify_bundle
 
 EPILOG = """exit codes:
@@ -55,7 +56,35 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="consistency proof (`audit prove`) that the final checkpoint extends --trust",
     )
+    parser.add_argument(
+        "--request",
+        metavar="NUMBER",
+        help="also confirm one request of a paper form (e.g. 2024-2025/0017): its state and "
+        "approving event in the verified log",
+    )
+    parser.add_argument(
+        "--event",
+        metavar="HASH",
+        help="with --request: the approving event's hash printed on the form (or in its QR code)",
+    )
     return parser
+
+
+def check_paper(report: Report, number: str, event: str | None) -> tuple[bool, str]:
+    """Whether a paper form's request and approving event are those of the verified log."""
+    projection = report.requests.get(number)
+    if not report.valid:
+        return False, f"request {number}: NOT CONFIRMED, the log itself is invalid"
+    if projection is None:
+        return False, f"request {number}: NOT IN THE LOG"
+    approved = projection.get("approved_hash")
+    summary = (
+        f"request {number}: {projection.get('state')}, {projection.get('amount_vnd')} đồng, "
+        f"approved by {projection.get('approved_by') or '-'}, approving event {approved or '-'}"
+    )
+    if event is not None and event.strip().lower() != (approved or ""):
+        return False, f"{summary}\nTHE FORM DOES NOT MATCH: it names approving event {event}"
+    return True, f"{summary}\nCONFIRMED: this request and its approval are in the verified log"
 
 
 def _unreadable(message: str, as_json: bool) -> int:
@@ -88,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         return _unreadable(f"cannot read proof {args.proof}: {exc}", args.json)
     if args.proof and not isinstance(proof, dict):
         return _unreadable(f"proof {args.proof} is not a consistency-proof file", args.json)
+    if is_dossier(args.bundle):
+        return _dossier(args.bundle, args.institution_key, args.json)
+    if args.event and not args.request:
+        return _unreadable("--event needs the request it belongs to (--request)", args.json)
     if args.proof and not args.trust:
         return _unreadable("--proof needs the checkpoint it starts from (--trust)", args.json)
     try:
@@ -107,10 +140,42 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.save_state).write_text(
             json.dumps(report.state, ensure_ascii=False), encoding="utf-8"
         )
+    paper = check_paper(report, args.request, args.event) if args.request else None
     if args.json:
-        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+        result = report.as_json()
+        if paper is not None:
+            result["request"] = {"number": args.request, "confirmed": paper[0], "detail": paper[1]}
+        print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         print_text(report)
+        if paper is not None:
+            print(paper[1])
+    if paper is not None and not paper[0]:
+        return EXIT_INVALID
+    return report.exit_code
+
+
+def _dossier(path: str, institution_key: str | None, as_json: bool) -> int:
+    """A payment dossier: one request, checked without the rest of the log."""
+    try:
+        report = verify_dossier(path, institution_key=institution_key)
+    except DossierUnreadable as exc:
+        return _unreadable(exc.message, as_json)
+    if as_json:
+        print(json.dumps(report.as_json(), ensure_ascii=False, indent=1))
+        return report.exit_code
+    print(f"dossier:     request {report.request}")
+    print(f"institution: {report.fingerprint}")
+    print(f"checkpoint:  {report.checkpoint_size} events")
+    if report.valid:
+        state = (report.projection or {}).get("state")
+        print(f"VALID: every file, signature and inclusion proof checks out; state {state}")
+        if not report.trusted:
+            print(f"{NOT_TRUSTED}: pass --institution-key FINGERPRINT")
+    else:
+        print(f"INVALID: {len(report.problems)} problem(s)")
+    for problem in report.problems:
+        print(f"  {problem}")
     return report.exit_code
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import DataInvalid
 from ..guards import check_attachments
 from ..mandates import ACTIONS as MANDATE_ACTIONS
-from ..projection import CONTENT_FIELDS
+from ..projection import CONTENT_FIELDS, INVOICE_FIELDS, PAPERWORK_FIELDS
 
 EVENT_FIELDS = frozenset(
     {
@@ -177,21 +177,37 @@ _CONTENT: dict[str, Check] = {
     "unit_price_vnd": _opt_int,
     "amount_vnd": _opt_int,
     "attachments": _attachments,
+    # The paperwork (issue 13): shapes only here; check_content judges the values on replay.
+    **dict.fromkeys(PAPERWORK_FIELDS, _opt_str),
 }
+# NOTE: events written before the paperwork fields existed lack them: absent reads as None.
+_CONTENT_OPTIONAL = frozenset(PAPERWORK_FIELDS)
 if set(_CONTENT) != set(CONTENT_FIELDS):  # pragma: no cover - keeps the two lists together
     raise ImportError("verify.fields checks other content fields than projection.CONTENT_FIELDS")
 _MANDATE_REF: dict[str, Check] = {"seq": lambda v: v is not None and _seq_ref(v), "hash": _hex64}
-_PAYMENT: dict[str, Check] = {"voucher": _str, "paid_on": _date, "amount_paid_vnd": _int}
+_PAYMENT: dict[str, Check] = {
+    "voucher": _str,
+    "paid_on": _date,
+    "amount_paid_vnd": _int,
+    **dict.fromkeys(INVOICE_FIELDS, _opt_str),
+}
+_PAYMENT_OPTIONAL = frozenset(INVOICE_FIELDS)
 
 
-def _exactly(where: str, value: object, checks: Mapping[str, Check]) -> None:
+def _exactly(
+    where: str,
+    value: object,
+    checks: Mapping[str, Check],
+    optional: frozenset[str] = frozenset(),
+) -> None:
     if not isinstance(value, dict):
         raise FieldInvalid(f"{where} is {type(value).__name__}, expected an object")
-    if set(value) != set(checks):
-        missing, extra = sorted(set(checks) - set(value)), sorted(set(value) - set(checks))
+    missing = sorted(set(checks) - set(value) - optional)
+    extra = sorted(set(value) - set(checks))
+    if missing or extra:
         raise FieldInvalid(f"{where} fields: missing {missing}, unexpected {extra}")
     for name, check in checks.items():
-        if not check(value[name]):
+        if name in value and not check(value[name]):
             raise FieldInvalid(f"{where}.{name} has an invalid value {value[name]!r:.80}")
 
 
@@ -238,11 +254,11 @@ def _step_data(data: object, *, budget_inside: bool) -> None:
     unexpected = set(data) - allowed
     if unexpected or "content" not in data:
         raise FieldInvalid(f"data fields: need content, unexpected {sorted(unexpected)}")
-    _exactly("data.content", data["content"], _CONTENT)
+    _exactly("data.content", data["content"], _CONTENT, _CONTENT_OPTIONAL)
     if "budget" in data and not _hex64(data["budget"]):
         raise FieldInvalid(f"data.budget has an invalid value {data['budget']!r:.80}")
     if "payment" in data:
-        _exactly("data.payment", data["payment"], _PAYMENT)
+        _exactly("data.payment", data["payment"], _PAYMENT, _PAYMENT_OPTIONAL)
     if "mandate" in data:
         _exactly("data.mandate", data["mandate"], _MANDATE_REF)
 

@@ -24,7 +24,7 @@ from ..mandates import (
     local_date,
     parse_grant,
 )
-from ..projection import Projection, apply_event, content_of
+from ..projection import Projection, apply_event, content_of, normal_content, requested_on
 from .keys import Keyring
 from .report import Kind, Problem
 
@@ -253,7 +253,7 @@ class Replay:
         if transition.binds_content:
             if transition.checks_content:
                 check_content(content, catalogue)
-        elif projection is None or content != content_of(projection):
+        elif projection is None or normal_content(content) != content_of(projection):
             raise _Forbidden(
                 Kind.CONTENT_MISMATCH,
                 f"{action} decides on content that differs from what was submitted",
@@ -269,6 +269,7 @@ class Replay:
             data=data.get("payment") or {},
             today=date.fromisoformat(body["ts"][:10]),
             local_day=local_date(body["ts"]),
+            requested_on=requested_on(projection),
         )
         machine_for(workflow).fire(state, action, ctx)
 
