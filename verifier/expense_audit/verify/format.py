@@ -202,6 +202,14 @@ def open_bundle(path: str | Path) -> BundleFiles:
         infos = archive.infolist()
     except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
         raise BundleUnreadable(f"cannot read bundle {path}: {exc}") from None
+    try:
+        return BundleFiles(archive, _checked_members(infos))
+    except BundleUnreadable:
+        archive.close()
+        raise
+
+
+def _checked_members(infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
     if len(infos) > MAX_MEMBERS:
         raise BundleUnreadable(f"the bundle holds {len(infos)} members, more than {MAX_MEMBERS}")
     members: dict[str, zipfile.ZipInfo] = {}
@@ -220,4 +228,4 @@ def open_bundle(path: str | Path) -> BundleFiles:
     for required in (MANIFEST, EVENTS, KEYS, CHECKPOINTS):
         if required not in members:
             raise BundleUnreadable(f"{required} is missing")
-    return BundleFiles(archive, members)
+    return members

@@ -241,6 +241,34 @@ def verify_bundle(
     keep_state: bool = False,
     proof: object = None,
 ) -> Report:
+    """Verify the bundle at ``path`` (see _verify_files); the zip is closed whatever happens."""
+    files = open_bundle(path)
+    try:
+        return _verify_files(
+            files,
+            trusted_checkpoint=trusted_checkpoint,
+            institution_key=institution_key,
+            progress=progress,
+            jobs=jobs,
+            state=state,
+            keep_state=keep_state,
+            proof=proof,
+        )
+    finally:
+        files.archive.close()
+
+
+def _verify_files(
+    files: BundleFiles,
+    *,
+    trusted_checkpoint: str | None,
+    institution_key: str | None,
+    progress: bool,
+    jobs: int,
+    state: Mapping[str, Any] | None,
+    keep_state: bool,
+    proof: object,
+) -> Report:
     """Verify a bundle; raises BundleUnreadable when it cannot be read, PinInvalid for a bad pin.
 
     With ``state`` (saved by an earlier run with ``keep_state``) and the trusted checkpoint it
@@ -250,8 +278,7 @@ def verify_bundle(
     """
     pin = check_pin(institution_key)
     report = Report()
-    # 1. The zip's layout, then the small members, each read under its cap.
-    files = open_bundle(path)
+    # 1. The zip's layout (open_bundle), then the small members, each read under its cap.
     manifest = read_manifest(files)
     since = delta_start(manifest)
     workflows, catalogues, listed = read_definitions(files, report)
