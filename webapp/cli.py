@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -15,8 +15,8 @@ from flask.cli import AppGroup, with_appcontext
 from expense_audit.checkpoint import verifier_key
 from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
+from workflow import bookkeeping, policy, queries
 from workflow import demo as demo_data
-from workflow import policy, queries
 from workflow.bundle import export_bundle, prove_consistency
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
@@ -276,14 +276,25 @@ def ledger() -> None:
     """The approved-expense ledger."""
 
 
+BOOKKEEPING_FORMATS = ("bookkeeping-csv", "bookkeeping-xlsx")
+
+
 @ledger.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="csv")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "xlsx", *BOOKKEEPING_FORMATS]), default="csv"
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--school-year")
 @click.option("--budget-year", type=int)
 @click.option("--line")
 @click.option("--source")
 @click.option("--state", type=click.Choice(["approved", "paid"]))
+@click.option(
+    "--paid-from", type=click.DateTime(["%Y-%m-%d"]), help="Bookkeeping: paid on or after."
+)
+@click.option(
+    "--paid-to", type=click.DateTime(["%Y-%m-%d"]), help="Bookkeeping: paid on or before."
+)
 def ledger_export(
     fmt: str,
     output: Path,
@@ -292,10 +303,36 @@ def ledger_export(
     line: str | None,
     source: str | None,
     state: str | None,
+    paid_from: datetime | None,
+    paid_to: datetime | None,
 ) -> None:
-    """Export the ledger of approved and paid requests as CSV (UTF-8 with BOM) or XLSX."""
+    """Export the ledger (CSV with BOM or XLSX), or the bookkeeping import sheet of paid requests.
+
+    bookkeeping-csv and bookkeeping-xlsx: one row per paid request, columns and accounts from the
+    accountant's mapping (accounting/bookkeeping.toml, or EXPENSES_BOOKKEEPING).
+    """
     runtime = _runtime()
     selection = LedgerFilter(school_year, budget_year, line, source, state)
+    if fmt in BOOKKEEPING_FORMATS:
+        try:
+            mapping = runtime.bookkeeping()
+            with runtime.transaction() as session:
+                requests = bookkeeping.paid_requests(
+                    session,
+                    selection,
+                    paid_from=paid_from.date() if paid_from else None,
+                    paid_to=paid_to.date() if paid_to else None,
+                )
+                rows = bookkeeping.entries(requests, mapping, runtime.definitions)
+                if fmt == "bookkeeping-csv":
+                    with output.open("w", encoding="utf-8", newline="") as handle:
+                        bookkeeping.write_csv(rows, mapping, handle)
+                else:
+                    bookkeeping.write_xlsx(rows, mapping, str(output))
+        except WorkflowError as exc:
+            _fail(exc.message)
+        click.echo(f"Wrote {output}")
+        return
     with runtime.transaction() as session:
         rows = rows_from_database(session, selection, runtime.definitions)
         if fmt == "csv":
@@ -304,6 +341,17 @@ def ledger_export(
         else:
             write_xlsx(rows, str(output))
     click.echo(f"Wrote {output}")
+
+
+@ledger.command("check-mapping")
+def ledger_check_mapping() -> None:
+    """Check the accountant's bookkeeping mapping against every budget plan."""
+    runtime = _runtime()
+    try:
+        mapping = runtime.bookkeeping()
+    except WorkflowError as exc:
+        _fail(exc.message)
+    click.echo(f"{mapping.path}: {len(mapping.columns)} columns; every line and source books.")
 
 
 @click.group("notify", cls=AppGroup)

@@ -18,6 +18,7 @@ from expense_audit.checkpoint import Checkpoint, check_key_name
 from expense_audit.definitions import DefinitionSet
 
 from .audit import init_log, make_checkpoint
+from .bookkeeping import BookkeepingMap, load_map_file
 from .clock import Clock, utcnow
 from .db import create_schema, make_engine, session_factory
 from .directory import Directory
@@ -36,6 +37,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings:
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'instance' / 'expenses.sqlite'}"
     definitions_dir: Path = PROJECT_ROOT / "definitions"
+    # the accountant's mapping to accounts for the bookkeeping export (read at each export)
+    bookkeeping_path: Path = PROJECT_ROOT / "accounting" / "bookkeeping.toml"
     keys_dir: Path = PROJECT_ROOT / "keys"
     origin: str = "th-demo.edu.vn/expenses"
     base_url: str = "http://127.0.0.1:5000"
@@ -57,6 +60,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL", defaults.database_url),
             definitions_dir=Path(env.get("EXPENSES_DEFINITIONS", defaults.definitions_dir)),
+            bookkeeping_path=Path(env.get("EXPENSES_BOOKKEEPING", defaults.bookkeeping_path)),
             keys_dir=Path(env.get("EXPENSES_KEYS", defaults.keys_dir)),
             origin=env.get("EXPENSES_ORIGIN", defaults.origin),
             base_url=env.get("EXPENSES_BASE_URL", defaults.base_url),
@@ -194,6 +198,10 @@ class Runtime:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def bookkeeping(self) -> BookkeepingMap:
+        """The accountant's bookkeeping mapping, read and checked against the plans now."""
+        return load_map_file(self.settings.bookkeeping_path, self.definitions)
 
     def checkpoint(self, session: Session) -> Checkpoint:
         """Sign a checkpoint now and queue it for the configured witnesses."""

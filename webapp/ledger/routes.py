@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
+from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, render_template, request, send_file, stream_with_context
+from flask import (
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user
+from werkzeug.wrappers import Response as BaseResponse
 
 from expense_audit.budget import COMMITTED_STATES
-from workflow import queries
+from expense_audit.errors import WorkflowError
+from workflow import bookkeeping, queries
 from workflow.ledger import (
     LedgerFilter,
     csv_chunks,
@@ -16,9 +30,10 @@ from workflow.ledger import (
     totals_from_database,
     write_xlsx,
 )
-from workflow.policy import LEDGER_READERS
+from workflow.policy import LEDGER_READERS, PERSONAL_DATA_READERS
 
 from ..context import db, roles_required, runtime
+from ..errors import message_for
 from ..params import parse_int
 from ..uploads import temporary_path
 from . import bp
@@ -72,6 +87,7 @@ def ledger() -> str:
         pages=max((summary["count"] + PAGE - 1) // PAGE, 1),
         args=args,
         query=urlencode(args),
+        bookkeeper=bool(PERSONAL_DATA_READERS & set(current_user.roles)),
     )
 
 
@@ -106,4 +122,69 @@ def ledger_xlsx() -> Response:
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     )
     response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response
+
+
+# The bookkeeping import sheet holds payees' tax codes if the mapping asks for them: the
+# accountant and auditors only (workflow.policy.PERSONAL_DATA_READERS).
+BOOKKEEPERS = tuple(sorted(PERSONAL_DATA_READERS))
+
+
+def _day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name) or "")
+    except ValueError:
+        return None
+
+
+def _bookkeeping_rows() -> tuple[bookkeeping.BookkeepingMap, Iterator[dict[str, Any]]]:
+    """The mapping (read now, so the accountant's edit applies) and the rows of the selection."""
+    mapping = runtime().bookkeeping()
+    requests = bookkeeping.paid_requests(
+        db(),
+        _filter(),
+        paid_from=_day("paid_from"),
+        paid_to=_day("paid_to"),
+    )
+    return mapping, bookkeeping.entries(requests, mapping, runtime().definitions)
+
+
+@bp.get("/ledger/bookkeeping.xlsx")
+@roles_required(*BOOKKEEPERS)
+def bookkeeping_xlsx() -> BaseResponse:
+    """Paid requests as the voucher-import sheet of the accounting software (XLSX)."""
+    try:
+        mapping, rows = _bookkeeping_rows()
+    except WorkflowError as error:
+        flash(message_for(error), "error")
+        return redirect(url_for("ledger.ledger"))
+    path = temporary_path(".xlsx")
+    try:
+        bookkeeping.write_xlsx(rows, mapping, str(path))
+    except WorkflowError as error:
+        path.unlink(missing_ok=True)
+        flash(message_for(error), "error")
+        return redirect(url_for("ledger.ledger"))
+    response = send_file(
+        path,
+        as_attachment=True,
+        download_name="nhap-chung-tu.xlsx",
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    )
+    response.call_on_close(lambda: path.unlink(missing_ok=True))
+    return response
+
+
+@bp.get("/ledger/bookkeeping.csv")
+@roles_required(*BOOKKEEPERS)
+def bookkeeping_csv() -> BaseResponse:
+    """Paid requests as the voucher-import sheet (CSV, UTF-8 with BOM)."""
+    try:
+        mapping, rows = _bookkeeping_rows()
+        text = "".join(bookkeeping.csv_chunks(rows, mapping))
+    except WorkflowError as error:
+        flash(message_for(error), "error")
+        return redirect(url_for("ledger.ledger"))
+    response = Response(text, mimetype="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = 'attachment; filename="nhap-chung-tu.csv"'
     return response
