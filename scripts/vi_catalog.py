@@ -406,6 +406,12 @@ VI = {
     "is this school's key": "là khóa của trường",
     "is NOT this school's key": "KHÔNG phải khóa của trường",
     "Payment dossier (zip)": "Hồ sơ thanh toán (zip)",
+    # the bookkeeping export (issue 13)
+    "For the accounting software": "Cho phần mềm kế toán",
+    "Paid requests, one row each, in the columns of the voucher-import sheet, with the accounts from the accountant's mapping (accounting/bookkeeping.toml).": "Các đề xuất đã chi, mỗi đề xuất một dòng, theo các cột của mẫu nhập chứng từ, với tài khoản theo bảng ánh xạ của kế toán (accounting/bookkeeping.toml).",
+    "Paid from": "Chi từ ngày",
+    "Paid to": "Chi đến ngày",
+    "Bookkeeping import": "Nhập chứng từ kế toán",
 }
 
 
