@@ -15,7 +15,7 @@ from flask.cli import AppGroup, with_appcontext
 from expense_audit.checkpoint import verifier_key
 from expense_audit.errors import WorkflowError
 from expense_audit.verify import Report
-from workflow import bookkeeping, policy, queries
+from workflow import bookkeeping, disclosure, policy, queries
 from workflow import demo as demo_data
 from workflow.bundle import export_bundle, prove_consistency
 from workflow.keys import InstitutionKey
@@ -354,6 +354,76 @@ def ledger_check_mapping() -> None:
     click.echo(f"{mapping.path}: {len(mapping.columns)} columns; every line and source books.")
 
 
+@click.group("disclosure", cls=AppGroup)
+def disclosure_group() -> None:
+    """Public financial disclosure (công khai tài chính) of IT spending, signed with the log."""
+
+
+@disclosure_group.command("make")
+@click.option("--period", default=None, help="A year (2025, the default: this year) or a month.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help="Folder for the CSV and its .sig.",
+)
+def disclosure_make(period: str | None, output: Path) -> None:
+    """Sign a checkpoint, and write the report up to it (CSV) with its signature file (.sig)."""
+    runtime = _runtime()
+    try:
+        chosen = disclosure.Period.parse(period or str(runtime.now().year))
+        with runtime.transaction() as session:
+            data, signature = disclosure.make(
+                session,
+                definitions=runtime.definitions,
+                institution=runtime.institution,
+                period=chosen,
+                now=runtime.now(),
+            )
+    except WorkflowError as exc:
+        _fail(exc.message)
+    output.mkdir(parents=True, exist_ok=True)
+    target = output / f"cong-khai-tai-chinh-cntt-{chosen.label}.csv"
+    target.write_bytes(data)
+    target.with_name(target.name + ".sig").write_bytes(signature)
+    click.echo(f"Wrote {target} and {target.name}.sig")
+
+
+@disclosure_group.command("check")
+@click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--signature",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The signature file (default: REPORT.sig).",
+)
+def disclosure_check(report: Path, signature: Path | None) -> None:
+    """Check a downloaded report and its signature file against the log; exit 1 if it differs."""
+    runtime = _runtime()
+    sig_path = signature or report.with_name(report.name + ".sig")
+    if not sig_path.is_file():
+        _fail(f"no signature file {sig_path}")
+    with runtime.transaction() as session:
+        result = disclosure.check(
+            session,
+            report.read_bytes(),
+            sig_path.read_bytes(),
+            definitions=runtime.definitions,
+            institution_fingerprint=runtime.institution.fingerprint,
+        )
+    if result.valid:
+        click.echo(
+            f"MATCHES THE LOG: period {result.period}, checkpoint of {result.size} events, "
+            f"signed by {result.fingerprint}"
+        )
+        return
+    for problem in result.problems:
+        click.echo(f"  {problem}", err=True)
+    click.echo("DOES NOT MATCH THE LOG")
+    sys.exit(1)
+
+
 @click.group("notify", cls=AppGroup)
 def notify() -> None:
     """E-mail: deliver the outbox, reminders, digests."""
@@ -422,5 +492,15 @@ def notify_worker(interval: float, rounds: int, digest_hour: int) -> None:
 
 def register(app: Flask) -> None:
     """Attach every command to the app's CLI."""
-    for command in (init_db, demo, users, keys, checkpoint, audit, ledger, notify):
+    for command in (
+        init_db,
+        demo,
+        users,
+        keys,
+        checkpoint,
+        audit,
+        ledger,
+        disclosure_group,
+        notify,
+    ):
         app.cli.add_command(command)

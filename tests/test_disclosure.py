@@ -1,0 +1,177 @@
+"""Public financial disclosure: a signed report of IT spending anyone can check against the log."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+
+from expense_audit.errors import Refusal
+from workflow import disclosure
+from workflow.disclosure import Period
+
+from .factories import School, pay_data
+from .test_paperwork import PAYEE
+
+
+def _paid(school: School, *, line: str = "SW-ASSET", amount: str = "1.800.000", **pay: str) -> str:
+    if "paid_on" in pay:  # the test's clock moves to that day: no payment is in the future
+        day = date.fromisoformat(pay["paid_on"])
+        clock = school.runtime.clock
+        clock.now = max(clock.now, datetime.combine(day, clock.now.time()))  # type: ignore[attr-defined]
+    number = school.to_state("approved", line=line, amount=amount, **PAYEE)
+    school.act(number, "pay", "mai", data=pay_data(int(amount.replace(".", "")), **pay))
+    return number
+
+
+def _make(school: School, period: str) -> tuple[bytes, bytes]:
+    with school.runtime.transaction() as session:
+        return disclosure.make(
+            session,
+            definitions=school.runtime.definitions,
+            institution=school.runtime.institution,
+            period=Period.parse(period),
+            now=school.runtime.now(),
+        )
+
+
+def _check(school: School, data: bytes, signature: bytes) -> disclosure.DisclosureCheck:
+    with school.runtime.transaction() as session:
+        return disclosure.check(
+            session,
+            data,
+            signature,
+            definitions=school.runtime.definitions,
+            institution_fingerprint=school.runtime.institution.fingerprint,
+        )
+
+
+def _table(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def test_report_sums_payments_per_line_and_source_against_allocation(school: School) -> None:
+    _paid(school)  # SW-ASSET, NSNN-TX, 13/01/2025
+    _paid(school, line="PRINT", amount="400.000", paid_on="2025-01-20", voucher="PC-2025-0032")
+    data, _ = _make(school, "2025")
+    rows = _table(data)
+    header = rows.index(list(disclosure.HEADER))
+    body = {(r[1], r[3]): r for r in rows[header + 1 :]}
+    line = body[("SW-ASSET", "Cộng")]
+    assert line[4:] == ["3600000", "1800000", "1800000", "1"]
+    assert body[("SW-ASSET", "Ngân sách nhà nước – chi thường xuyên")][5] == "1800000"
+    assert body[("PRINT", "Cộng")][4:] == ["6000000", "400000", "400000", "1"]
+    assert rows[-1][0] == "Tổng cộng" and rows[-1][5] == "2200000"
+    assert rows[2][:2] == ["Kỳ báo cáo", "2025"]
+
+
+def test_a_month_counts_only_its_payments_and_carries_the_rest_to_date(school: School) -> None:
+    _paid(school)  # 13/01/2025
+    _paid(school, line="PRINT", amount="400.000", paid_on="2025-02-03", voucher="PC-2025-0040")
+    body = {(r[1], r[3]): r for r in _table(_make(school, "2025-02")[0]) if len(r) > 3}
+    assert body[("SW-ASSET", "Cộng")][5:] == ["0", "1800000", "0"]
+    assert body[("PRINT", "Cộng")][5:] == ["400000", "400000", "1"]
+
+
+def test_public_report_holds_no_personal_data(school: School) -> None:
+    _paid(school)
+    data, signature = _make(school, "2025")
+    text = (data + signature).decode("utf-8")
+    for private in (
+        PAYEE["payee"],
+        PAYEE["tax_code"],
+        PAYEE["bank_account"],
+        "Võ Thị Hạnh",
+        "hanh",
+    ):
+        assert private not in text
+
+
+def test_downloaded_report_checks_against_the_log(school: School) -> None:
+    _paid(school)
+    data, signature = _make(school, "2025")
+    _paid(
+        school, line="PRINT", amount="400.000", voucher="PC-2025-0050", paid_on="2025-01-14"
+    )  # after the checkpoint
+    result = _check(school, data, signature)
+    assert result.valid, result.problems
+    assert result.period == "2025" and result.size is not None
+
+
+def test_report_edited_after_signing_is_caught(school: School) -> None:
+    _paid(school)
+    data, signature = _make(school, "2025")
+    forged = data.replace(b"1800000", b"1000000", 1)
+    result = _check(school, forged, signature)
+    assert not result.valid
+    assert "changed after signing" in result.problems[0]
+
+
+def test_report_signed_by_another_key_is_refused(school: School, tmp_path: Path) -> None:
+    from workflow.keys import InstitutionKey
+
+    _paid(school)
+    other = InstitutionKey.create(tmp_path / "other")
+    with school.runtime.transaction() as session:
+        data, signature = disclosure.make(
+            session,
+            definitions=school.runtime.definitions,
+            institution=other,
+            period=Period(2025),
+            now=school.runtime.now(),
+        )
+        session.rollback()
+    result = _check(school, data, signature)
+    assert not result.valid and "not this school's" in result.problems[0]
+
+
+def test_report_and_signature_that_lie_about_the_log_are_caught(school: School) -> None:
+    """The school's key signs a CSV the log does not give (a doctored figure, honestly signed)."""
+    _paid(school)
+    data, signature = _make(school, "2025")
+    forged = data.replace(b"1800000", b"900000")
+    import base64
+    import hashlib
+    import json
+
+    raw = signature.split(b"\n")[0]
+    statement = json.loads(raw)
+    statement["csv_sha256"] = hashlib.sha256(forged).hexdigest()
+    raw = json.dumps(statement, ensure_ascii=False, sort_keys=True).encode()
+    resigned = base64.b64encode(school.runtime.institution.sign(disclosure.signature_message(raw)))
+    result = _check(school, forged, raw + b"\n" + resigned + b"\n")
+    assert result.problems == [
+        "the signed CSV differs from what the log up to the checkpoint gives"
+    ]
+
+
+def test_garbage_signature_file_is_refused_plainly(school: School) -> None:
+    data, _ = _make(school, "2025")
+    for junk in (b"", b"not json\nAAAA\n", b'{"format": "x"}\n!!!\n'):
+        result = _check(school, data, junk)
+        assert not result.valid and "unreadable" in result.problems[0]
+
+
+@pytest.mark.parametrize("text", ["25", "2025-13", "2025-1", "year", "2025-01-01"])
+def test_bad_period_is_refused(text: str) -> None:
+    with pytest.raises(Refusal):
+        Period.parse(text)
+
+
+def test_commands_make_and_check_a_report(
+    app: Flask, school: School, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    _paid(school)
+    result = runner.invoke(args=["disclosure", "make", "--period", "2025", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "cong-khai-tai-chinh-cntt-2025.csv"
+    result = runner.invoke(args=["disclosure", "check", str(report)])
+    assert result.exit_code == 0 and "MATCHES THE LOG" in result.output, result.output
+    report.write_bytes(report.read_bytes().replace(b"1800000", b"1700000", 1))
+    result = runner.invoke(args=["disclosure", "check", str(report)])
+    assert result.exit_code == 1 and "DOES NOT MATCH" in result.output
