@@ -412,6 +412,16 @@ VI = {
     "Paid from": "Chi từ ngày",
     "Paid to": "Chi đến ngày",
     "Bookkeeping import": "Nhập chứng từ kế toán",
+    # the public financial disclosure (issue 13)
+    "Public financial disclosure": "Công khai tài chính",
+    "IT spending per budget line and funding source against allocation, with no personal data, from the log up to a checkpoint signed now. Publish the CSV with its .sig file; anyone can check them here or with the command line.": "Chi CNTT theo từng dòng ngân sách và nguồn kinh phí so với dự toán, không có dữ liệu cá nhân, lấy từ nhật ký đến một điểm kiểm tra ký ngay lúc này. Công bố tệp CSV kèm tệp chữ ký .sig; ai cũng có thể kiểm tra tại đây hoặc bằng dòng lệnh.",
+    "Period (year, or year-month)": "Kỳ báo cáo (năm, hoặc năm-tháng)",
+    "Download report": "Tải báo cáo",
+    "Report (CSV)": "Báo cáo (CSV)",
+    "Signature file (.sig)": "Tệp chữ ký (.sig)",
+    "Check against the log": "Đối chiếu với nhật ký",
+    "The report matches the log: period %(p)s, checkpoint of %(n)s events, signed by this school's key.": "Báo cáo khớp với nhật ký: kỳ %(p)s, điểm kiểm tra gồm %(n)s sự kiện, ký bằng khóa của trường.",
+    "The report does not match the log.": "Báo cáo KHÔNG khớp với nhật ký.",
 }
 
 

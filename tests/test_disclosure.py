@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from datetime import date, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from workflow.disclosure import Period
 
 from .factories import School, pay_data
 from .test_paperwork import PAYEE
+from .web import AuthActions
 
 
 def _paid(school: School, *, line: str = "SW-ASSET", amount: str = "1.800.000", **pay: str) -> str:
@@ -175,3 +177,46 @@ def test_commands_make_and_check_a_report(
     report.write_bytes(report.read_bytes().replace(b"1800000", b"1700000", 1))
     result = runner.invoke(args=["disclosure", "check", str(report)])
     assert result.exit_code == 1 and "DOES NOT MATCH" in result.output
+
+
+def test_auditor_downloads_the_report_and_the_audit_page_checks_it(
+    school: School, auth: AuthActions
+) -> None:
+    _paid(school)
+    browser = auth.login_as("auditor")
+    assert "/audit/disclosure.zip" in browser.get("/audit").get_data(as_text=True)
+    response = browser.post("/audit/disclosure.zip", {"period": "2025-01"})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        data = archive.read("cong-khai-tai-chinh-cntt-2025-01.csv")
+        signature = archive.read("cong-khai-tai-chinh-cntt-2025-01.csv.sig")
+
+    def upload(report: bytes) -> str:
+        answer = browser.post(
+            "/audit/disclosure/check",
+            {
+                "report": (io.BytesIO(report), "r.csv"),
+                "signature": (io.BytesIO(signature), "r.csv.sig"),
+            },
+            content_type="multipart/form-data",
+        )
+        assert answer.status_code == 200
+        return answer.get_data(as_text=True)
+
+    assert "Báo cáo khớp với nhật ký: kỳ 2025-01" in upload(data)
+    page = upload(data.replace(b"1800000", b"1200000", 1))
+    assert "Báo cáo KHÔNG khớp với nhật ký." in page and "changed after signing" in page
+
+
+def test_a_bad_period_on_the_audit_page_is_a_clear_refusal(auth: AuthActions) -> None:
+    browser = auth.login_as("auditor")
+    browser.get("/audit")
+    response = browser.post("/audit/disclosure.zip", {"period": "2025-13"})
+    assert response.status_code == 400
+    assert "Kỳ báo cáo «2025-13» không hợp lệ" in response.get_data(as_text=True)
+
+
+def test_the_accountant_cannot_sign_a_disclosure(auth: AuthActions) -> None:
+    browser = auth.login_as("accountant")
+    browser.get("/ledger")
+    assert browser.post("/audit/disclosure.zip", {"period": "2025"}).status_code == 403

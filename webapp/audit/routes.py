@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 from flask import Response, render_template, request, send_file
 from flask_wtf import FlaskForm
 
 from expense_audit.checkpoint import verifier_key
-from workflow import queries
+from expense_audit.errors import WorkflowError
+from workflow import disclosure, queries
 from workflow.bundle import export_bundle
 from workflow.livecheck import verify_live
 from workflow.policy import AUDIT_READERS
 
 from ..context import db, roles_required, runtime
+from ..errors import message_for
 from ..uploads import temporary_path
 from . import bp
 
@@ -26,6 +31,7 @@ def _overview() -> dict[str, object]:
         "checkpoint": queries.latest_checkpoint(db()),
         "requests": queries.recent_requests(db()),
         "form": FlaskForm(),
+        "this_year": runtime().now().year,
     }
 
 
@@ -78,3 +84,57 @@ def paper() -> str:
     return render_template(
         "audit/paper.html", check=check, event_hash=event_hash, fingerprint=fingerprint
     )
+
+
+@bp.post("/audit/disclosure.zip")
+@roles_required(*AUDIT_READERS)
+def disclosure_report() -> Response | tuple[str, int]:
+    """The public financial disclosure for a period: its CSV and signature file, zipped."""
+    rt = runtime()
+    if not FlaskForm().validate_on_submit():
+        return render_template("audit/status.html", report=None, **_overview()), 400
+    try:
+        period = disclosure.Period.parse(request.form.get("period", "")[:16])
+        data, signature = disclosure.make(
+            db(),
+            definitions=rt.definitions,
+            institution=rt.institution,
+            period=period,
+            now=rt.now(),
+        )
+    except WorkflowError as error:
+        db().rollback()
+        return render_template(
+            "audit/status.html", report=None, disclosure_error=message_for(error), **_overview()
+        ), 400
+    db().commit()  # keeps the checkpoint the report is signed with
+    name = f"cong-khai-tai-chinh-cntt-{period.label}.csv"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, data)
+        archive.writestr(name + ".sig", signature)
+    return Response(
+        buffer.getvalue(),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{name[:-4]}.zip"'},
+    )
+
+
+@bp.post("/audit/disclosure/check")
+@roles_required(*AUDIT_READERS)
+def disclosure_check() -> tuple[str, int]:
+    """Check a downloaded disclosure (CSV and its .sig) against the live log."""
+    rt = runtime()
+    report, signature = request.files.get("report"), request.files.get("signature")
+    if not FlaskForm().validate_on_submit() or report is None or signature is None:
+        return render_template("audit/status.html", report=None, **_overview()), 400
+    check = disclosure.check(
+        db(),
+        report.read(),
+        signature.read(disclosure.MAX_SIGNATURE_FILE + 1),
+        definitions=rt.definitions,
+        institution_fingerprint=rt.institution.fingerprint,
+    )
+    return render_template(
+        "audit/status.html", report=None, disclosure_check=check, **_overview()
+    ), 200
