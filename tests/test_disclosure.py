@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import os
+import re
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
+from pypdf import PdfReader
 
 from expense_audit.errors import Refusal
 from workflow import disclosure
@@ -19,6 +23,8 @@ from workflow.disclosure import Period
 from .factories import School, pay_data
 from .test_paperwork import PAYEE
 from .web import AuthActions
+
+KEEP = os.environ.get("KEEP_DISCLOSURE_PDF")  # a path: write the rendered report there
 
 
 def _paid(school: School, *, line: str = "SW-ASSET", amount: str = "1.800.000", **pay: str) -> str:
@@ -220,3 +226,26 @@ def test_the_accountant_cannot_sign_a_disclosure(auth: AuthActions) -> None:
     browser = auth.login_as("accountant")
     browser.get("/ledger")
     assert browser.post("/audit/disclosure.zip", {"period": "2025"}).status_code == 403
+
+
+def test_pdf_of_the_report_prints_the_figures_and_how_to_check_them(school: School) -> None:
+    _paid(school)
+    data, signature = _make(school, "2025")
+    pdf = disclosure.render_pdf(data, signature)
+    if KEEP:
+        Path(KEEP).write_bytes(pdf)
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    text = re.sub(r"[ \t]+", " ", text)
+    for expected in (
+        "CÔNG KHAI TÀI CHÍNH: CHI ỨNG DỤNG CNTT VÀ CHUYỂN ĐỔI SỐ năm 2025",
+        "Trường Tiểu học Demo (Mã ĐVQHNS: 1012345)",
+        "Kỳ báo cáo: 2025",
+        "Phần mềm quản lý tài sản công",
+        "3.600.000",
+        "1.800.000",
+        "Tổng cộng",
+        f"Khóa của trường: {school.runtime.institution.fingerprint}",
+        f"CSV sha256: {hashlib.sha256(data).hexdigest()}",
+    ):
+        assert expected in text, expected
+    assert PAYEE["payee"] not in text

@@ -388,7 +388,8 @@ def disclosure_make(period: str | None, output: Path) -> None:
     target = output / f"cong-khai-tai-chinh-cntt-{chosen.label}.csv"
     target.write_bytes(data)
     target.with_name(target.name + ".sig").write_bytes(signature)
-    click.echo(f"Wrote {target} and {target.name}.sig")
+    target.with_suffix(".pdf").write_bytes(disclosure.render_pdf(data, signature))
+    click.echo(f"Wrote {target}, {target.name}.sig and {target.with_suffix('.pdf').name}")
 
 
 @disclosure_group.command("check")

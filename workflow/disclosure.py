@@ -300,3 +300,77 @@ def check(
             "the signed CSV differs from what the log up to the checkpoint gives"
         )
     return result
+
+
+def render_pdf(data: bytes, signature_file: bytes) -> bytes:
+    """A printable rendering of a signed report (the CSV is what is signed and checked).
+
+    Landscape A4, DejaVu embedded (as the payment form); the foot names the checkpoint, the
+    CSV's sha256 and the school key's fingerprint, so a reader can fetch the CSV and check it.
+    """
+    from fpdf import FPDF
+
+    from .payment_form import FONT_DIRS, FONTS, FontMissing
+
+    def font(name: str) -> str:
+        for folder in FONT_DIRS:
+            if (folder / name).is_file():
+                return str(folder / name)
+        raise FontMissing(f"{name} not found in {', '.join(map(str, FONT_DIRS))}")
+
+    statement = json.loads(signature_file.split(b"\n", 1)[0])
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    title, unit, period_row = rows[0], rows[1], rows[2]
+    header_at = rows.index(list(HEADER))
+    pdf = FPDF(orientation="L", unit="mm", format="A4")
+    pdf.set_margins(12, 12, 12)
+    pdf.set_auto_page_break(auto=True, margin=12)
+    pdf.add_font("serif", "", font(FONTS[""]))
+    pdf.add_font("serif", "B", font(FONTS["B"]))
+    pdf.add_font("mono", "", font(FONTS["mono"]))
+    pdf.set_title(title[0])
+    pdf.set_creator("school-expense-approval")
+    pdf.add_page()
+    pdf.set_font("serif", "B", 11)
+    pdf.cell(0, 6, f"{unit[1]}  (Mã ĐVQHNS: {unit[3] or '—'})", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("serif", "B", 14)
+    pdf.multi_cell(0, 8, title[0], align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("serif", "", 10)
+    pdf.cell(0, 6, f"Kỳ báo cáo: {period_row[1]}", align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    widths = (24, 20, 78, 58, 26, 24, 24, 19)
+    with pdf.table(
+        col_widths=widths,
+        text_align=("LEFT", "LEFT", "LEFT", "LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT"),
+        line_height=5,
+        first_row_as_headings=True,
+    ) as grid:
+        pdf.set_font("serif", "", 8)
+        for index, values in enumerate([rows[header_at], *rows[header_at + 1 :]]):
+            line = grid.row()
+            for column, value in enumerate(values):
+                if index and column >= 4 and value.isdigit() and column < 7:
+                    value = f"{int(value):,}".replace(",", ".")
+                line.cell(value)
+    pdf.ln(4)
+    pdf.set_font("serif", "", 8)
+    checkpoint = str(statement.get("checkpoint", "")).split("\n")
+    pdf.multi_cell(
+        0,
+        4.5,
+        "Số liệu lấy từ nhật ký chi đã ký, đến điểm kiểm tra "
+        f"{checkpoint[1] if len(checkpoint) > 1 else '?'} sự kiện "
+        f"(gốc Merkle {checkpoint[2] if len(checkpoint) > 2 else '?'}). Bản chính thức là tệp CSV "
+        "kèm tệp chữ ký .sig của trường; đối chiếu bằng trang Kiểm toán hoặc lệnh "
+        "«flask disclosure check».",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    pdf.set_font("serif", "", 7.5)
+    pdf.multi_cell(
+        0, 4, f"CSV sha256: {statement.get('csv_sha256', '')}", new_x="LMARGIN", new_y="NEXT"
+    )
+    pdf.multi_cell(
+        0, 4, f"Khóa của trường: {key_fingerprint(bytes.fromhex(statement['institution_key']))}"
+    )
+    return bytes(pdf.output())

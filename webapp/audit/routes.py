@@ -113,6 +113,7 @@ def disclosure_report() -> Response | tuple[str, int]:
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, data)
         archive.writestr(name + ".sig", signature)
+        archive.writestr(name[:-4] + ".pdf", disclosure.render_pdf(data, signature))
     return Response(
         buffer.getvalue(),
         mimetype="application/zip",
