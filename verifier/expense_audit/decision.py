@@ -72,6 +72,7 @@ SERVER_HELD_FIELDS = ("kind", "signature")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
 _TS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_TS_ASCII = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _MAX_SAFE_INT = 2**53 - 1
 _MAX_TEXT = 4000
 
@@ -180,7 +181,11 @@ def _timestamp(where: str, name: str, value: Any) -> None:
     ok = isinstance(value, str) and _TS.fullmatch(value)
     if ok:
         try:
-            datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+            # NOTE: fromisoformat for the ASCII form (strptime costs ~50 µs); strptime otherwise.
+            if _TS_ASCII.fullmatch(value):
+                datetime.fromisoformat(value[:-1])
+            else:
+                datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
         except ValueError:
             ok = False
     if not ok:
