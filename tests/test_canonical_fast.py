@@ -55,9 +55,8 @@ def test_signed_bytes_are_rfc8785_for_any_value(value: Any) -> None:
     assert canonical_json(value) == expected
 
 
-@given(st.integers().filter(lambda n: abs(n) > 2**53 - 1))
+@given(st.one_of(st.integers(min_value=2**53), st.integers(max_value=-(2**53))))
 def test_integers_beyond_2_53_never_take_the_fast_path(number: int) -> None:
-    assert canonical_json({"amount_vnd": 1}) == b'{"amount_vnd":1}'
     try:
         reference = rfc8785.dumps({"n": number})
     except (rfc8785.CanonicalizationError, ValueError):

@@ -85,6 +85,7 @@ def contexts(draw: st.DrawFn) -> GuardContext:
         data=payment,
         today=date(2024, 10, 2),
         local_day=draw(st.sampled_from([date(2024, 8, 1), date(2024, 10, 2)])),
+        requested_on=draw(st.sampled_from([None, date(2024, 8, 1), date(2024, 9, 30)])),
     )
 
 
