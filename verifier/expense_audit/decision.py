@@ -499,15 +499,20 @@ def verify_decision_signature(
     key: Passkey | Ed25519PublicKey,
     counters: SignCounters | None = None,
     key_id: str | None = None,
+    already_checked: bool = False,
 ) -> VerifiedAssertion | None:
     """Check that ``signature`` signs ``decision`` with ``key``; passkey uses feed ``counters``.
 
     ``key_id`` names the key in ``counters`` (default: the decision's ``key``). Returns the
-    verified assertion for a passkey, None for a server-held key.
+    verified assertion for a passkey, None for a server-held key. ``already_checked``: the
+    caller has just run check_decision and check_signature on these very objects (the verifier
+    does, through check_log_body), so they are not checked twice.
     """
     # 1. Both objects are well formed (the decision is serialized once: JCS costs most here).
-    checked = check_signature(signature)
-    jcs = decision_bytes(decision)
+    if already_checked:
+        checked, jcs = dict(signature), canonical_json(decision)
+    else:
+        checked, jcs = check_signature(signature), decision_bytes(decision)
     # 2. A server-held key: Ed25519 over "expense-audit/v2\n" || JCS(decision).
     if not isinstance(key, Passkey):
         if checked["kind"] != SERVER_HELD:

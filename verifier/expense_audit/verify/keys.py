@@ -415,6 +415,9 @@ class Keyring:
                 key=verifier,
                 counters=self.counters,
                 key_id=view["key"],
+                # NOTE: the view comes from decision.check_log_body, which checked this decision
+                # (rebuilt from the same members) and this signature object a moment ago.
+                already_checked=True,
             )
         except WorkflowError as exc:
             kind = _ASSERTION_KINDS.get(exc.code, Kind.ASSERTION_INVALID)
