@@ -188,7 +188,11 @@ def main() -> None:
         )
         measure("sqlite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", keys, args.requests)
         if args.postgres:
-            env = {**os.environ, "PG_TEST_PORT": "54339", "PG_TEST_DIR": "/tmp/expenses-pg-bench"}
+            env = {
+                **os.environ,
+                "PG_TEST_PORT": os.environ.get("PG_TEST_PORT", "54339"),
+                "PG_TEST_DIR": os.environ.get("PG_TEST_DIR", "/tmp/expenses-pg-bench"),
+            }
             started = subprocess.run(
                 ["bash", str(PROJECT_ROOT / "scripts" / "pg.sh"), "start"],
                 env=env,

@@ -103,6 +103,10 @@ class Current:
     owner: str
     projection: Projection | None
     draft: Draft | None
+    # NOTE: kept so that a step reads the request row and its latest event once: the session's
+    # identity map holds objects weakly, and a dropped row was read again by the next get().
+    row: Request | None = None
+    last_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -338,7 +342,9 @@ class ApprovalService:
         row = self.session.scalars(request_query).first()
         draft = self.session.scalars(draft_query).first()
         if row is not None:
-            return Current(number, row.state, row.owner, projection_of(row), draft)
+            projection = projection_of(row)
+            last_hash = _event_hash(self.session, projection.get("last_seq"))
+            return Current(number, row.state, row.owner, projection, draft, row, last_hash)
         if draft is not None:
             return Current(number, self.workflow.initial, draft.owner, None, draft)
         raise RequestNotFound(
@@ -503,7 +509,7 @@ class ApprovalService:
         )
         view = event_view(json.loads(event.body))
         projection = apply_event(current.projection, view, event.hash, transition.effects)
-        self._store_projection(projection)
+        self._store_projection(projection, current.row)
         budget_totals.record_change(self.session, current.projection, projection)
         queue_event_mails(
             self.session,
@@ -668,11 +674,9 @@ class ApprovalService:
 
     def _last_hash(self, current: Current) -> str | None:
         """Hash of the request's latest event (None before its first)."""
-        last_seq = (current.projection or {}).get("last_seq")
-        if last_seq is None:
-            return None
-        event = self.session.get(AuditEvent, last_seq)
-        return event.hash if event is not None else None
+        if current.row is not None:
+            return current.last_hash
+        return _event_hash(self.session, (current.projection or {}).get("last_seq"))
 
     def _record_failure(self, actor: User, refusal: WorkflowError) -> None:
         """Count a wrong secret apart from the step, which is refused and rolled back.
@@ -744,8 +748,8 @@ class ApprovalService:
             at=last.ts,
         )
 
-    def _store_projection(self, projection: Projection) -> None:
-        row = self.session.get(Request, projection["number"])
+    def _store_projection(self, projection: Projection, row: Request | None) -> None:
+        row = row if row is not None else self.session.get(Request, projection["number"])
         if row is None:
             row = Request(number=projection["number"])
             self.session.add(row)
@@ -768,6 +772,13 @@ class ApprovalService:
                         content=self.definitions.files[sha256],
                     )
                 )
+
+
+def _event_hash(session: Session, seq: Any) -> str | None:
+    """The hash of event ``seq`` (one column, not the row and its body), or None."""
+    if seq is None:
+        return None
+    return session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
 
 
 def _parse_quantity(value: Any) -> int:

@@ -13,13 +13,43 @@ SIGNING_PREFIX = b"expense-audit/v1\n"
 GENESIS_PREV = "0" * 64
 
 
+_MAX_SAFE_INT = 2**53 - 1
+_NON_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 sequences
+
+
 def canonical_json(value: Any) -> bytes:
-    """Return the RFC 8785 (JCS) serialization of ``value``."""
+    """Return the RFC 8785 (JCS) serialization of ``value``.
+
+    NOTE: the same fast path as parse_canonical: for plain JSON (string keys, no floats, integers
+    within 2^53, text inside the Basic Multilingual Plane) the C-accelerated json.dumps writes
+    exactly RFC 8785; anything else is serialized by the rfc8785 package. A property test
+    (tests/test_canonical_fast.py) keeps the two equal.
+    """
+    if _plain(value):
+        try:
+            fast = json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            ).encode()
+        except UnicodeEncodeError:  # a lone surrogate: rfc8785 decides
+            pass
+        else:
+            if not _NON_BMP.search(fast):
+                return fast
     return rfc8785.dumps(value)
 
 
-_MAX_SAFE_INT = 2**53 - 1
-_NON_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 sequences
+def _plain(value: Any) -> bool:
+    """Only dicts with str keys, lists, str, bool, None and integers within 2^53."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE_INT <= value <= _MAX_SAFE_INT)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(item) for item in value)
+    return False
 
 
 class _NotFast(Exception):

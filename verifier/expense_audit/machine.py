@@ -11,6 +11,7 @@ from transitions import EventData, Machine, MachineError
 from .definitions import TransitionDef, WorkflowDefinition
 from .errors import RoleNotAllowed, TransitionNotAllowed, WorkflowError
 from .guards import GUARDS, GuardContext
+from .table import transition_not_allowed
 
 
 class _SharedMachine(Machine):
@@ -76,14 +77,7 @@ class WorkflowMachine:
         """The definition of ``trigger`` from ``state``, or TransitionNotAllowed."""
         transition = self.definition.find(state, trigger)
         if transition is None:
-            known = self.definition.states.get(state)
-            label = known.label if known else {"vi": state, "en": state}
-            raise TransitionNotAllowed(
-                f"Bước này không thực hiện được khi đề xuất đang ở trạng thái «{label['vi']}».",
-                en=f"This step is not possible while the request is “{label['en']}”.",
-                trigger=trigger,
-                state=state,
-            )
+            raise transition_not_allowed(self.definition, state, trigger)
         return transition
 
     def role_for(self, transition: TransitionDef, actor_roles: Iterable[str]) -> str:

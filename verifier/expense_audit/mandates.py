@@ -116,9 +116,20 @@ class Mandate:
         )
 
 
+_TS_ASCII = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
 def local_date(ts: str | datetime) -> date:
     """The school's calendar date of a UTC moment (an event's ts, or the engine's clock)."""
-    moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ") if isinstance(ts, str) else ts
+    if isinstance(ts, str):
+        # NOTE: the strict ASCII form goes through fromisoformat (strptime costs ~50 µs, a
+        # visible share of a replayed step); anything else keeps strptime's own reading.
+        if _TS_ASCII.fullmatch(ts):
+            moment = datetime.fromisoformat(ts[:-1])
+        else:
+            moment = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
+    else:
+        moment = ts
     return (moment.replace(tzinfo=None) + LOCAL_OFFSET).date()
 
 

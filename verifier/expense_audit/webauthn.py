@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -227,22 +228,25 @@ def b64url_encode(data: bytes) -> str:
 
 def b64url_decode(text: str, *, field: str = "value") -> bytes:
     """Decode unpadded base64url, refusing any other spelling of the same bytes."""
-    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+    if not isinstance(text, str):
         raise EncodingInvalid(
             f"{field} is not unpadded base64url",
             expected="characters A-Z a-z 0-9 - _ without '='",
             found=repr(text)[:80],
             field=field,
         )
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the pattern guards this
+    decoded = _b64url_canonical(text)
+    if decoded is None:
         raise EncodingInvalid(
-            f"{field} is not base64url", expected="base64url", found=str(exc), field=field
-        ) from exc
+            f"{field} is not unpadded base64url",
+            expected="characters A-Z a-z 0-9 - _ without '='",
+            found=repr(text)[:80],
+            field=field,
+        )
+    data, canonical = decoded
     # NOTE: non-zero padding bits decode to the same bytes; only the canonical spelling passes, so
     # one byte string has exactly one text form in the log.
-    if b64url_encode(data) != text:
+    if not canonical:
         raise EncodingInvalid(
             f"{field} is not canonical base64url",
             expected=b64url_encode(data),
@@ -250,6 +254,24 @@ def b64url_decode(text: str, *, field: str = "value") -> bytes:
             field=field,
         )
     return data
+
+
+@functools.lru_cache(maxsize=4096)
+def _b64url_canonical(text: str) -> tuple[bytes, bool] | None:
+    """The bytes of unpadded base64url text and whether it is their canonical spelling.
+
+    None if the text is not that alphabet and length.
+
+    NOTE: cached: the verifier decodes each member of a passkey signature several times (checks of
+    the log body, of the signature object, the assertion); bytes are immutable.
+    """
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        return None
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - the pattern guards this
+        return None
+    return data, b64url_encode(data) == text
 
 
 def passkey_key_id(spki_der: bytes) -> str:
@@ -260,8 +282,13 @@ def passkey_key_id(spki_der: bytes) -> str:
 # --- Parsing. ------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024, typed=True)
 def load_public_key(spki_der: bytes, alg: int) -> ec.EllipticCurvePublicKey | Ed25519PublicKey:
-    """The public key of a passkey, refusing any algorithm or curve but ES256/P-256 and Ed25519."""
+    """The public key of a passkey, refusing any algorithm or curve but ES256/P-256 and Ed25519.
+
+    NOTE: cached (a pure function of its bytes; refusals are raised, never cached): the verifier
+    loads a key for every passkey step of a log, twice.
+    """
     if isinstance(alg, bool) or alg not in ALGORITHMS:
         raise UnsupportedAlgorithm(
             "passkey algorithm not accepted",
