@@ -322,3 +322,50 @@ class LoginAttempt(Base):
     login: Mapped[str] = mapped_column(String(64))
     address: Mapped[str] = mapped_column(String(45))
     succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class CaCertificate(Base):
+    """A person's CA certificate (chữ ký số), bound to them by an institution `cert.register`."""
+
+    __tablename__ = "ca_certificates"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"), index=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(80))
+    issuer: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[str] = mapped_column(String(20))
+    not_after: Mapped[str] = mapped_column(String(20))
+    registered_by: Mapped[str] = mapped_column(String(64))
+    registered_seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class CertificateChallenge(Base):
+    """An admin's start of a certificate registration: the nonce the person signs (used once)."""
+
+    __tablename__ = "certificate_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SignedForm(Base):
+    """A payment request form signed in PAdES with a registered certificate (stored by sha256)."""
+
+    __tablename__ = "signed_forms"
+
+    pdf_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), ForeignKey("requests.number"), index=True)
+    login: Mapped[str] = mapped_column(String(64), ForeignKey("users.login"))
+    cert_sha256: Mapped[str] = mapped_column(String(64), ForeignKey("ca_certificates.sha256"))
+    form_sha256: Mapped[str] = mapped_column(String(64))
+    signing_time: Mapped[str] = mapped_column(String(20))
+    seq: Mapped[int] = mapped_column(BigInteger)

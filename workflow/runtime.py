@@ -19,6 +19,7 @@ from expense_audit.definitions import DefinitionSet
 
 from .audit import init_log, make_checkpoint
 from .bookkeeping import BookkeepingMap, load_map_file
+from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
 from .db import create_schema, make_engine, session_factory
 from .directory import Directory
@@ -174,6 +175,15 @@ class Runtime:
             scrypt_n=scrypt_n or self.settings.scrypt_n,
             pepper=self.pepper,
             mailer=partial(queue_key_mail, base_url=self.settings.base_url, now=self.clock),
+        )
+
+    def certificates(self, session: Session) -> CertificateRegistry:
+        """People's CA certificates and the forms signed with them, in this session."""
+        return CertificateRegistry(
+            session,
+            institution=self._institution_or_none(),
+            origin=self.settings.origin,
+            clock=self.clock,
         )
 
     def directory(

@@ -157,6 +157,16 @@ _INSTITUTION_DATA: dict[str, dict[str, Check]] = {
         "rotated_by": _seq_ref,
     },
     "key.revoke": {"key_id": _key_id, "owner": _str, "reason": _str, "by": _str},
+    # A person's CA certificate (issue 14) and the PAdES-signed forms it signed.
+    "cert.register": {
+        **dict.fromkeys(("owner", "by", "subject", "serial", "issuer", "der"), _str),
+        **dict.fromkeys(("not_before", "not_after", "nonce", "proof"), _str),
+        "sha256": _hex64,
+    },
+    "form.sign": {
+        **dict.fromkeys(("request", "signer", "signing_time"), _str),
+        **dict.fromkeys(("certificate", "form_sha256", "pdf_sha256"), _hex64),
+    },
 }
 # NOTE: older logs wrote user.roles and key.revoke without "by"; it is reported as "unknown".
 _OPTIONAL_DATA = {"user.roles": "by", "key.revoke": "by"}

@@ -21,8 +21,9 @@ from nacl.signing import VerifyKey
 
 from .. import vocabulary
 from ..canonical import event_hash, key_fingerprint, key_id, signing_message
+from ..certificates import check_possession, facts_of, possession_message, unb64
 from ..decision import DECISION_FIELDS, verify_decision_signature
-from ..errors import WorkflowError
+from ..errors import DataInvalid, WorkflowError
 from ..webauthn import (
     EDDSA,
     ES256,
@@ -120,6 +121,10 @@ class Person:
     recovery_key_steps: list[int] = field(default_factory=list)
     server_held_steps: list[int] = field(default_factory=list)
     admin_with_chain_role: bool = False
+    certificates: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # CA certificates (cert.register)
+    signed_forms: list[dict[str, Any]] = field(default_factory=list)  # PAdES forms (form.sign)
 
 
 @dataclass
@@ -256,6 +261,10 @@ class Keyring:
             )
         elif action == "key.enroll":
             self._enroll(seq, body["ts"], data, report)
+        elif action == "cert.register":
+            self._certificate(seq, body, report)
+        elif action == "form.sign":
+            self._signed_form(seq, body["ts"], data, report)
         elif action == "key.revoke":
             key = self.keys.get(data["key_id"])
             if (
@@ -269,6 +278,67 @@ class Keyring:
             key.revoked_seq = seq
             key.revoked_by = data.get("by", UNKNOWN)
             key.revoke_reason = data["reason"]
+
+    def _certificate(self, seq: int, body: dict[str, Any], report: Report) -> None:
+        """cert.register: the DER matches its facts, its owner signed the proof, an admin asked."""
+        data = body["data"]
+        owner, by = data["owner"], data["by"]
+        try:
+            der = unb64(data["der"])
+            facts = facts_of(der)
+            message = possession_message(
+                origin=body["origin"], owner=owner, sha256=facts.sha256, nonce=data["nonce"], by=by
+            )
+            proved = check_possession(der, message, unb64(data["proof"]))
+        except DataInvalid as exc:
+            report.add(seq, Kind.KEY_INVALID, f"cert.register for {owner}: {exc.message_en}")
+            return
+        recorded = {name: data[name] for name in facts.as_data()}
+        if recorded != facts.as_data():
+            report.add(
+                seq, Kind.KEY_INVALID, f"cert.register for {owner}: facts differ from the DER"
+            )
+            return
+        if not proved:
+            report.add(
+                seq, Kind.BAD_SIGNATURE, f"cert.register for {owner}: no proof of possession"
+            )
+            return
+        if by == owner:
+            report.add(
+                seq, Kind.SELF_ENROLLMENT, f"{owner} registered a certificate for themselves"
+            )
+        else:
+            self._by_admin(seq, by, f"registers a certificate for {owner}", report)
+        if any(facts.sha256 == c["sha256"] for p in self.people.values() for c in p.certificates):
+            report.add(seq, Kind.FORBIDDEN_STEP, f"certificate {facts.sha256} registered twice")
+            return
+        self.person(owner).certificates.append(
+            {**facts.as_data(), "registered_by": by, "seq": seq, "ts": body["ts"]}
+        )
+
+    def _signed_form(self, seq: int, ts: str, data: dict[str, Any], report: Report) -> None:
+        """form.sign: the signer's own registered certificate signed the form."""
+        signer = data["signer"]
+        if not any(c["sha256"] == data["certificate"] for c in self.person(signer).certificates):
+            report.add(
+                seq,
+                Kind.KEY_OWNER_MISMATCH,
+                f"form of {data['request']} signed with certificate {data['certificate'][:16]} "
+                f"that is not registered to {signer}",
+                data["request"],
+            )
+            return
+        self.person(signer).signed_forms.append(
+            {
+                "request": data["request"],
+                "certificate": data["certificate"],
+                "pdf_sha256": data["pdf_sha256"],
+                "signing_time": data["signing_time"],
+                "seq": seq,
+                "ts": ts,
+            }
+        )
 
     def _by_admin(self, seq: int, by: str, what: str, report: Report) -> None:
         """`by` must be an account holding admin now (or the CLI set-up)."""
@@ -500,6 +570,8 @@ class Keyring:
                 "account_events": [dict(a) for a in person.accounts],
                 "keys": keys,
                 "server_held_steps": list(person.server_held_steps),
+                "certificates": [dict(c) for c in person.certificates],
+                "signed_forms": [dict(f) for f in person.signed_forms],
                 "flags": {
                     "recovery_key_steps": list(person.recovery_key_steps),
                     "admin_with_chain_role": person.admin_with_chain_role,

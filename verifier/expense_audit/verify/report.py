@@ -218,6 +218,17 @@ class Report:
                 )
             for key in person["keys"]:
                 lines.append("    " + _key_line(key))
+            for cert in person.get("certificates", ()):
+                lines.append(
+                    f"    CA certificate {cert['sha256'][:16]}: {cert['subject']}, serial "
+                    f"{cert['serial']}, issuer {cert['issuer']}, valid {cert['not_before']} to "
+                    f"{cert['not_after']}; registered by {cert['registered_by']} at seq {cert['seq']}"
+                )
+            for form in person.get("signed_forms", ()):
+                lines.append(
+                    f"    signed the form of {form['request']} (PAdES, pdf sha256 "
+                    f"{form['pdf_sha256'][:16]}) at {form['signing_time']}, seq {form['seq']}"
+                )
             flags = person["flags"]
             if flags["recovery_key_steps"]:
                 lines.append(

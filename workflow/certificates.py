@@ -1,0 +1,263 @@
+"""A person's CA certificate registered like a key, and forms signed with it.
+
+1. An admin starts the registration for a person with the person's certificate (from their
+   token: the CA's file or the token's export); the server keeps a one-time nonce for 72 hours.
+2. The person signs the possession message (expense_audit.certificates.possession_message) with
+   the certificate's private key, on their token (`expense-sign register`).
+3. The server checks that signature and appends an institution-signed `cert.register` event that
+   names the admin, carries the certificate (DER, base64), its facts and the proof, so the offline
+   verifier checks all of it again.
+
+A form signed in PAdES with a registered certificate enters the log as `form.sign` (institution
+event: the PDF's sha256, the form's sha256, the certificate's sha256, the signing time).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from expense_audit.certificates import (
+    b64,
+    check_possession,
+    facts_of,
+    possession_message,
+)
+from expense_audit.errors import DataInvalid, NotPermitted
+
+from .audit import append_event
+from .clock import Clock, utcnow
+from .enrollment import _require_admin
+from .errors import InstitutionKeyMissing
+from .keys import INSTITUTION_ACTOR, InstitutionKey
+from .models import CaCertificate, CertificateChallenge, SignedForm, User
+
+CHALLENGE_LIFETIME = timedelta(hours=72)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """What the person's token must sign to finish a registration."""
+
+    nonce: str
+    message: bytes
+
+
+class CertificateRegistry:
+    """Certificates bound to people in the log; the institution key signs the bindings."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        institution: InstitutionKey | None,
+        origin: str,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.session = session
+        self.institution = institution
+        self.origin = origin
+        self.clock = clock
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def of(self, login: str) -> list[CaCertificate]:
+        """The person's registered certificates, oldest first."""
+        return list(
+            self.session.scalars(
+                select(CaCertificate)
+                .where(CaCertificate.login == login)
+                .order_by(CaCertificate.registered_seq)
+            )
+        )
+
+    def get(self, sha256: str) -> CaCertificate | None:
+        """The registered certificate with this DER hash, or None."""
+        return self.session.get(CaCertificate, sha256)
+
+    def pending(self, login: str) -> list[CertificateChallenge]:
+        """Registrations an admin started for the person that are not finished nor expired."""
+        return list(
+            self.session.scalars(
+                select(CertificateChallenge).where(
+                    CertificateChallenge.login == login,
+                    CertificateChallenge.used_at.is_(None),
+                    CertificateChallenge.expires_at > self.clock(),
+                )
+            )
+        )
+
+    def signed_forms(self, number: str) -> list[SignedForm]:
+        """The PAdES-signed forms of a request, in log order."""
+        return list(
+            self.session.scalars(
+                select(SignedForm).where(SignedForm.number == number).order_by(SignedForm.seq)
+            )
+        )
+
+    # --- registering --------------------------------------------------------------------------
+
+    def start(self, user: User, der: bytes, *, by: User) -> Challenge:
+        """An admin starts registering ``der`` for ``user`` (never for themselves)."""
+        _require_admin(by, user)
+        facts = facts_of(der)
+        if self.get(facts.sha256) is not None:
+            raise DataInvalid(
+                "Chứng thư số này đã được đăng ký.",
+                en="This certificate is already registered.",
+                field="certificate",
+            )
+        now = self.clock()
+        if facts.not_after <= now.strftime("%Y-%m-%dT%H:%M:%SZ"):
+            raise DataInvalid(
+                "Chứng thư số đã hết hạn.", en="The certificate has expired.", field="certificate"
+            )
+        nonce = secrets.token_hex(16)
+        self.session.add(
+            CertificateChallenge(
+                login=user.login,
+                sha256=facts.sha256,
+                der=der,
+                nonce=nonce,
+                issued_by=by.login,
+                created_at=now,
+                expires_at=now + CHALLENGE_LIFETIME,
+                used_at=None,
+            )
+        )
+        self.session.flush()
+        return Challenge(nonce, self._message(user.login, facts.sha256, nonce, by.login))
+
+    def _message(self, owner: str, sha256: str, nonce: str, by: str) -> bytes:
+        return possession_message(
+            origin=self.origin, owner=owner, sha256=sha256, nonce=nonce, by=by
+        )
+
+    def challenge(self, user: User, nonce: str) -> Challenge:
+        """The message of a pending registration of the person (to sign on their token)."""
+        pending = self._pending(user, nonce)
+        return Challenge(nonce, self._message(user.login, pending.sha256, nonce, pending.issued_by))
+
+    def _pending(self, user: User, nonce: str) -> CertificateChallenge:
+        row = self.session.scalars(
+            select(CertificateChallenge).where(CertificateChallenge.nonce == nonce)
+        ).one_or_none()
+        if (
+            row is None
+            or row.login != user.login
+            or row.used_at is not None
+            or row.expires_at <= self.clock()
+        ):
+            raise NotPermitted(
+                "Không có đăng ký chứng thư số nào đang chờ bạn với mã này.",
+                en="No certificate registration with this code waits for you.",
+                field="nonce",
+            )
+        return row
+
+    def complete(self, user: User, nonce: str, signature: bytes) -> CaCertificate:
+        """The person proves possession: check the signature and enter `cert.register`."""
+        pending = self._pending(user, nonce)
+        message = self._message(user.login, pending.sha256, nonce, pending.issued_by)
+        if not check_possession(pending.der, message, signature):
+            raise DataInvalid(
+                "Chữ ký bằng chứng thư số không đúng: hãy ký bằng token của chính chứng thư này.",
+                en="The signature does not verify with this certificate: sign with its own token.",
+                field="signature",
+            )
+        if self.get(pending.sha256) is not None:
+            raise DataInvalid(
+                "Chứng thư số này đã được đăng ký.",
+                en="This certificate is already registered.",
+                field="certificate",
+            )
+        facts = facts_of(pending.der)
+        event = append_event(
+            self.session,
+            signer=self._institution(),
+            ts=self.clock(),
+            action="cert.register",
+            actor=INSTITUTION_ACTOR,
+            role=INSTITUTION_ACTOR,
+            data={
+                "owner": user.login,
+                "by": pending.issued_by,
+                **facts.as_data(),
+                "der": b64(pending.der),
+                "nonce": nonce,
+                "proof": b64(signature),
+            },
+        )
+        pending.used_at = self.clock()
+        cert = CaCertificate(
+            sha256=facts.sha256,
+            login=user.login,
+            der=pending.der,
+            subject=facts.subject,
+            serial=facts.serial,
+            issuer=facts.issuer,
+            not_before=facts.not_before,
+            not_after=facts.not_after,
+            registered_by=pending.issued_by,
+            registered_seq=event.seq,
+        )
+        self.session.add(cert)
+        self.session.flush()
+        return cert
+
+    # --- signed forms -------------------------------------------------------------------------
+
+    def record_signed_form(
+        self,
+        *,
+        number: str,
+        login: str,
+        cert: CaCertificate,
+        form_sha256: str,
+        pdf_sha256: str,
+        signing_time: str,
+    ) -> SignedForm:
+        """Enter a verified PAdES-signed form in the log (`form.sign`) and index it."""
+        if self.session.get(SignedForm, pdf_sha256) is not None:
+            raise DataInvalid(
+                "Tệp đã ký này đã được tải lên.",
+                en="This signed file was already uploaded.",
+                field="pdf",
+            )
+        event = append_event(
+            self.session,
+            signer=self._institution(),
+            ts=self.clock(),
+            action="form.sign",
+            actor=INSTITUTION_ACTOR,
+            role=INSTITUTION_ACTOR,
+            data={
+                "request": number,
+                "signer": login,
+                "certificate": cert.sha256,
+                "form_sha256": form_sha256,
+                "pdf_sha256": pdf_sha256,
+                "signing_time": signing_time,
+            },
+        )
+        row = SignedForm(
+            pdf_sha256=pdf_sha256,
+            number=number,
+            login=login,
+            cert_sha256=cert.sha256,
+            form_sha256=form_sha256,
+            signing_time=signing_time,
+            seq=event.seq,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def _institution(self) -> InstitutionKey:
+        if self.institution is None:
+            raise InstitutionKeyMissing("The institution key is not loaded.")
+        return self.institution
