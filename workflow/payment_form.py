@@ -95,6 +95,9 @@ class PaymentRequestForm:
     fingerprint: str
     check_url: str
     signatures: Mapping[str, Signature] = field(default_factory=dict)
+    # The time of the request's latest event: the PDF's creation date, so that the same request
+    # in the same state always renders to the same bytes (a PAdES upload is compared to them).
+    created: datetime | None = None
 
 
 def dong(amount: int) -> str:
@@ -201,6 +204,11 @@ def gather(
         fingerprint=fingerprint,
         check_url=check_url(base_url, number, p.get("approved_hash"), fingerprint),
         signatures=signatures,
+        created=(
+            datetime.strptime(steps[-1].ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            if steps
+            else None
+        ),
     )
 
 
@@ -236,6 +244,8 @@ class _Form(FPDF):
 def render(form: PaymentRequestForm) -> bytes:
     """The one-page form as PDF bytes (A4, Vietnamese, DejaVu embedded)."""
     pdf = _Form()
+    if form.created is not None:
+        pdf.set_creation_date(form.created)
     pdf.add_page()
     _heading(pdf, form)
     _body(pdf, form)

@@ -1,0 +1,109 @@
+"""Payment request forms signed in PAdES with a CA certificate on a PKCS#11 token (SoftHSM2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from asn1crypto import x509 as asn1_x509
+from pyhanko.config.pkcs11 import TokenCriteria
+from pyhanko.sign import signers
+from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from workflow import pades
+from workflow.payment_form import gather, render
+
+from .ca_tools import Authority, Person
+from .factories import School, pay_data
+from .softhsm import Token, make_token
+
+
+@pytest.fixture(scope="module")
+def authority() -> Authority:
+    return Authority()
+
+
+@pytest.fixture(scope="module")
+def toan_cert(authority: Authority) -> Person:
+    return authority.issue("NGUYỄN VĂN TOÀN")
+
+
+@pytest.fixture
+def token(tmp_path: Path, toan_cert: Person, monkeypatch: pytest.MonkeyPatch) -> Token:
+    return make_token(tmp_path / "hsm", toan_cert, label="toan", monkeypatch=monkeypatch)
+
+
+def the_form(school: School, number: str) -> bytes:
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        form = gather(
+            session,
+            number,
+            catalogue=runtime.definitions.catalogue("2024-2025"),
+            fingerprint=runtime.institution.fingerprint,
+            base_url=runtime.settings.base_url,
+        )
+    return render(form)
+
+
+def sign_with_token(pdf: bytes, token: Token, cert: Person, authority: Authority) -> bytes:
+    with open_pkcs11_session(
+        token.module, token_criteria=TokenCriteria(label=token.label), user_pin=token.pin
+    ) as session:
+        signer = PKCS11Signer(
+            session,
+            key_label=token.key_label,
+            signing_cert=asn1_x509.Certificate.load(cert.der),
+            ca_chain=[asn1_x509.Certificate.load(authority.ca.public_bytes(_DER))],
+        )
+        return pades.sign_form(pdf, signer)
+
+
+def sign_with_file(pdf: bytes, cert: Person, authority: Authority) -> bytes:
+    """Another tool: pyHanko with the key in memory (the way a desktop signer would)."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+    from pyhanko.keys import load_private_key_from_pemder_data
+
+    pem = cert.key.private_bytes(_PEM, PrivateFormat.PKCS8, NoEncryption())
+    signer = signers.SimpleSigner(
+        signing_cert=asn1_x509.Certificate.load(cert.der),
+        signing_key=load_private_key_from_pemder_data(pem, passphrase=None),
+        cert_registry=SimpleCertificateStore.from_certs(
+            [asn1_x509.Certificate.load(authority.ca.public_bytes(_DER))]
+        ),
+    )
+    return pades.sign_form(pdf, signer)
+
+
+from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
+
+_DER, _PEM = Encoding.DER, Encoding.PEM
+
+
+def roots(authority: Authority) -> list[bytes]:
+    return [authority.root.public_bytes(_DER)]
+
+
+@pytest.fixture
+def approved(school: School) -> str:
+    return school.to_state("approved")
+
+
+def test_form_renders_to_the_same_bytes_until_the_next_step(school: School, approved: str) -> None:
+    first = the_form(school, approved)
+    assert the_form(school, approved) == first
+    school.act(approved, "pay", "mai", data=pay_data())
+    assert the_form(school, approved) != first
+
+
+def test_principal_signs_the_form_with_a_pkcs11_token_and_it_is_accepted(
+    school: School, approved: str, token: Token, toan_cert: Person, authority: Authority
+) -> None:
+    form = the_form(school, approved)
+    signed = sign_with_token(form, token, toan_cert, authority)
+    checked = pades.check_signed_form(
+        signed, form=form, trust_roots=roots(authority), now=school.runtime.now()
+    )
+    assert checked.cert_der == toan_cert.der
+    assert signed.startswith(form)
