@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from asn1crypto import x509 as asn1_x509
 from pyhanko.config.pkcs11 import TokenCriteria
+from pyhanko.pdf_utils.generic import NameObject
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 from pyhanko_certvalidator.registry import SimpleCertificateStore
@@ -17,6 +21,7 @@ from workflow.payment_form import gather, render
 from .ca_tools import Authority, Person
 from .factories import School, pay_data
 from .softhsm import Token, make_token
+from .test_ca_certificates import register
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +112,96 @@ def test_principal_signs_the_form_with_a_pkcs11_token_and_it_is_accepted(
     )
     assert checked.cert_der == toan_cert.der
     assert signed.startswith(form)
+
+
+def upload(
+    school: School, login: str, number: str, pdf: bytes, form: bytes, authority: Authority
+) -> str:
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        user = runtime.directory(session).get_user(login)
+        assert user is not None
+        row = runtime.certificates(session).accept_signed_form(
+            user, number, pdf, form=form, trust_roots=roots(authority)
+        )
+        return row.pdf_sha256
+
+
+def test_signed_form_with_the_registered_certificate_enters_the_log(
+    school: School, approved: str, token: Token, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    signed = sign_with_token(form, token, toan_cert, authority)
+    sha = upload(school, "toan", approved, signed, form, authority)
+    with school.runtime.transaction() as session:
+        (row,) = school.runtime.certificates(session).signed_forms(approved)
+        assert row.pdf_sha256 == sha and row.login == "toan"
+
+
+def test_form_signed_with_another_persons_certificate_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    mai_cert = authority.issue("NGUYỄN THỊ MAI")
+    register(school, "toan", toan_cert)
+    register(school, "mai", mai_cert)
+    form = the_form(school, approved)
+    signed = sign_with_file(form, mai_cert, authority)
+    with pytest.raises(pades.SignedFormRefused, match="người khác"):
+        upload(school, "toan", approved, signed, form, authority)
+
+
+def test_form_changed_before_signing_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    changed = form.replace(b"/Title", b"/Titlf", 1)
+    signed = sign_with_file(changed, toan_cert, authority)
+    with pytest.raises(pades.SignedFormRefused, match="không phải là giấy đề nghị"):
+        upload(school, "toan", approved, signed, form, authority)
+
+
+def test_form_changed_after_signing_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    signed = sign_with_file(form, toan_cert, authority)
+    writer = IncrementalPdfFileWriter(io.BytesIO(signed))
+    writer.root["/PageMode"] = NameObject("/UseOutlines")  # an update appended after signing
+    writer.update_root()
+    out = io.BytesIO()
+    writer.write(out)
+    with pytest.raises(pades.SignedFormRefused, match="sau khi ký"):
+        upload(school, "toan", approved, out.getvalue(), form, authority)
+
+
+def test_form_signed_with_an_unregistered_certificate_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    form = the_form(school, approved)
+    signed = sign_with_file(form, toan_cert, authority)
+    with pytest.raises(pades.SignedFormRefused, match="chưa được đăng ký"):
+        upload(school, "toan", approved, signed, form, authority)
+
+
+def test_form_signed_with_an_expired_certificate_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    signed = sign_with_file(form, toan_cert, authority)
+    school.runtime.clock.now += timedelta(days=800)  # type: ignore[attr-defined]
+    with pytest.raises(pades.SignedFormRefused, match="hết hạn"):
+        upload(school, "toan", approved, signed, form, authority)
+
+
+def test_form_signed_under_an_untrusted_root_is_refused(
+    school: School, approved: str, toan_cert: Person
+) -> None:
+    stranger = Authority()
+    form = the_form(school, approved)
+    signed = sign_with_file(form, toan_cert, stranger)
+    with pytest.raises(pades.SignedFormRefused):
+        upload(school, "toan", approved, signed, form, stranger.__class__())

@@ -15,6 +15,7 @@ event: the PDF's sha256, the form's sha256, the certificate's sha256, the signin
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -35,6 +36,7 @@ from .enrollment import _require_admin
 from .errors import InstitutionKeyMissing
 from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import CaCertificate, CertificateChallenge, SignedForm, User
+from .pades import SignedFormRefused, check_signed_form
 
 CHALLENGE_LIFETIME = timedelta(hours=72)
 
@@ -256,6 +258,47 @@ class CertificateRegistry:
         self.session.add(row)
         self.session.flush()
         return row
+
+    def accept_signed_form(
+        self,
+        user: User,
+        number: str,
+        pdf: bytes,
+        *,
+        form: bytes,
+        trust_roots: Sequence[bytes],
+    ) -> SignedForm:
+        """Check an uploaded PAdES-signed form of ``number`` by ``user`` and enter it in the log."""
+        now = self.clock()
+        checked = check_signed_form(pdf, form=form, trust_roots=trust_roots, now=now)
+        cert = self.get(checked.cert_sha256)
+        if cert is None:
+            raise SignedFormRefused(
+                "Chứng thư số đã ký chưa được đăng ký trong hệ thống: nhờ quản trị đăng ký.",
+                en="The certificate that signed is not registered here: ask the admin to register it.",
+                field="pdf",
+            )
+        if cert.login != user.login:
+            raise SignedFormRefused(
+                "Tệp được ký bằng chứng thư số của người khác.",
+                en="The file is signed with someone else's certificate.",
+                field="pdf",
+            )
+        moment = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if not cert.not_before <= moment <= cert.not_after:
+            raise SignedFormRefused(
+                "Chứng thư số đã hết hạn hoặc chưa có hiệu lực.",
+                en="The certificate has expired or is not valid yet.",
+                field="pdf",
+            )
+        return self.record_signed_form(
+            number=number,
+            login=user.login,
+            cert=cert,
+            form_sha256=checked.form_sha256,
+            pdf_sha256=checked.pdf_sha256,
+            signing_time=checked.signing_time,
+        )
 
     def _institution(self) -> InstitutionKey:
         if self.institution is None:
