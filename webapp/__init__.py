@@ -145,8 +145,18 @@ def _register_blueprints(app: Flask) -> None:
     from .mandates import bp as mandates_bp
     from .requests import bp as requests_bp
     from .review import bp as review_bp
+    from .signing import bp as signing_bp
 
-    blueprints = (auth_bp, requests_bp, review_bp, ledger_bp, mandates_bp, audit_bp, admin_bp)
+    blueprints = (
+        auth_bp,
+        requests_bp,
+        review_bp,
+        ledger_bp,
+        mandates_bp,
+        audit_bp,
+        admin_bp,
+        signing_bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 

@@ -30,15 +30,19 @@ from expense_audit.certificates import (
 )
 from expense_audit.errors import DataInvalid, NotPermitted
 
+from . import queries
 from .audit import append_event
 from .clock import Clock, utcnow
 from .enrollment import _require_admin
 from .errors import InstitutionKeyMissing
 from .keys import INSTITUTION_ACTOR, InstitutionKey
-from .models import CaCertificate, CertificateChallenge, SignedForm, User
+from .models import CaCertificate, CertificateChallenge, Request, SignedForm, User
 from .pades import SignedFormRefused, check_signed_form
 
 CHALLENGE_LIFETIME = timedelta(hours=72)
+# Whose form is signed with a CA certificate: the principal's approval, the accountant's payment.
+SIGNED_FORM_STEPS = ("approve", "pay")
+SIGNED_FORM_STATES = ("approved", "paid")
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,26 @@ class CertificateRegistry:
                 select(SignedForm).where(SignedForm.number == number).order_by(SignedForm.seq)
             )
         )
+
+    def waiting_forms(self, login: str) -> list[str]:
+        """Numbers of requests whose form waits for the person's CA signature.
+
+        The principal signs the form of a request they approved and the accountant that of a
+        request they paid, each time after the request's latest step (a new step changes the form).
+        """
+        waiting = []
+        for number in self.session.scalars(
+            select(Request.number)
+            .where(Request.state.in_(SIGNED_FORM_STATES))
+            .order_by(Request.number)
+        ):
+            steps = queries.timeline(self.session, number)
+            if not any(s.actor == login and s.action in SIGNED_FORM_STEPS for s in steps):
+                continue
+            latest = steps[-1].seq
+            if not any(f.login == login and f.seq > latest for f in self.signed_forms(number)):
+                waiting.append(number)
+        return waiting
 
     # --- registering --------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from expense_audit.certificates import der_from_upload
 from expense_audit.checkpoint import Checkpoint, check_key_name
 from expense_audit.definitions import DefinitionSet
 
@@ -47,6 +48,9 @@ class Settings:
     institution_passphrase: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     witnesses: tuple[str, ...] = ()
+    # A folder of the CA certificates (PEM or DER) that signed forms must chain to (issue 14):
+    # the national root and the licensed CAs' certificates; unset, no signed form is accepted.
+    ca_roots: Path | None = None
 
     def __post_init__(self) -> None:
         # NOTE: the origin is the checkpoints' key name: refuse at start-up what the signed-note
@@ -71,6 +75,7 @@ class Settings:
             witnesses=tuple(
                 a.strip() for a in env.get("EXPENSES_WITNESSES", "").split(",") if a.strip()
             ),
+            ca_roots=Path(env["EXPENSES_CA_ROOTS"]) if env.get("EXPENSES_CA_ROOTS") else None,
         )
 
 
@@ -176,6 +181,17 @@ class Runtime:
             pepper=self.pepper,
             mailer=partial(queue_key_mail, base_url=self.settings.base_url, now=self.clock),
         )
+
+    def trust_roots(self) -> list[bytes]:
+        """The configured CA certificates (DER), read from ``settings.ca_roots`` each time."""
+        folder = self.settings.ca_roots
+        if folder is None or not folder.is_dir():
+            return []
+        return [
+            der_from_upload(path.read_bytes())
+            for path in sorted(folder.iterdir())
+            if path.suffix.lower() in (".pem", ".crt", ".cer", ".der")
+        ]
 
     def certificates(self, session: Session) -> CertificateRegistry:
         """People's CA certificates and the forms signed with them, in this session."""

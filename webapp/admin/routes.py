@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from expense_audit.certificates import der_from_upload
 from workflow import queries
 from workflow.mailer import failed_mails
 from workflow.models import User
@@ -15,6 +16,8 @@ from ..context import db, directory, me, roles_required, runtime
 from ..errors import attempt
 from . import bp
 from .forms import CodeForm, ConfirmForm, RolesForm, UserForm
+
+MAX_CERTIFICATE = 64 * 1024
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -108,6 +111,26 @@ def issue_code(login: str) -> Response | str:
         mailed=form.send_mail.data,
         purpose=form.purpose.data,
     )
+
+
+@bp.post("/users/<login>/certificate")
+@roles_required("admin")
+def start_certificate(login: str) -> Response | str:
+    """Start registering a person's CA certificate: the code they sign with their token."""
+    if not ConfirmForm().validate_on_submit():
+        return redirect(url_for(".users"))
+    user = _user(login)
+    file = request.files.get("certificate")
+    raw = file.stream.read(MAX_CERTIFICATE + 1) if file else b""
+    if not raw or len(raw) > MAX_CERTIFICATE:
+        flash(_("Choose the person's certificate file (.cer, .crt or .pem)."), "error")
+        return redirect(url_for(".users"))
+    started = attempt(
+        lambda: runtime().certificates(db()).start(user, der_from_upload(raw), by=me())
+    )
+    if started is None:
+        return redirect(url_for(".users"))
+    return render_template("admin/certificate.html", person=user, nonce=started.value.nonce)
 
 
 @bp.post("/users/<login>/active")

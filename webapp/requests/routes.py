@@ -18,6 +18,7 @@ from expense_audit.definitions import BudgetCatalogue, WorkflowDefinition
 from expense_audit.errors import WorkflowError
 from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_of
 from workflow import dossier, payment_form, policy, queries
+from workflow.clock import local_time
 from workflow.errors import ConcurrentChange
 from workflow.models import Draft
 from workflow.service import Current, draft_content
@@ -418,7 +419,45 @@ def render_detail(
         personal=policy.can_see_personal_data(current_user.login, current_user.roles, current),
         remove_form=RemoveAttachmentForm(),
         signs_with=signs_with,
+        signed_forms=_signed_forms(number),
     ), status
+
+
+def _signed_forms(number: str) -> list[dict[str, str]]:
+    """The request's forms signed with a CA certificate: who, which CA, when."""
+    registry = runtime().certificates(db())
+    rows = registry.signed_forms(number)
+    names = queries.names_of(db(), [r.login for r in rows])
+    shown = []
+    for row in rows:
+        cert = registry.get(row.cert_sha256)
+        issuer = cert.issuer if cert else ""
+        ca = next((p[3:] for p in issuer.split(",") if p.startswith("CN=")), issuer)
+        shown.append(
+            {
+                "name": names.get(row.login, row.login),
+                "ca": ca,
+                "when": local_time(row.signing_time),
+                "sha256": row.pdf_sha256,
+            }
+        )
+    return shown
+
+
+def form_bytes(current: Current) -> bytes:
+    """The form as the signed-in person downloads it: the same bytes until the next step."""
+    rt = runtime()
+    form = payment_form.gather(
+        db(),
+        current.number,
+        catalogue=rt.definitions.catalogue(current.number.split("/")[0]),
+        fingerprint=rt.institution.fingerprint,
+        base_url=rt.settings.base_url,
+        hide_personal=not policy.can_see_personal_data(
+            current_user.login, current_user.roles, current
+        ),
+    )
+    return payment_form.render(form)
 
 
 @bp.get("/requests/<reqno:number>/form.pdf")
@@ -428,18 +467,7 @@ def form_pdf(number: str) -> Response:
     current = visible_request(number)
     if current.projection is None:
         abort(404)  # a draft has nothing signed to print
-    rt = runtime()
-    form = payment_form.gather(
-        db(),
-        number,
-        catalogue=rt.definitions.catalogue(number.split("/")[0]),
-        fingerprint=rt.institution.fingerprint,
-        base_url=rt.settings.base_url,
-        hide_personal=not policy.can_see_personal_data(
-            current_user.login, current_user.roles, current
-        ),
-    )
-    response = Response(payment_form.render(form), mimetype="application/pdf")
+    response = Response(form_bytes(current), mimetype="application/pdf")
     name = "de-nghi-thanh-toan-" + number.replace("/", "-") + ".pdf"
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     return response
