@@ -422,6 +422,21 @@ VI = {
     "Check against the log": "Đối chiếu với nhật ký",
     "The report matches the log: period %(p)s, checkpoint of %(n)s events, signed by this school's key.": "Báo cáo khớp với nhật ký: kỳ %(p)s, điểm kiểm tra gồm %(n)s sự kiện, ký bằng khóa của trường.",
     "The report does not match the log.": "Báo cáo KHÔNG khớp với nhật ký.",
+    # issue 14: CA certificates (chữ ký số) and PAdES-signed forms
+    "Valid digital signature: %(name)s, %(ca)s": "Ký số hợp lệ: %(name)s, %(ca)s",
+    "signed PDF": "tệp PDF đã ký",
+    "Form signed with your CA certificate (PDF)": "Giấy đề nghị đã ký bằng chứng thư số của bạn (PDF)",
+    "Upload signed form": "Tải lên giấy đề nghị đã ký",
+    "The signed form was accepted and entered in the log.": "Giấy đề nghị đã ký được chấp nhận và ghi vào nhật ký.",
+    "Choose the signed PDF (at most 10 MB).": "Hãy chọn tệp PDF đã ký (tối đa 10 MB).",
+    "The signature is not base64.": "Chữ ký không ở dạng base64.",
+    "CA certificate": "Chứng thư số",
+    "Register certificate": "Đăng ký chứng thư số",
+    "Choose the person's certificate file (.cer, .crt or .pem).": "Hãy chọn tệp chứng thư số của người này (.cer, .crt hoặc .pem).",
+    "Certificate registration": "Đăng ký chứng thư số",
+    "Certificate registration for %(name)s": "Đăng ký chứng thư số cho %(name)s",
+    "Give this code to %(name)s. On their computer, with their token plugged in, they run:": "Hãy đưa mã này cho %(name)s. Trên máy tính của họ, khi đã cắm token, họ chạy lệnh:",
+    "Their token signs the code: this proves the certificate is theirs. The certificate is then entered in the log, naming you. The code works once and expires in 72 hours.": "Token của họ ký mã này: điều đó chứng minh chứng thư số là của họ. Chứng thư số khi đó được ghi vào nhật ký, có tên bạn. Mã chỉ dùng một lần và hết hạn sau 72 giờ.",
 }
 
 
