@@ -30,6 +30,7 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.config.pkcs11 import TokenCriteria
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 
+from expense_audit.certificates import der_from_upload
 from workflow.pades import sign_form
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -126,14 +127,17 @@ class AppSession:
 class Token:
     """The person's PKCS#11 token: the key (and the certificate) under one label."""
 
-    def __init__(self, module: str, label: str, key_label: str, pin: str, cert: bytes | None):
-        self.module, self.label, self.key_label, self.pin, self.cert = (
-            module,
-            label,
-            key_label,
-            pin,
-            cert,
-        )
+    def __init__(
+        self,
+        module: str,
+        label: str,
+        key_label: str,
+        pin: str,
+        cert: bytes | None,
+        chain: Sequence[bytes] = (),
+    ) -> None:
+        self.module, self.label, self.key_label, self.pin = module, label, key_label, pin
+        self.cert, self.chain = cert, list(chain)
 
     def _session(self) -> Any:
         return open_pkcs11_session(
@@ -147,6 +151,7 @@ class Token:
                 session,
                 key_label=self.key_label,
                 signing_cert=asn1_x509.Certificate.load(self.cert) if self.cert else None,
+                ca_chain=[asn1_x509.Certificate.load(der) for der in self.chain] or None,
             )
             return sign_form(pdf, signer)
 
@@ -171,12 +176,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--token", default=os.environ.get("EXPENSE_SIGN_TOKEN", ""))
     parser.add_argument("--key-label", default=os.environ.get("EXPENSE_SIGN_KEY", "sign"))
     parser.add_argument("--cert", type=Path, help="the certificate file, if not on the token")
+    parser.add_argument(
+        "--chain",
+        type=Path,
+        action="append",
+        default=[],
+        help="a CA certificate to embed (the issuing CA, if not on the token); repeatable",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the forms waiting for your signature")
     commands.add_parser("sign", help="sign every waiting form on the token and upload it")
     register = commands.add_parser("register", help="finish a certificate registration")
     register.add_argument("code")
     return parser
+
+
+def _der(path: Path) -> bytes:
+    """A certificate file (PEM or DER) as DER."""
+    return der_from_upload(path.read_bytes())
 
 
 def _secret(variable: str, prompt: str) -> str:
@@ -195,15 +212,13 @@ def run(args: argparse.Namespace) -> int:
             print(form["number"])
         print(f"{len(forms)} giấy đề nghị chờ ký / form(s) waiting")
         return 0
-    cert = args.cert.read_bytes() if args.cert else None
-    if cert is not None and b"-----BEGIN" in cert:
-        cert = base64.b64decode(b"".join(cert.strip().splitlines()[1:-1]))
     token = Token(
         args.module,
         args.token,
         args.key_label,
         _secret("EXPENSE_SIGN_PIN", "PIN: "),
-        cert,
+        _der(args.cert) if args.cert else None,
+        [_der(path) for path in args.chain],
     )
     if args.command == "register":
         challenge = json.loads(app.get(f"/certificate/{args.code}", json_reply=True))

@@ -1,0 +1,157 @@
+"""expense-sign end to end: a real server, a SoftHSM2 token, a test CA, the request page."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from flask import Flask
+from werkzeug.serving import make_server
+
+from expense_sign.cli import main as expense_sign
+from workflow.demo import DEMO_PASSWORD
+
+from .ca_tools import Authority, Person
+from .factories import School
+from .smtp_server import free_port
+from .softhsm import Token, make_token
+from .test_pades import sign_with_file
+from .web import AuthActions, Browser, text
+
+
+@pytest.fixture(scope="module")
+def authority() -> Authority:
+    return Authority()
+
+
+@pytest.fixture(scope="module")
+def toan_cert(authority: Authority) -> Person:
+    return authority.issue("NGUYỄN VĂN TOÀN")
+
+
+@pytest.fixture
+def trusted(school: School, authority: Authority, tmp_path: Path) -> Path:
+    """The school's folder of trust roots holds the test root (EXPENSES_CA_ROOTS)."""
+    folder = tmp_path / "ca-roots"
+    folder.mkdir()
+    (folder / "root.pem").write_bytes(authority.root.public_bytes(Encoding.PEM))
+    runtime = school.runtime
+    runtime.settings = replace(runtime.settings, ca_roots=folder)
+    return folder
+
+
+@pytest.fixture
+def server(app: Flask) -> Iterator[str]:
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    httpd.shutdown()
+    thread.join(10)
+    httpd.server_close()
+
+
+@pytest.fixture
+def token(tmp_path: Path, toan_cert: Person, monkeypatch: pytest.MonkeyPatch) -> Token:
+    made = make_token(tmp_path / "hsm", toan_cert, label="toan", monkeypatch=monkeypatch)
+    monkeypatch.setenv("EXPENSE_SIGN_PASSWORD", DEMO_PASSWORD)
+    monkeypatch.setenv("EXPENSE_SIGN_PIN", made.pin)
+    return made
+
+
+def cli(server: str, token: Token, cert: Path, *command: str) -> int:
+    return expense_sign(
+        [
+            "--url", server, "--login", "toan", "--module", token.module, "--token", token.label,
+            "--key-label", token.key_label, "--cert", str(cert),
+            "--chain", str(cert.with_name("issuing-ca.pem")), *command,
+        ]
+    )  # fmt: skip
+
+
+def test_principal_registers_signs_with_expense_sign_and_accountant_sees_the_signature(
+    school: School,
+    app: Flask,
+    auth: AuthActions,
+    server: str,
+    token: Token,
+    toan_cert: Person,
+    authority: Authority,
+    trusted: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cert_file = tmp_path / "toan.cer"
+    cert_file.write_bytes(toan_cert.der)
+    cert_file.with_name("issuing-ca.pem").write_bytes(authority.ca.public_bytes(Encoding.PEM))
+    # The admin starts the registration with the certificate file; the page shows the code.
+    admin = auth.login("admin")
+    admin.get("/admin/users")
+    page = text(
+        admin.post(
+            "/admin/users/toan/certificate",
+            {"certificate": (io.BytesIO(toan_cert.der), "toan.cer")},
+        )
+    )
+    nonce = page.split("expense-sign register ")[1].split("<")[0].strip()
+    # The principal's token signs the code: the certificate is registered.
+    assert cli(server, token, cert_file, "register", nonce) == 0
+    assert "NGUYỄN VĂN TOÀN" in capsys.readouterr().out
+    number = school.to_state("approved")
+    assert cli(server, token, cert_file, "list") == 0
+    assert number in capsys.readouterr().out
+    assert cli(server, token, cert_file, "sign") == 0
+    assert number in capsys.readouterr().out
+    assert cli(server, token, cert_file, "list") == 0
+    assert number not in capsys.readouterr().out  # signed: no longer waiting
+    page = text(Browser(app).login("mai").get(f"/requests/{number}"))
+    assert "Ký số hợp lệ: Nguyễn Văn Toàn, Test Issuing CA" in page
+
+
+def test_form_signed_by_another_tool_is_accepted_through_the_request_page(
+    school: School, auth: AuthActions, toan_cert: Person, authority: Authority, trusted: Path
+) -> None:
+    from .test_ca_certificates import register
+
+    register(school, "toan", toan_cert)
+    number = school.to_state("approved")
+    toan = auth.login("toan")
+    form = toan.get(f"/requests/{number}/form.pdf").get_data()
+    signed = sign_with_file(form, toan_cert, authority)
+    toan.get(f"/requests/{number}")
+    response = toan.post(
+        f"/requests/{number}/signed-form",
+        {"pdf": (io.BytesIO(signed), "signed.pdf")},
+    )
+    assert response.status_code == 302
+    response = toan.get(f"/requests/{number}")
+    assert "Ký số hợp lệ: Nguyễn Văn Toàn" in text(response)
+
+
+def test_form_of_another_request_is_refused_with_the_reason_on_the_page(
+    school: School, auth: AuthActions, toan_cert: Person, authority: Authority, trusted: Path
+) -> None:
+    from .test_ca_certificates import register
+
+    register(school, "toan", toan_cert)
+    number = school.to_state("approved", amount="900.000")
+    other = school.to_state("submitted", amount="900.000")
+    toan = auth.login("toan")
+    form = toan.get(f"/requests/{other}/form.pdf").get_data()
+    signed = sign_with_file(form, toan_cert, authority)
+    toan.get(f"/requests/{number}")
+    response = toan.post(
+        f"/requests/{number}/signed-form",
+        {"pdf": (io.BytesIO(signed), "signed.pdf")},
+    )
+    assert response.status_code == 302
+    response = toan.get(f"/requests/{number}")
+    page = text(response)
+    assert "không phải là giấy đề nghị" in page
+    assert "Ký số hợp lệ" not in page
