@@ -31,7 +31,7 @@ from workflow.keys import InstitutionKey
 from workflow.models import OutboxMail, User
 from workflow.runtime import Runtime, Settings
 
-from . import factories
+from . import ca_tools, factories, softhsm
 from .web import AuthActions, Browser
 
 # NOTE: demo passwords hashed at a low scrypt cost, like the signing keys (scrypt_n below): each
@@ -261,3 +261,25 @@ def runner(app: Flask) -> FlaskCliRunner:
 @pytest.fixture
 def auth(app: Flask, client: Browser) -> AuthActions:
     return AuthActions(app, client)
+
+
+# ---------------------------------------------------------------------------------------------
+# CA certificates and a PKCS#11 token (issue 14): one test CA and one SoftHSM2 token per session
+
+
+@pytest.fixture(scope="session")
+def authority() -> ca_tools.Authority:
+    """The test CA of the session (root and issuing CA)."""
+    return ca_tools.Authority()
+
+
+@pytest.fixture(scope="session")
+def toan_cert(authority: ca_tools.Authority) -> ca_tools.Person:
+    """The principal's personal certificate."""
+    return authority.issue("NGUYỄN VĂN TOÀN")
+
+
+@pytest.fixture(scope="session")
+def token(tmp_path_factory: pytest.TempPathFactory, toan_cert: ca_tools.Person) -> softhsm.Token:
+    """The principal's token (SoftHSM2), one for the session."""
+    return softhsm.make_token(tmp_path_factory.mktemp("softhsm"), toan_cert, label="toan")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -28,18 +29,22 @@ class Token:
     pin: str
 
 
-def make_token(
-    folder: Path, person: Person, *, label: str, monkeypatch: pytest.MonkeyPatch
-) -> Token:
-    """A fresh token in ``folder`` with the person's private key and certificate on it."""
+def make_token(folder: Path, person: Person, *, label: str) -> Token:
+    """A fresh token in ``folder`` with the person's private key on it.
+
+    SoftHSM2 reads its configuration once per process (when the PKCS#11 module is first
+    initialised), so the tests share one token for the whole session (conftest ``token``).
+    """
     util = shutil.which("softhsm2-util")
     if util is None or not MODULE.exists():
+        if os.environ.get("REQUIRE_SOFTHSM") == "1":
+            pytest.fail("softhsm2 is missing: apt-get install softhsm2")
         pytest.skip("softhsm2 is not installed (apt-get install softhsm2)")
     tokens = folder / "tokens"
     tokens.mkdir(parents=True, exist_ok=True)
     conf = folder / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\n")
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    os.environ["SOFTHSM2_CONF"] = str(conf)
     subprocess.run(
         [util, "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN],
         check=True,

@@ -19,19 +19,16 @@ from workflow.demo import DEMO_PASSWORD
 from .ca_tools import Authority, Person
 from .factories import School
 from .smtp_server import free_port
-from .softhsm import Token, make_token
+from .softhsm import Token
 from .test_pades import sign_with_file
 from .web import AuthActions, Browser, text
 
 
-@pytest.fixture(scope="module")
-def authority() -> Authority:
-    return Authority()
-
-
-@pytest.fixture(scope="module")
-def toan_cert(authority: Authority) -> Person:
-    return authority.issue("NGUYỄN VĂN TOÀN")
+@pytest.fixture
+def secrets(monkeypatch: pytest.MonkeyPatch, token: Token) -> None:
+    """expense-sign reads the password and the PIN from the environment (no prompt)."""
+    monkeypatch.setenv("EXPENSE_SIGN_PASSWORD", DEMO_PASSWORD)
+    monkeypatch.setenv("EXPENSE_SIGN_PIN", token.pin)
 
 
 @pytest.fixture
@@ -57,14 +54,6 @@ def server(app: Flask) -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.fixture
-def token(tmp_path: Path, toan_cert: Person, monkeypatch: pytest.MonkeyPatch) -> Token:
-    made = make_token(tmp_path / "hsm", toan_cert, label="toan", monkeypatch=monkeypatch)
-    monkeypatch.setenv("EXPENSE_SIGN_PASSWORD", DEMO_PASSWORD)
-    monkeypatch.setenv("EXPENSE_SIGN_PIN", made.pin)
-    return made
-
-
 def cli(server: str, token: Token, cert: Path, *command: str) -> int:
     return expense_sign(
         [
@@ -84,6 +73,7 @@ def test_principal_registers_signs_with_expense_sign_and_accountant_sees_the_sig
     toan_cert: Person,
     authority: Authority,
     trusted: Path,
+    secrets: None,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

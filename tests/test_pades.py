@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from asn1crypto import x509 as asn1_x509
 from pyhanko.config.pkcs11 import TokenCriteria
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.generic import NameObject
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import signers
@@ -20,23 +20,8 @@ from workflow.payment_form import gather, render
 
 from .ca_tools import Authority, Person
 from .factories import School, pay_data
-from .softhsm import Token, make_token
+from .softhsm import Token
 from .test_ca_certificates import register
-
-
-@pytest.fixture(scope="module")
-def authority() -> Authority:
-    return Authority()
-
-
-@pytest.fixture(scope="module")
-def toan_cert(authority: Authority) -> Person:
-    return authority.issue("NGUYỄN VĂN TOÀN")
-
-
-@pytest.fixture
-def token(tmp_path: Path, toan_cert: Person, monkeypatch: pytest.MonkeyPatch) -> Token:
-    return make_token(tmp_path / "hsm", toan_cert, label="toan", monkeypatch=monkeypatch)
 
 
 def the_form(school: School, number: str) -> bytes:
@@ -65,20 +50,23 @@ def sign_with_token(pdf: bytes, token: Token, cert: Person, authority: Authority
         return pades.sign_form(pdf, signer)
 
 
-def sign_with_file(pdf: bytes, cert: Person, authority: Authority) -> bytes:
+def _file_signer(cert: Person, authority: Authority) -> signers.SimpleSigner:
     """Another tool: pyHanko with the key in memory (the way a desktop signer would)."""
     from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
     from pyhanko.keys import load_private_key_from_pemder_data
 
     pem = cert.key.private_bytes(_PEM, PrivateFormat.PKCS8, NoEncryption())
-    signer = signers.SimpleSigner(
+    return signers.SimpleSigner(
         signing_cert=asn1_x509.Certificate.load(cert.der),
         signing_key=load_private_key_from_pemder_data(pem, passphrase=None),
         cert_registry=SimpleCertificateStore.from_certs(
             [asn1_x509.Certificate.load(authority.ca.public_bytes(_DER))]
         ),
     )
-    return pades.sign_form(pdf, signer)
+
+
+def sign_with_file(pdf: bytes, cert: Person, authority: Authority) -> bytes:
+    return pades.sign_form(pdf, _file_signer(cert, authority))
 
 
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
@@ -205,3 +193,31 @@ def test_form_signed_under_an_untrusted_root_is_refused(
     signed = sign_with_file(form, toan_cert, stranger)
     with pytest.raises(pades.SignedFormRefused):
         upload(school, "toan", approved, signed, form, stranger.__class__())
+
+
+def test_signature_revision_that_also_changes_the_page_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    writer = IncrementalPdfFileWriter(io.BytesIO(form))
+    page = writer.root["/Pages"]["/Kids"][0].get_object()
+    forged = generic.StreamObject(stream_data=b"BT /F1 24 Tf 100 700 Td (9.800.000 dong) Tj ET")
+    page["/Contents"] = writer.add_object(forged)  # the amount changes in the signing revision
+    writer.update_container(page)
+    meta = signers.PdfSignatureMetadata(field_name="KySo", md_algorithm="sha256")
+    out = io.BytesIO()
+    signers.PdfSigner(meta, signer=_file_signer(toan_cert, authority)).sign_pdf(writer, output=out)
+    with pytest.raises(pades.SignedFormRefused, match="sửa nội dung"):
+        upload(school, "toan", approved, out.getvalue(), form, authority)
+
+
+def test_second_signature_over_other_content_is_refused(
+    school: School, approved: str, toan_cert: Person, authority: Authority
+) -> None:
+    register(school, "toan", toan_cert)
+    form = the_form(school, approved)
+    once = sign_with_file(form, toan_cert, authority)
+    twice = pades.sign_form(once, _file_signer(toan_cert, authority), field_name="KySo2")
+    with pytest.raises(pades.SignedFormRefused, match="đúng một chữ ký"):
+        upload(school, "toan", approved, twice, form, authority)

@@ -3,7 +3,9 @@
 An uploaded signed PDF is accepted only when, in this order:
 
 1. its first revision is byte for byte the form the app generates for the request now;
-2. it holds exactly one signature, over the whole file (nothing appended after signing);
+2. it holds exactly one signature, over the whole file (nothing appended after signing), and the
+   signing revision changes nothing of the form but what a signature needs (the catalog's
+   AcroForm, the page's Annots);
 3. the signature is cryptographically intact and its certificate chains to a configured trust
    root, valid at the time of the check (no network: revocation is not fetched);
 4. the signer's certificate is the one registered in the log for the person uploading it, and
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign import fields, signers
@@ -66,6 +69,67 @@ def sign_form(pdf: bytes, signer: signers.Signer, *, field_name: str = FIELD) ->
     return out.getvalue()
 
 
+# Keys the signing revision may add or change in objects of the form: the catalog gains the
+# AcroForm (and, for B-LT, the DSS) and a PDF version, a page gains the signature widget in
+# /Annots, the document information gains the signing tool and a modification date.
+_MAY_CHANGE = frozenset(
+    {"/AcroForm", "/Annots", "/DSS", "/Extensions", "/Perms", "/Version", "/ModDate", "/Producer"}
+)
+
+
+def _only_signature_added(reader: PdfFileReader) -> None:
+    """The signing revision adds objects; of the form's own it touches only _MAY_CHANGE keys.
+
+    pyHanko's diff policy would say this, but it cannot review against a first revision without an
+    AcroForm (fpdf2 writes none), so the rule is written out here.
+    """
+    if reader.xrefs.total_revisions != 2:
+        raise _refuse(
+            "Tệp phải gồm đúng giấy đề nghị và một lần ký.",
+            "The file must hold exactly the form and one signing revision.",
+        )
+    before = reader.get_historical_resolver(0)
+    for ref in reader.xrefs.explicit_refs_in_revision(1):
+        if reader.xrefs.get_introducing_revision(ref) != 0:
+            continue  # a new object (the signature, its field, its appearance)
+        old, new = before(ref), reader.get_object(ref)  # type: ignore[no-untyped-call]
+        if isinstance(old, generic.StreamObject) or not isinstance(old, generic.DictionaryObject):
+            raise _changed()
+        if not isinstance(new, generic.DictionaryObject) or isinstance(new, generic.StreamObject):
+            raise _changed()
+        for key in set(old) | set(new):
+            if key in _MAY_CHANGE:
+                continue
+            if (
+                key not in old
+                or key not in new
+                or _plain(old.raw_get(key)) != _plain(new.raw_get(key))
+            ):
+                raise _changed()
+
+
+def _plain(value: object) -> object:
+    """An object as comparable data: references by number, not resolved."""
+    if isinstance(value, generic.IndirectObject):
+        return ("ref", value.idnum, value.generation)
+    if isinstance(value, generic.DictionaryObject):
+        return {k: _plain(value.raw_get(k)) for k in value}
+    if isinstance(value, generic.ArrayObject):
+        return (
+            [_plain(v) for v in value.raw_iter()]
+            if hasattr(value, "raw_iter")
+            else [_plain(v) for v in list.__iter__(value)]
+        )
+    return value
+
+
+def _changed() -> SignedFormRefused:
+    return _refuse(
+        "Lần ký đã sửa nội dung giấy đề nghị, không chỉ thêm chữ ký.",
+        "The signing revision changed the form's content, not only added a signature.",
+    )
+
+
 def check_signed_form(
     pdf: bytes, *, form: bytes, trust_roots: Sequence[bytes], now: datetime
 ) -> CheckedForm:
@@ -106,9 +170,7 @@ def check_signed_form(
         )
     if status.coverage != SignatureCoverageLevel.ENTIRE_FILE:
         raise _refuse("Tệp đã bị thay đổi sau khi ký.", "The file was changed after it was signed.")
-    # NOTE: pyHanko's diff policy cannot review the signing revision against a first revision
-    # without an AcroForm (fpdf2 writes none), so whether the signing revision itself redefines
-    # page content is not checked yet; later revisions are excluded by ENTIRE_FILE above.
+    _only_signature_added(reader)
     # 3. The certificate chains to a configured root.
     if not status.trusted:
         raise _refuse(
