@@ -8,5 +8,8 @@ GRANT SELECT, INSERT ON audit_events, checkpoints, definition_files TO expenses_
 GRANT SELECT, INSERT, UPDATE ON log_head, counters, users, signing_keys, drafts, requests, budget_totals,
     outbox, reminders TO expenses_app;
 GRANT SELECT, INSERT, DELETE ON login_attempts TO expenses_app;
+-- CA certificates and signed forms (issue 14): bindings are in the log; challenges are used once.
+GRANT SELECT, INSERT ON ca_certificates, signed_forms TO expenses_app;
+GRANT SELECT, INSERT, UPDATE ON certificate_challenges TO expenses_app;
 GRANT SELECT ON alembic_version TO expenses_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO expenses_app;
