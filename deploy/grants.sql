@@ -8,6 +8,11 @@ GRANT SELECT, INSERT ON audit_events, checkpoints, definition_files TO expenses_
 GRANT SELECT, INSERT, UPDATE ON log_head, counters, users, signing_keys, drafts, requests, budget_totals,
     outbox, reminders TO expenses_app;
 GRANT SELECT, INSERT, DELETE ON login_attempts TO expenses_app;
+-- Keys (issue 11): one-time codes are marked used; failed signatures are only added.
+GRANT SELECT, INSERT, UPDATE ON enrollment_codes TO expenses_app;
+GRANT SELECT, INSERT ON signing_failures TO expenses_app;
+-- Mandates (issue 15): an index of the signed grants, marked when revoked.
+GRANT SELECT, INSERT, UPDATE ON mandates TO expenses_app;
 -- CA certificates and signed forms (issue 14): bindings are in the log; challenges are used once.
 GRANT SELECT, INSERT ON ca_certificates, signed_forms TO expenses_app;
 GRANT SELECT, INSERT, UPDATE ON certificate_challenges TO expenses_app;
