@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
@@ -31,6 +33,8 @@ from pyhanko.sign.validation.status import SignatureCoverageLevel
 from pyhanko_certvalidator import ValidationContext
 
 from expense_audit.errors import DataInvalid
+
+T = TypeVar("T")
 
 FIELD = "KySo"  # one signature field per signer is added on signing
 
@@ -56,6 +60,17 @@ def _refuse(vi: str, en: str) -> SignedFormRefused:
     return SignedFormRefused(vi, en=en, field="pdf")
 
 
+def outside_any_loop(call: Callable[[], T]) -> T:
+    """Run ``call`` in a thread of its own.
+
+    NOTE: pyHanko's synchronous API wraps its async one in asyncio.run(), which refuses to run
+    where an event loop is already running in the thread (an async server, or a test process that
+    drives a browser); a fresh thread never has one.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
+
+
 def sign_form(pdf: bytes, signer: signers.Signer, *, field_name: str = FIELD) -> bytes:
     """Sign ``pdf`` in PAdES (baseline B-B) with ``signer`` (a PKCS#11 token or a key file)."""
     out = io.BytesIO()
@@ -65,7 +80,7 @@ def sign_form(pdf: bytes, signer: signers.Signer, *, field_name: str = FIELD) ->
         md_algorithm="sha256",
     )
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    signers.PdfSigner(meta, signer=signer).sign_pdf(writer, output=out)
+    outside_any_loop(lambda: signers.PdfSigner(meta, signer=signer).sign_pdf(writer, output=out))
     return out.getvalue()
 
 
@@ -161,7 +176,9 @@ def check_signed_form(
         trust_roots=roots, allow_fetching=False, moment=now, revocation_mode="soft-fail"
     )
     try:
-        status = validate_pdf_signature(signature, signer_validation_context=context)
+        status = outside_any_loop(
+            lambda: validate_pdf_signature(signature, signer_validation_context=context)
+        )
     except (SignatureValidationError, ValueError) as exc:
         raise _refuse("Chữ ký số không hợp lệ.", f"The signature is not valid: {exc}") from exc
     if not status.intact or not status.valid:
