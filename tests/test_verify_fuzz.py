@@ -140,6 +140,19 @@ def _mutated_run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+    gc.disable()  # and no collection during the draws
+    try:
+        _draw_and_verify(real_bundle, tmp_path, data, extra)
+    finally:
+        gc.enable()
+
+
+def _draw_and_verify(
+    real_bundle: dict[str, bytes],
+    tmp_path: Path,
+    data: st.DataObject,
+    extra: tuple[str, ...],
+) -> None:
     members = list(real_bundle.items())
     lines = real_bundle["events.jsonl"].split(b"\n")[:-1]
     kind = data.draw(

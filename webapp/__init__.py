@@ -90,9 +90,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     clock = app.config.get("CLOCK")
     app.extensions["runtime"] = Runtime(settings, **({"clock": clock} if clock else {}))
-    if production and serving:
+    if production and serving and app.config.get("REQUIRE_DURABLE_DATABASE", True):
         lost = durability_problem(app.extensions["runtime"].engine)
         if lost:
+            app.extensions["runtime"].dispose()
             raise UnsafeConfiguration(f"Refusing to start in production: {lost}.")
 
     app.url_map.converters["reqno"] = RequestNumberConverter
