@@ -1,6 +1,6 @@
 // The principal's queue: approve the ticked requests with one passkey prompt. The prompt signs
 // the list of the decisions' hashes; each request is then recorded on its own.
-import { getAssertion, postJSON, promptMessage, say, supported, vnd } from "./webauthn.js";
+import { postJSON, say, signAndPost, supported, vnd } from "./webauthn.js";
 
 const form = document.querySelector("[data-bulk]");
 if (form && form.querySelector("[data-check]")) {
@@ -57,15 +57,11 @@ if (form && form.querySelector("[data-check]")) {
   signButton.addEventListener("click", async () => {
     if (!prepared) return;
     signButton.disabled = true;
-    say(status, text.msgWorking, "info");
     try {
-      let credential;
-      try {
-        credential = await getAssertion(prepared.publicKey);
-      } catch (error) {
-        return say(status, promptMessage(error, messages), "error");
-      }
-      const answer = await postJSON(text.signUrl, { decisions: prepared.decisions, credential }, text.msgFailed);
+      const answer = await signAndPost(prepared.publicKey, text.signUrl, { decisions: prepared.decisions }, {
+        status, messages, working: text.msgWorking, failed: text.msgFailed,
+      });
+      if (!answer) return;
       if (answer.redirect) {
         window.location.assign(answer.redirect);
         return;

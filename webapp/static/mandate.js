@@ -1,6 +1,6 @@
 // The mandates page: granting or revoking a mandate is a decision the server prepares, shown
 // here in full, then signed with the passkey (one prompt) and sent back, like a request's step.
-import { getAssertion, postJSON, promptMessage, say, supported, vnd } from "./webauthn.js";
+import { postJSON, say, signAndPost, supported, vnd } from "./webauthn.js";
 
 const root = document.querySelector("[data-passkey-mandates]");
 
@@ -74,15 +74,11 @@ if (root && supported()) {
   signButton.addEventListener("click", async () => {
     if (!prepared) return;
     signButton.disabled = true;
-    say(status, text.msgWorking, "info");
     try {
-      let credential;
-      try {
-        credential = await getAssertion(prepared.publicKey);
-      } catch (error) {
-        return say(status, promptMessage(error, messages), "error");
-      }
-      const answer = await postJSON(text.signUrl, { decision: prepared.decision, credential }, text.msgFailed);
+      const answer = await signAndPost(prepared.publicKey, text.signUrl, { decision: prepared.decision }, {
+        status, messages, working: text.msgWorking, failed: text.msgFailed,
+      });
+      if (!answer) return;
       if (answer.ok) {
         window.location.assign(answer.redirect);
         return;

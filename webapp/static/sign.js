@@ -1,6 +1,6 @@
 // A request's page: each step is a decision the server prepares, shown here in full, then
 // signed with the passkey (one fingerprint / face / screen-lock prompt) and sent back.
-import { getAssertion, postJSON, promptMessage, say, supported, vnd } from "./webauthn.js";
+import { postJSON, say, signAndPost, supported, vnd } from "./webauthn.js";
 
 const section = document.querySelector("[data-passkey-steps]");
 
@@ -94,15 +94,11 @@ function wire(details, text) {
   signButton.addEventListener("click", async () => {
     if (!prepared) return;
     signButton.disabled = true;
-    say(status, text.msgWorking, "info");
     try {
-      let credential;
-      try {
-        credential = await getAssertion(prepared.publicKey);
-      } catch (error) {
-        return say(status, promptMessage(error, messages), "error");
-      }
-      const answer = await postJSON(text.signUrl, { decision: prepared.decision, credential }, text.msgFailed);
+      const answer = await signAndPost(prepared.publicKey, text.signUrl, { decision: prepared.decision }, {
+        status, messages, working: text.msgWorking, failed: text.msgFailed,
+      });
+      if (!answer) return;
       if (answer.ok) {
         window.location.assign(answer.redirect);
         return;

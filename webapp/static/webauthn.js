@@ -100,6 +100,20 @@ export function promptMessage(error, messages) {
   return messages.failed;
 }
 
+// Ask the phone to sign (the fingerprint or face prompt), then post the signature with ``payload``.
+// Returns the server's answer, or null when the prompt did not sign (the reason is already said).
+export async function signAndPost(publicKey, url, payload, { status, messages, working, failed }) {
+  say(status, working, "info");
+  let credential;
+  try {
+    credential = await getAssertion(publicKey);
+  } catch (error) {
+    say(status, promptMessage(error, messages), "error");
+    return null;
+  }
+  return postJSON(url, { ...payload, credential }, failed);
+}
+
 // Amounts the Vietnamese way: 1.800.000 ₫ (VND has no minor unit).
 export function vnd(amount) {
   if (typeof amount !== "number") return "—";
