@@ -34,8 +34,7 @@ from . import queries
 from .audit import append_event
 from .clock import Clock, utcnow
 from .enrollment import _require_admin
-from .errors import InstitutionKeyMissing
-from .keys import INSTITUTION_ACTOR, InstitutionKey
+from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
 from .models import CaCertificate, CertificateChallenge, Request, SignedForm, User
 from .pades import SignedFormRefused, check_signed_form
 
@@ -204,7 +203,7 @@ class CertificateRegistry:
         facts = facts_of(pending.der)
         event = append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="cert.register",
             actor=INSTITUTION_ACTOR,
@@ -256,7 +255,7 @@ class CertificateRegistry:
             )
         event = append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="form.sign",
             actor=INSTITUTION_ACTOR,
@@ -323,8 +322,3 @@ class CertificateRegistry:
             pdf_sha256=checked.pdf_sha256,
             signing_time=checked.signing_time,
         )
-
-    def _institution(self) -> InstitutionKey:
-        if self.institution is None:
-            raise InstitutionKeyMissing("The institution key is not loaded.")
-        return self.institution

@@ -18,8 +18,7 @@ from expense_audit.vocabulary import CHAIN_ROLES, LANGUAGES, ROLES
 from .audit import append_event
 from .clock import Clock, utcnow
 from .enrollment import SETUP, Keyring
-from .errors import InstitutionKeyMissing
-from .keys import INSTITUTION_ACTOR, InstitutionKey
+from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
 from .models import SigningKey, User
 from .passwords import check_password_policy
 
@@ -60,11 +59,6 @@ class Directory:
         return bool(user.password_hash) and check_password_hash(user.password_hash, password)
 
     # --- changes (institution-signed) --------------------------------------------------------
-
-    def _institution(self) -> InstitutionKey:
-        if self.institution is None:
-            raise InstitutionKeyMissing("The institution key is not loaded.")
-        return self.institution
 
     def create_user(
         self,
@@ -155,7 +149,7 @@ class Directory:
             )
         append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="user.roles",
             actor=INSTITUTION_ACTOR,
@@ -204,7 +198,7 @@ class Directory:
             return
         append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="user.active",
             actor=INSTITUTION_ACTOR,

@@ -32,13 +32,14 @@ from expense_audit.vocabulary import CHAIN_ROLES
 
 from .audit import append_decision, append_event, format_ts
 from .clock import Clock, utcnow
-from .errors import InstitutionKeyMissing, KeyLocked, NoSigningKey, WrongSecret
+from .errors import KeyLocked, NoSigningKey, WrongSecret
 from .keys import (
     DEFAULT_SCRYPT_N,
     INSTITUTION_ACTOR,
     MAX_FAILED_SIGNATURES,
     InstitutionKey,
     UnlockedKey,
+    require_loaded,
     seal_new_key,
     unlock,
 )
@@ -240,7 +241,7 @@ class Keyring:
             )
         event = append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="key.enroll",
             actor=INSTITUTION_ACTOR,
@@ -467,7 +468,7 @@ class Keyring:
         """Revoke a key from now on; events it signed before stay valid."""
         event = append_event(
             self.session,
-            signer=self._institution(),
+            signer=require_loaded(self.institution),
             ts=self.clock(),
             action="key.revoke",
             actor=INSTITUTION_ACTOR,
@@ -483,11 +484,6 @@ class Keyring:
         key = self.active_key(user.login)
         if key is not None:
             self.revoke(key, reason="revoked by admin", by=by.login)
-
-    def _institution(self) -> InstitutionKey:
-        if self.institution is None:
-            raise InstitutionKeyMissing("The institution key is not loaded.")
-        return self.institution
 
 
 def _require_admin(by: User, user: User) -> None:

@@ -236,3 +236,10 @@ def load_pepper(directory: str | Path, *, create: bool = False) -> bytes | None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(pepper)
     return pepper
+
+
+def require_loaded(institution: InstitutionKey | None) -> InstitutionKey:
+    """The institution key, or InstitutionKeyMissing: signing fails closed without it."""
+    if institution is None:
+        raise InstitutionKeyMissing("The institution key is not loaded.")
+    return institution
