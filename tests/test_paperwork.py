@@ -88,6 +88,37 @@ def test_branch_tax_code_in_dash_form_is_accepted(school: School) -> None:
     assert row is not None and row.tax_code == f"{TAX_CODE}-001"
 
 
+PERSONAL_ID = "001089012345"  # Hà Nội (001), a man born in 1989: the shape of a căn cước number
+
+
+def test_a_persons_12_digit_identification_number_is_their_tax_code(
+    school: School, tmp_path: Path
+) -> None:
+    person = {**PAYEE, "payee": "Nguyễn Văn Bình", "payee_kind": "person"}
+    number = school.to_state("submitted", **{**person, "tax_code": PERSONAL_ID})
+    row = school.request(number)
+    assert row is not None and row.tax_code == PERSONAL_ID
+    report = verify_bundle(_export(school, tmp_path / "b.zip"))
+    assert report.valid, report.problems
+
+
+@pytest.mark.parametrize(
+    ("kind", "tax_code"),
+    [
+        ("organisation", PERSONAL_ID),  # an organisation has no personal number
+        ("person", "003089012345"),  # 003 is no province's code
+        ("person", "001789012345"),  # century digit 7: born in the 2300s
+        ("person", "00108901234"),  # 11 digits
+    ],
+)
+def test_a_12_digit_number_is_refused_where_it_cannot_be_a_persons_id(
+    school: School, kind: str, tax_code: str
+) -> None:
+    with pytest.raises(DataInvalid, match="số định danh cá nhân") as refusal:
+        school.draft(**{**PAYEE, "payee_kind": kind, "tax_code": tax_code})
+    assert refusal.value.details["field"] == "tax_code"
+
+
 @given(st.from_regex(r"[0-9]{10}(-[0-9]{3})?", fullmatch=True))
 def test_tax_code_check_agrees_with_python_stdnum(value: str) -> None:
     assert check_tax_code(value) == mst.is_valid(value)

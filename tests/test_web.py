@@ -369,3 +369,26 @@ def test_admin_locks_an_account_with_a_signed_event_naming_the_admin(app, school
     # Nobody locks themselves out, and the refusal is said, not a silent no-op.
     page = text(admin.get(admin.post("/admin/users/admin/active").headers["Location"]))
     assert "Không tự khóa tài khoản của mình." in page
+
+
+def test_a_person_payee_may_give_the_12_digit_personal_number_on_the_form(app) -> None:  # type: ignore[no-untyped-def]
+    hanh = Browser(app).login("hanh")
+    payee = {"payee": "Nguyễn Văn Bình", "tax_code": "001089012345"}
+    number = _new_request(hanh, **payee, payee_kind="person")
+    assert "001089012345" in text(hanh.get(f"/requests/{number}"))
+    hanh.get("/requests/new")
+    refused = hanh.post(
+        "/requests/new",
+        {
+            "title": "Bản quyền",
+            "line": "SW-ASSET",
+            "amount": "1.800.000",
+            "source": "NSNN-TX",
+            "budget_year": "2025",
+            **payee,
+            "payee_kind": "organisation",
+        },
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 422
+    assert "số định danh cá nhân 12 chữ số" in text(refused)

@@ -288,7 +288,8 @@ class ApprovalService:
                 text = clean_text(content[name], field=name, limit=PAPERWORK_LIMITS[name])
                 setattr(draft, name, text or None)
         if draft.tax_code is not None:
-            require_tax_code(draft.tax_code)  # at once, under the field; submit checks again
+            # at once, under the field; submit checks again
+            require_tax_code(draft.tax_code, person=draft.payee_kind == "person")
         if "budget_year" in content:
             year = content["budget_year"]
             try:

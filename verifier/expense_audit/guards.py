@@ -356,12 +356,16 @@ _INVOICE_NUMBER = re.compile(rf"[0-9A-Za-z./-]{{1,{MAX_INVOICE_NUMBER}}}")
 _INVOICE_SERIES = re.compile(rf"[0-9A-Za-z/-]{{1,{MAX_INVOICE_SERIES}}}")
 
 
-def check_tax_code(value: str) -> bool:
+def check_tax_code(value: str, *, person: bool = False) -> bool:
     """A Vietnamese tax code (mã số thuế): 10 digits, or 13 as 0123456789-001 for a branch.
 
     The tenth digit checks the first nine (weights 31, 29, 23, 19, 17, 13, 7, 5, 3 modulo 11,
-    as python-stdnum's stdnum.vn.mst computes it; a test holds the two together).
+    as python-stdnum's stdnum.vn.mst computes it; a test holds the two together). For a person
+    (``person``) the 12-digit personal identification number is the tax code as well (Thông tư
+    86/2024/TT-BTC, Article 5, from 1 July 2025): see check_personal_id.
     """
+    if person and check_personal_id(value):
+        return True
     if not _TAX_CODE.fullmatch(value):
         return False
     if value[2:9] == "0000000" or value.endswith("-000"):
@@ -370,14 +374,35 @@ def check_tax_code(value: str) -> bool:
     return value[9] == str(10 - total % 11)
 
 
-def require_tax_code(value: str) -> None:
+# The province codes that open a personal identification number (số định danh cá nhân), as listed
+# by Thông tư 59/2021/TT-BCA (Phụ lục I): numbers issued before the 2025 merger of provinces
+# keep them. The number has no check digit; the fourth digit gives sex and century (0-3 for
+# people born 1900-2099), the next two the year of birth.
+# fmt: off
+_PROVINCE_CODES = frozenset(f"{n:03d}" for n in (
+    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36, 37,
+    38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74, 75,
+    77, 79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
+))
+# fmt: on
+_PERSONAL_ID = re.compile(r"[0-9]{3}[0-3][0-9]{8}")
+
+
+def check_personal_id(value: str) -> bool:
+    """A 12-digit personal identification number (căn cước): province code, sex/century, year."""
+    return bool(_PERSONAL_ID.fullmatch(value)) and value[:3] in _PROVINCE_CODES
+
+
+def require_tax_code(value: str, *, person: bool = False) -> None:
     """Refuse a tax code that check_tax_code does not accept, with a field error."""
-    if not check_tax_code(value):
+    if not check_tax_code(value, person=person):
         raise _invalid(
             f"Mã số thuế «{value[:20]}» không hợp lệ: cần 10 chữ số (hoặc 13, dạng "
-            "0123456789-001) với chữ số kiểm tra đúng.",
+            "0123456789-001) với chữ số kiểm tra đúng; với cá nhân, có thể dùng số định danh "
+            "cá nhân 12 chữ số.",
             f"The tax code “{value[:20]}” is not valid: 10 digits (or 13, written "
-            "0123456789-001) with a correct check digit.",
+            "0123456789-001) with a correct check digit; for a person, the 12-digit personal "
+            "identification number.",
             "tax_code",
         )
 
@@ -443,7 +468,7 @@ def check_paperwork(
         )
     tax_code = _opt_text(content, "tax_code", 14)
     if tax_code is not None:
-        require_tax_code(tax_code)
+        require_tax_code(tax_code, person=kind == "person")
     account = _opt_text(content, "bank_account", MAX_BANK_ACCOUNT)
     bank = _opt_text(content, "bank", MAX_BANK)
     if account is not None and not _BANK_ACCOUNT.fullmatch(account):

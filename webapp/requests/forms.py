@@ -71,10 +71,15 @@ class RequestForm(FlaskForm):
     invoice_date = DateField(_l("Invoice date"), validators=[Optional()])
 
     def validate_tax_code(self, field: StringField) -> None:
-        """10 digits, or 13 written 0123456789-001, with a correct check digit."""
-        if field.data and not check_tax_code(field.data.strip()):
+        """10 digits, or 13 written 0123456789-001, with a correct check digit; a person's
+        12-digit personal identification number."""
+        person = self.payee_kind.data == "person"
+        if field.data and not check_tax_code(field.data.strip(), person=person):
             raise ValidationError(
-                _l("Not a valid tax code: 10 digits (or 13, written 0123456789-001).")
+                _l(
+                    "Not a valid tax code: 10 digits (or 13, written 0123456789-001); "
+                    "for a person, the 12-digit personal identification number."
+                )
             )
 
 
