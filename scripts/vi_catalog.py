@@ -437,6 +437,9 @@ VI = {
     "Certificate registration for %(name)s": "Đăng ký chứng thư số cho %(name)s",
     "Give this code to %(name)s. On their computer, with their token plugged in, they run:": "Hãy đưa mã này cho %(name)s. Trên máy tính của họ, khi đã cắm token, họ chạy lệnh:",
     "Their token signs the code: this proves the certificate is theirs. The certificate is then entered in the log, naming you. The code works once and expires in 72 hours.": "Token của họ ký mã này: điều đó chứng minh chứng thư số là của họ. Chứng thư số khi đó được ghi vào nhật ký, có tên bạn. Mã chỉ dùng một lần và hết hạn sau 72 giờ.",
+    # Passkey to passkey (a new phone while the old one still works)
+    "Now sign the hand-over with your current passkey. If it is on your old phone, choose “use another device” and scan the code with that phone.": "Bây giờ hãy ký bàn giao bằng passkey hiện tại. Nếu passkey ở điện thoại cũ, chọn “dùng thiết bị khác” và quét mã bằng điện thoại đó.",
+    "New phone? Leave this empty: your current passkey signs off the new one. Only if you lost the phone that held it, type the recovery code from the admin.": "Đổi điện thoại? Để trống ô này: passkey hiện tại sẽ ký xác nhận passkey mới. Chỉ khi mất điện thoại giữ passkey, hãy nhập mã khôi phục do quản trị viên cấp.",
 }
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
 
 from expense_audit.decision import decision_hash
+from expense_audit.verify import verify_bundle
 from expense_audit.webauthn import EDDSA, ES256, b64url_decode
+from workflow.bundle import export_bundle
 from workflow.demo import DEMO_PASSWORD
 from workflow.enrollment import SETUP
 from workflow.models import AuditEvent, SigningFailure
@@ -377,3 +380,62 @@ def test_a_passkey_made_on_a_look_alike_site_is_not_registered(
     with school.runtime.transaction() as session:
         key = school.runtime.directory(session).active_key("hanh")
         assert key is not None and key.kind == "server-held"
+
+
+def test_new_phone_takes_over_when_the_old_passkey_signs_the_hand_over(
+    app: Flask, auth: AuthActions, school: School, tmp_path: Path
+) -> None:
+    hanh, old_phone = _with_passkey(auth, "hanh")
+    assert "Đổi điện thoại?" in text(hanh.get("/signing-key"))
+    new_phone = _phone(EDDSA)
+    handover = _register(hanh, new_phone)["rotate"]
+    assert handover["decision"]["action"] == "key.rotate"
+    # The new phone cannot sign its own hand-over: only the current passkey may.
+    forged = new_phone.get(b64url_decode(handover["publicKey"]["challenge"]))
+    refused = hanh.post_json(
+        "/signing-key/passkey/rotate", {"decision": handover["decision"], "credential": forged}
+    )
+    assert refused.status_code == 422
+    assert _event(school)["decision"]["action"] == "key.confirm"  # nothing was written
+    # The refusal spent the kept registration: the person starts again, and the old phone signs.
+    handover = _register(hanh, new_phone)["rotate"]
+    signed = old_phone.get(b64url_decode(handover["publicKey"]["challenge"]))
+    answer = hanh.post_json(
+        "/signing-key/passkey/rotate", {"decision": handover["decision"], "credential": signed}
+    )
+    assert answer.status_code == 200, text(answer)
+    revoked = _event(school)
+    enrolled = _event(school, revoked["seq"] - 1)
+    rotation = _event(school, enrolled["data"]["rotated_by"])
+    assert rotation["decision"]["action"] == "key.rotate"
+    assert rotation["signature"]["kind"] == "webauthn"
+    assert enrolled["data"]["method"] == "rotation" and revoked["data"]["reason"] == "rotation"
+    _confirm(hanh, new_phone, answer.get_json())
+
+    number = school.draft(owner="hanh")
+    assert _sign(hanh, new_phone, number, "submit").get_json()["ok"]
+    other = school.draft(owner="hanh")
+    assert _sign(hanh, old_phone, other, "submit").status_code == 422  # the old key is revoked
+    with school.runtime.transaction() as session:
+        export_bundle(
+            session,
+            tmp_path / "b.zip",
+            institution=school.runtime.institution,
+            now=school.runtime.now(),
+        )
+    report = verify_bundle(tmp_path / "b.zip")
+    assert report.valid, report.problems
+
+
+def test_a_kept_new_passkey_serves_one_hand_over_and_only_its_owner(
+    app: Flask, auth: AuthActions, school: School
+) -> None:
+    hanh, old_phone = _with_passkey(auth, "hanh")
+    handover = _register(hanh, _phone())["rotate"]
+    signed = old_phone.get(b64url_decode(handover["publicKey"]["challenge"]))
+    body = {"decision": handover["decision"], "credential": signed}
+    assert hanh.post_json("/signing-key/passkey/rotate", body).status_code == 200
+    again = hanh.post_json("/signing-key/passkey/rotate", body)
+    assert again.status_code == 409  # the kept registration is used up
+    nga = auth.session("nga")
+    assert nga.post_json("/signing-key/passkey/rotate", body).status_code == 409

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from expense_audit.errors import Refusal, WorkflowError
 from expense_audit.webauthn import b64url_decode
 from workflow.models import SigningKey, User
+from workflow.passkeys import RegisteredPasskey
 from workflow.signatures import b64url
 
 from .context import db, directory, runtime
@@ -28,6 +29,7 @@ from .errors import message_for
 SIGN_TIMEOUT_MS = 120_000  # the browser's prompt waits this long for the fingerprint
 REGISTRATION_LIFETIME = 300  # seconds a registration challenge may be answered in
 _REGISTRATION = "passkey_registration"
+_ROTATION = "passkey_rotation"
 
 
 _LOOPBACK = {"127.0.0.1", "::1", "[::1]"}
@@ -95,6 +97,47 @@ def take_registration_challenge() -> bytes | None:
     if not isinstance(stored, Mapping) or float(stored.get("until", 0)) < time.time():
         return None
     return b64url_decode(str(stored.get("challenge", "")), field="challenge")
+
+
+def keep_rotation(login: str, new: RegisteredPasskey) -> None:
+    """Hold a verified new credential while the person's current passkey signs it off.
+
+    The session is a signed cookie: the person cannot alter what is kept, only replay it within
+    the lifetime, and the `key.rotate` decision the old passkey must sign names the new key.
+    """
+    session[_ROTATION] = {
+        "login": login,
+        "until": time.time() + REGISTRATION_LIFETIME,
+        "credential_id": b64url(new.credential_id),
+        "public_key": b64url(new.public_key),
+        "alg": new.alg,
+        "sign_count": new.sign_count,
+        "backed_up": new.backed_up,
+        "aaguid": new.aaguid,
+        "rp_id": new.rp_id,
+        "origins": list(new.origins),
+    }
+
+
+def take_rotation(login: str) -> RegisteredPasskey | None:
+    """The new credential kept by keep_rotation for ``login``, once (None if absent or expired)."""
+    kept = session.pop(_ROTATION, None)
+    if (
+        not isinstance(kept, Mapping)
+        or kept.get("login") != login
+        or float(kept.get("until", 0)) < time.time()
+    ):
+        return None
+    return RegisteredPasskey(
+        credential_id=b64url_decode(str(kept["credential_id"]), field="credential_id"),
+        public_key=b64url_decode(str(kept["public_key"]), field="public_key"),
+        alg=int(kept["alg"]),
+        sign_count=int(kept["sign_count"]),
+        backed_up=bool(kept["backed_up"]),
+        aaguid=str(kept["aaguid"]),
+        rp_id=str(kept["rp_id"]),
+        origins=tuple(str(o) for o in kept["origins"]),
+    )
 
 
 def json_body() -> dict[str, Any]:

@@ -18,24 +18,29 @@ OWN_PASSWORD = "ca-phe-sua-da-buoi-sang"  # noqa: S105
 CODE = re.compile(r"[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}-[A-Z2-9]{4}")
 
 
-def _fingerprint(page: Any) -> Any:
-    """Give this phone a platform authenticator that always verifies its user."""
+def _fingerprint(page: Any) -> tuple[Any, str]:
+    """Give this phone a platform authenticator that always verifies its user; returns the CDP
+    session and the authenticator's id."""
     cdp = page.context.new_cdp_session(page)
     cdp.send("WebAuthn.enable", {"enableUI": False})
-    cdp.send(
+    return cdp, _new_authenticator(cdp)
+
+
+def _new_authenticator(cdp: Any, transport: str = "internal", *, present: bool = True) -> str:
+    answer = cdp.send(
         "WebAuthn.addVirtualAuthenticator",
         {
             "options": {
                 "protocol": "ctap2",
-                "transport": "internal",
+                "transport": transport,
                 "hasResidentKey": True,
                 "hasUserVerification": True,
                 "isUserVerified": True,
-                "automaticPresenceSimulation": True,
+                "automaticPresenceSimulation": present,
             }
         },
     )
-    return cdp
+    return str(answer["authenticatorId"])
 
 
 def _looks_right(page: Any, shots: Path, name: str) -> None:
@@ -187,3 +192,45 @@ def test_the_whole_chain_signed_with_passkeys_on_phones(
     kiem.wait_for_load_state()
     _looks_right(kiem, shots, "p07-audit")
     assert "Hợp lệ" in kiem.inner_text("#result")
+
+
+def test_a_new_phone_takes_over_signed_off_by_the_old_passkey(
+    phone: Callable[[str], Any], school: School, shots: Path
+) -> None:
+    hanh = phone("hanh")
+    cdp, old_phone = _fingerprint(hanh)
+    _register_passkey(hanh, "demo-2024", old_secret=SECRET)
+    # The old phone moves out of this browser: it is now reached as "another device" (hybrid,
+    # the browser's QR code) and does not answer until the school asks for the hand-over.
+    passkeys = cdp.send("WebAuthn.getCredentials", {"authenticatorId": old_phone})
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": old_phone})
+    old_phone = _new_authenticator(cdp, "cable", present=False)
+    for credential in passkeys["credentials"]:
+        cdp.send("WebAuthn.addCredential", {"authenticatorId": old_phone, "credential": credential})
+    away = {"authenticatorId": old_phone, "enabled": False}
+    new_phone = _new_authenticator(cdp)
+    hanh.goto("/signing-key")
+    assert "Đổi điện thoại?" in hanh.inner_text("#passkey")
+    _looks_right(hanh, shots, "p08-new-phone")
+    hanh.fill("#pk-password", "demo-2024")
+
+    def old_phone_answers(route: Any) -> None:
+        answer = route.fetch()
+        cdp.send("WebAuthn.setAutomaticPresenceSimulation", {**away, "enabled": True})
+        route.fulfill(response=answer)
+
+    def old_phone_leaves(route: Any) -> None:
+        answer = route.fetch()
+        cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": old_phone})
+        route.fulfill(response=answer)
+
+    hanh.route("**/signing-key/passkey", old_phone_answers)
+    hanh.route("**/signing-key/passkey/rotate", old_phone_leaves)
+    hanh.click("button:text('Tạo passkey')")
+    hanh.wait_for_selector("button:text('Xác nhận passkey')", state="visible")
+    hanh.click("button:text('Xác nhận passkey')")
+    hanh.wait_for_selector("text=Passkey đã sẵn sàng")
+    hanh.goto("/account")
+    assert "đổi khóa, ký bởi khóa trước" in hanh.inner_text("main")
+    made = cdp.send("WebAuthn.getCredentials", {"authenticatorId": new_phone})["credentials"]
+    assert len(made) == 1

@@ -31,12 +31,12 @@ from webauthn.helpers.structs import (
 from werkzeug.wrappers import Response
 
 from expense_audit.decision import decision_challenge, webauthn_signature_from_json
-from expense_audit.errors import WorkflowError
+from expense_audit.errors import DataInvalid, WorkflowError
 from expense_audit.webauthn import b64url_decode
 from workflow import queries
 from workflow.errors import WrongSecret
 from workflow.models import SigningKey, User
-from workflow.passkeys import SUPPORTED_ALGORITHMS, spki_from_registration
+from workflow.passkeys import SUPPORTED_ALGORITHMS, RegisteredPasskey, spki_from_registration
 from workflow.signatures import PASSKEY, SERVER_HELD, SignatureRefused
 from workflow.signin import Limits, LoginThrottled, SignIn
 
@@ -300,6 +300,8 @@ def passkey_register() -> tuple[Response, int] | Response:
             enrolled = keyring.enroll_passkey(user, registered, code=code)
         elif current is not None and current.kind == SERVER_HELD and old_secret:
             enrolled = keyring.rotate_server_key_to_passkey(user, old_secret, registered)
+        elif current is not None and current.kind == PASSKEY and current.confirmed_seq:
+            return jsonify(ok=True, rotate=_rotation(user, current, registered))
         else:
             return passkey.problem(
                 _("Type the one-time code from the admin (or your current signing secret)."), 422
@@ -307,6 +309,54 @@ def passkey_register() -> tuple[Response, int] | Response:
         db().commit()
     except WrongSecret as error:
         passkey.record_failure(user, error, "wrong-secret")
+        return passkey.refusal(error)
+    except WorkflowError as error:
+        db().rollback()
+        return passkey.refusal(error)
+    return jsonify(ok=True, **_confirmation(user, enrolled.key))
+
+
+def _rotation(user: User, current: SigningKey, new: RegisteredPasskey) -> dict[str, Any]:
+    """The `key.rotate` decision the current passkey signs to hand over to the new one."""
+    if new.key_id == current.key_id:
+        raise DataInvalid(
+            "Thiết bị này đã giữ passkey của bạn.",
+            en="This device already holds your passkey.",
+            field="credential",
+        )
+    decision = directory().keyring.key_decision(
+        user, current, "key.rotate", {"new_key": new.key_id}
+    )
+    passkey.keep_rotation(user.login, new)
+    return {
+        "decision": decision,
+        "publicKey": passkey.request_options(current, decision_challenge(decision)),
+    }
+
+
+@bp.post("/signing-key/passkey/rotate")
+@login_required
+def passkey_rotate() -> tuple[Response, int] | Response:
+    """The current passkey's signature over `key.rotate`: the new passkey (kept since the
+    registration) takes over; the answer is its `key.confirm` decision, as after a registration."""
+    body = passkey.json_body()
+    user = me()
+    keyring = directory().keyring
+    new = passkey.take_rotation(user.login)
+    if new is None:
+        return passkey.problem(
+            _("The registration took too long. Tap the button again."), status=409
+        )
+    credential, decision = body.get("credential"), body.get("decision")
+    if not isinstance(credential, dict) or not isinstance(decision, dict):
+        return passkey.unreadable()
+    try:
+        enrolled = keyring.rotate_to_passkey(
+            user, new, decision=decision, signature=webauthn_signature_from_json(credential)
+        )
+        db().commit()
+    except SignatureRefused as error:
+        passkey.record_failure(user, error)
         return passkey.refusal(error)
     except WorkflowError as error:
         db().rollback()

@@ -34,8 +34,22 @@ if (section) {
       } catch (error) {
         return say(status, promptMessage(error, messages), "error");
       }
-      const answer = await postJSON(text.registerUrl, { ...fields, credential }, text.msgFailed);
+      let answer = await postJSON(text.registerUrl, { ...fields, credential }, text.msgFailed);
       if (!answer.ok) return say(status, answer.message, "error");
+      if (answer.rotate) {
+        // A new phone: the current passkey (perhaps on the old phone, through the QR code the
+        // browser shows) signs the hand-over to the key just made.
+        say(status, text.msgRotate, "info");
+        let assertion;
+        try {
+          assertion = await getAssertion(answer.rotate.publicKey);
+        } catch (error) {
+          return say(status, promptMessage(error, messages), "error");
+        }
+        const body = { decision: answer.rotate.decision, credential: assertion };
+        answer = await postJSON(text.rotateUrl, body, text.msgFailed);
+        if (!answer.ok) return say(status, answer.message, "error");
+      }
       pending = answer;
       form.hidden = true;
       confirmBox.hidden = false;
