@@ -206,6 +206,7 @@ def audit_export(out: Path, since: Path | None, with_attachments: bool) -> None:
                 now=runtime.now(),
                 since=since.read_text(encoding="utf-8") if since else None,
                 attachments_dir=storage_dir() if with_attachments else None,
+                cosign=runtime.cosign,
             )
             runtime.checkpoint(session)  # NOTE: after the export, so witnesses get its time line
     except (WorkflowError, OSError, UnicodeDecodeError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +36,7 @@ from expense_audit.verify.format import (
 from expense_audit.verify.format import event_line as format_line
 
 from .audit import event_leaf, event_view, format_ts, iter_events, lock_head, make_checkpoint
+from .cosigning import cosigned_note
 from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import AuditEvent, CheckpointRow, DefinitionFile, SigningKey
 
@@ -110,6 +111,7 @@ def export_bundle(
     now: datetime,
     since: str | None = None,
     attachments_dir: Path | None = None,
+    cosign: Callable[[Session, Checkpoint], object] | None = None,
 ) -> dict[str, Any]:
     """Write the bundle zip (a fresh checkpoint always covers every event) and return its manifest.
 
@@ -117,8 +119,12 @@ def export_bundle(
     ``attachments_dir``: where attached files are stored; every file an exported event binds is
     written under attachments/<sha256> (a file missing there is left out and listed in the
     manifest's return value under "missing_attachments", not in the zip's manifest).
+    ``cosign``: submits the final checkpoint to the district's witness (Runtime.cosign) before it
+    is written; every cosignature kept is appended to its checkpoint's note (C2SP signed note).
     """
-    head_checkpoint(session, institution=institution, now=now)
+    final = head_checkpoint(session, institution=institution, now=now)
+    if cosign is not None:
+        cosign(session, final)
     head = lock_head(session)
     after = 0
     if since is not None:
@@ -144,7 +150,10 @@ def export_bundle(
         bundle.writestr(
             CHECKPOINTS,
             "".join(
-                json.dumps({"size": c.size, "root": c.root, "note": c.note}, ensure_ascii=False)
+                json.dumps(
+                    {"size": c.size, "root": c.root, "note": cosigned_note(session, c)},
+                    ensure_ascii=False,
+                )
                 + "\n"
                 for c in checkpoints
             ),

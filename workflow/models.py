@@ -143,6 +143,36 @@ class CheckpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class CheckpointCosignature(Base):
+    """A witness's cosignature on one of this log's checkpoints (a signature line of its note)."""
+
+    __tablename__ = "checkpoint_cosignatures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    witness: Mapped[str] = mapped_column(String(255))
+    key_id: Mapped[str] = mapped_column(String(8))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    # the exact note the witness cosigned: a row re-signed later (same size) needs a new one
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WitnessLog(Base):
+    """Witness side: per log origin, the school's key and the last checkpoint cosigned."""
+
+    __tablename__ = "witness_logs"
+
+    origin: Mapped[str] = mapped_column(String(255), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # the institution key, hex
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    root: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    registered_at: Mapped[datetime] = mapped_column(DateTime)
+    cosigned_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class DefinitionFile(Base):
     """Every definition file an event ever named, kept so old events stay verifiable."""
 

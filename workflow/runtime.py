@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -16,12 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from expense_audit.certificates import der_from_upload
 from expense_audit.checkpoint import Checkpoint, check_key_name
+from expense_audit.cosignature import CosignerKey, with_cosignatures
 from expense_audit.definitions import DefinitionSet
+from expense_audit.errors import WorkflowError
 
 from .audit import init_log, make_checkpoint
 from .bookkeeping import BookkeepingMap, load_map_file
 from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
+from .cosigning import HttpWitness, WitnessClient, submit_checkpoint
 from .db import create_schema, make_engine, session_factory
 from .directory import Directory
 from .enrollment import Keyring
@@ -32,6 +36,7 @@ from .models import LogHead
 from .notify import queue_checkpoint_mails, queue_digests, queue_key_mail, queue_reminders
 from .service import ApprovalService
 
+log = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -48,6 +53,9 @@ class Settings:
     institution_passphrase: str | None = field(default=None, repr=False)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     witnesses: tuple[str, ...] = ()
+    # The district's witness (tlog-witness): its URL prefix, and its verifier key to check answers.
+    witness_url: str | None = None
+    witness_key: str | None = None
     # A folder of the CA certificates (PEM or DER) that signed forms must chain to (issue 14):
     # the national root and the licensed CAs' certificates; unset, no signed form is accepted.
     ca_roots: Path | None = None
@@ -76,15 +84,24 @@ class Settings:
                 a.strip() for a in env.get("EXPENSES_WITNESSES", "").split(",") if a.strip()
             ),
             ca_roots=Path(env["EXPENSES_CA_ROOTS"]) if env.get("EXPENSES_CA_ROOTS") else None,
+            witness_url=env.get("EXPENSES_WITNESS_URL") or None,
+            witness_key=env.get("EXPENSES_WITNESS_KEY") or None,
         )
 
 
 class Runtime:
     """One deployment: its database, its definitions, its institution key."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock = utcnow, witness: WitnessClient | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        # NOTE: an object given here (the district's witness in this process) wins over the URL.
+        self.witness: WitnessClient | None = witness or (
+            HttpWitness(settings.witness_url) if settings.witness_url else None
+        )
+        self.witness_key = CosignerKey.parse(settings.witness_key) if settings.witness_key else None
         if settings.database_url.startswith("sqlite:///"):
             Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
@@ -229,9 +246,31 @@ class Runtime:
         """The accountant's bookkeeping mapping, read and checked against the plans now."""
         return load_map_file(self.settings.bookkeeping_path, self.definitions)
 
+    def cosign(self, session: Session, checkpoint: Checkpoint) -> Checkpoint:
+        """Have the configured witness cosign ``checkpoint``; returns it with the cosignatures.
+
+        NOTE: a witness that is down or refuses does not stop the school's work: the checkpoint
+        stays signed, the refusal is logged, and the next checkpoint is submitted again.
+        """
+        if self.witness is None:
+            return checkpoint
+        try:
+            lines = submit_checkpoint(
+                session,
+                checkpoint,
+                witness=self.witness,
+                now=self.now(),
+                witness_key=self.witness_key,
+            )
+        except WorkflowError as exc:
+            log.warning("witness: checkpoint %s not cosigned: %s", checkpoint.size, exc.message)
+            return checkpoint
+        return replace(checkpoint, note=with_cosignatures(checkpoint.note, lines))
+
     def checkpoint(self, session: Session) -> Checkpoint:
-        """Sign a checkpoint now and queue it for the configured witnesses."""
+        """Sign a checkpoint now, have it cosigned, and queue it for the configured witnesses."""
         checkpoint = make_checkpoint(session, institution=self.institution, now=self.now())
+        checkpoint = self.cosign(session, checkpoint)
         queue_checkpoint_mails(
             session,
             checkpoint=checkpoint,

@@ -94,17 +94,28 @@ def sign_checkpoint(
     return Checkpoint(origin, size, root, f"{text}\n{SIG_PREFIX}{origin} {blob}\n", time)
 
 
-def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) -> Checkpoint:
-    """Parse a signed checkpoint and verify its signature by the given key (fail closed)."""
-    # 1. Split the text from the signature block at the last blank line (signed-note spec).
-    # NOTE: a checkpoint's text has no empty line, so a note with one is refused below rather than
-    # cut at another place than other tools would cut it.
+def split_note(note: str) -> tuple[str, str]:
+    """The text (final newline included) and the signature block of a signed note."""
     if not isinstance(note, str) or not note.endswith("\n") or _CONTROL.search(note):
         raise CheckpointInvalid("not a signed note (control characters or no final newline)")
     cut = note.rfind("\n\n")
     if cut < 0:
         raise CheckpointInvalid("not a signed note")
-    text, sig_block = note[: cut + 1], note[cut + 2 :]
+    return note[: cut + 1], note[cut + 2 :]
+
+
+def note_signatures(note: str) -> tuple[str, list[tuple[str, bytes]]]:
+    """The text of a signed note and (key name, key ID + signature) of every signature line."""
+    text, sig_block = split_note(note)
+    return text, _signature_lines(sig_block)
+
+
+def open_checkpoint(note: str, public_raw: bytes, *, origin: str | None = None) -> Checkpoint:
+    """Parse a signed checkpoint and verify its signature by the given key (fail closed)."""
+    # 1. Split the text from the signature block at the last blank line (signed-note spec).
+    # NOTE: a checkpoint's text has no empty line, so a note with one is refused below rather than
+    # cut at another place than other tools would cut it.
+    text, sig_block = split_note(note)
     # 2. The checkpoint body: origin, size, root, extension lines.
     note_origin, size, root, time = _checkpoint_text(text, origin)
     # 3. Find our key's signature line by name and key ID; verify it.

@@ -61,7 +61,7 @@ def bundle() -> Response:
     """Download the audit bundle for offline verification with audit-verify."""
     rt = runtime()
     path = temporary_path(".zip")
-    export_bundle(db(), path, institution=rt.institution, now=rt.now())
+    export_bundle(db(), path, institution=rt.institution, now=rt.now(), cosign=rt.cosign)
     rt.checkpoint(db())  # NOTE: after the export, so witnesses get the checkpoint with its time
     db().commit()
     response = send_file(

@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--institution-key", metavar="FINGERPRINT", help="the school's full 64-hex key fingerprint"
     )
+    parser.add_argument(
+        "--witness-key",
+        metavar="VKEY",
+        action="append",
+        default=[],
+        help="a witness's verifier key (name+keyid+base64, from the district): the final "
+        "checkpoint must carry its valid cosignature (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
         "--jobs",
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             state=state,
             keep_state=bool(args.save_state),
             proof=proof,
+            witness_keys=args.witness_key,
         )
     except VerifyError as exc:
         return _unreadable(exc.message, args.json)
@@ -192,6 +201,8 @@ def print_text(report: Report) -> None:
         print(
             f"attachments: {here} of {len(report.attachments)} bound files in the bundle verified"
         )
+    for line in cosignature_text(report):
+        print(line)
     for warning in report.warnings:
         print(f"warning: {warning}")
     if not report.trusted:
@@ -204,3 +215,17 @@ def print_text(report: Report) -> None:
         seq = "-" if problem.seq is None else str(problem.seq)
         where = f" [{problem.request}]" if problem.request else ""
         print(f"  seq {seq:>6}  {problem.kind:<28}{where} {problem.detail}")
+
+
+def cosignature_text(report: Report) -> list[str]:
+    """The witness section of the text report: each cosignature found, and whether it verified."""
+    lines = []
+    for vkey in report.witnesses:
+        lines.append(f"witness key: {vkey}")
+    for found in report.cosignatures:
+        status = {True: "verified", False: "DOES NOT VERIFY", None: "not checked (unknown key)"}
+        lines.append(
+            f"cosignature: {found['witness']} (key {found['key_id']}) at {found['time']} on "
+            f"checkpoint {found['checkpoint_size']}: {status[found['verified']]}"
+        )
+    return lines

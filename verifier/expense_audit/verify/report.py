@@ -92,6 +92,10 @@ class Kind(StrEnum):
     ENROLLMENT_OVER_VALID_KEY = "enrollment-over-valid-key"  # neither rotation nor recovery
     KEY_INVALID = "key-invalid"  # an enrolled key that cannot verify anything
     CONSISTENCY_PROOF_INVALID = "consistency-proof-invalid"
+    # Witness cosignatures (C2SP tlog-cosignature), checked against the --witness-key named.
+    COSIGNATURE_MISSING = "cosignature-missing"  # the final checkpoint lacks the witness's one
+    COSIGNATURE_INVALID = "cosignature-invalid"  # does not verify over its checkpoint
+    COSIGNATURE_TIME_IMPLAUSIBLE = "cosignature-time-implausible"  # before signing, or future
     ATTACHMENT_MISMATCH = "attachment-mismatch"  # a file whose bytes are not the ones signed
     ATTACHMENT_FOREIGN = "attachment-foreign"  # a file no signed event binds
     ATTACHMENT_MISSING = (
@@ -163,6 +167,8 @@ class Report:
     people: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: dict[str, Any] | None = None
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    cosignatures: list[dict[str, Any]] = field(default_factory=list)
+    witnesses: list[str] = field(default_factory=list)  # the --witness-key names checked
 
     @property
     def valid(self) -> bool:
@@ -198,6 +204,8 @@ class Report:
             "warnings": self.warnings,
             "people": self.people,
             "attachments": self.attachments,
+            "cosignatures": self.cosignatures,
+            "witnesses": self.witnesses,
         }
 
     def people_text(self) -> list[str]:

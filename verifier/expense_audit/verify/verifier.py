@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import sys
 import zipfile
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ..canonical import event_hash, parse_canonical
 from ..checkpoint import CheckpointInvalid, open_checkpoint
+from ..cosignature import CosignerKey
 from ..decision import DecisionInvalid, check_log_body
 from ..mandates import ACTIONS as MANDATE_ACTIONS
 from ..merkle import Frontier, leaf_hash
@@ -25,6 +26,7 @@ from .checkpoints import (
     open_trusted,
     parse_checkpoint_lines,
 )
+from .cosignatures import check_cosignatures, parse_witness_keys
 from .fields import INSTITUTION, KEY_DECISIONS, FieldInvalid, check_body, parse_ts, v2_view
 from .format import CHECKPOINTS, KEYS, BundleFiles, LineNotCanonical, open_bundle, split_line
 from .keys import BATCH, Crypto, Keyring, Pool
@@ -240,8 +242,11 @@ def verify_bundle(
     state: Mapping[str, Any] | None = None,
     keep_state: bool = False,
     proof: object = None,
+    witness_keys: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> Report:
     """Verify the bundle at ``path`` (see _verify_files); the zip is closed whatever happens."""
+    witnesses = parse_witness_keys(witness_keys)
     files = open_bundle(path)
     try:
         return _verify_files(
@@ -253,6 +258,8 @@ def verify_bundle(
             state=state,
             keep_state=keep_state,
             proof=proof,
+            witnesses=witnesses,
+            now=now or datetime.now(UTC),
         )
     finally:
         files.archive.close()
@@ -268,13 +275,16 @@ def _verify_files(
     state: Mapping[str, Any] | None,
     keep_state: bool,
     proof: object,
+    witnesses: Sequence[CosignerKey],
+    now: datetime,
 ) -> Report:
     """Verify a bundle; raises BundleUnreadable when it cannot be read, PinInvalid for a bad pin.
 
     With ``state`` (saved by an earlier run with ``keep_state``) and the trusted checkpoint it
     belongs to, only the events after that checkpoint are verified in full; the bundle may then
     hold only those (a delta export). With ``proof`` (the file `audit prove` writes, parsed), the
-    final checkpoint must extend the trusted one by that RFC 9162 consistency proof.
+    final checkpoint must extend the trusted one by that RFC 9162 consistency proof. With
+    ``witnesses``, the final checkpoint must be cosigned by each (``now``: the verifier's clock).
     """
     pin = check_pin(institution_key)
     report = Report()
@@ -338,6 +348,11 @@ def _verify_files(
         origin=origin,
         chain=chain,
         report=report,
+    )
+    # 8b. Witness cosignatures: listed, and required of the witnesses the auditor named.
+    report.witnesses = [key.vkey for key in witnesses]
+    check_cosignatures(
+        checkpoint_entries, final=final, witness_keys=witnesses, now=now, report=report
     )
     trusted_cp = None
     if trusted_checkpoint is not None:
