@@ -226,15 +226,18 @@ class Witness:
         if row is None:
             raise UnknownLog(f"no log {origin!r:.80} is registered with this witness")
         checkpoint = self._open(row, note)
-        if old_size > checkpoint.size:
-            raise RequestMalformed(
-                f"old size {old_size} is larger than the checkpoint's size {checkpoint.size}"
-            )
         if checkpoint.size < row.size:
-            raise RollbackRefused(
+            rollback = RollbackRefused(
                 f"{origin}: a checkpoint of {checkpoint.size} events, the witness already "
                 f"cosigned {row.size}: the log was cut",
                 latest_size=row.size,
+            )
+            if old_size > checkpoint.size:
+                rollback.status = 400  # tlog-witness answers this request shape with 400
+            raise rollback
+        if old_size > checkpoint.size:
+            raise RequestMalformed(
+                f"old size {old_size} is larger than the checkpoint's size {checkpoint.size}"
             )
         if old_size != row.size:
             raise OldSizeMismatch(

@@ -79,7 +79,7 @@ class CosignerKey:
     @classmethod
     def parse(cls, vkey: str) -> CosignerKey:
         """Read a verifier key string; its key ID must be the one its name and key give."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # NOTE: base64 may hold "+" too
         if len(parts) != 3:
             raise CosignatureInvalid(f"{vkey!r:.80} is not a verifier key (name+keyid+key)")
         name, key_hash, encoded = parts

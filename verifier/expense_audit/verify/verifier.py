@@ -232,6 +232,11 @@ def _note_size(note: str | None) -> int | None:
     return int(lines[1]) if len(lines) > 2 and lines[1].isascii() and lines[1].isdigit() else None
 
 
+def _aware(moment: datetime) -> datetime:
+    """A naive time is taken as UTC (the clock's form in this project)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def verify_bundle(
     path: str | Path,
     *,
@@ -259,7 +264,7 @@ def verify_bundle(
             keep_state=keep_state,
             proof=proof,
             witnesses=witnesses,
-            now=now or datetime.now(UTC),
+            now=_aware(now or datetime.now(UTC)),
         )
     finally:
         files.archive.close()
