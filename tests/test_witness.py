@@ -569,3 +569,102 @@ def test_rows_of_rewritten_history_do_not_reach_the_bundle_as_cosigned(
     assert "cosignature-missing" in _kinds(report)
     with runtime.transaction() as session:
         assert session.get(AuditEvent, 3) is not None
+
+
+# --- the witness as its own service: tlog-witness over HTTP ---------------------------------------
+
+
+@pytest.fixture
+def service(district: District, tmp_path: Path) -> Iterator[str]:
+    """The district's witness app on a loopback port, over the district's database and key."""
+    from werkzeug.serving import make_server
+
+    from webapp.witness_service import WitnessSettings, create_witness_app
+
+    settings = WitnessSettings(
+        database_url=str(district.engine.url.render_as_string(hide_password=False)),
+        keys_dir=tmp_path / "witness-keys",
+        passphrase="district",
+    )
+    app = create_witness_app({"WITNESS_SETTINGS": settings, "CLOCK": district.runtime.clock})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+    app.extensions["witness"].engine.dispose()
+
+
+def test_school_is_cosigned_over_http_and_retries_after_a_409(
+    school: School, district: District, service: str
+) -> None:
+    from workflow.cosigning import HttpWitness
+
+    runtime = school.runtime
+    runtime.witness = HttpWitness(service)
+    runtime.witness_key = district.key.public  # the school checks what comes back
+    school.to_state("submitted")
+    first = _checkpoint(runtime)
+    assert verify_cosignature(first, district.key.public)
+    school.to_state("submitted")
+    with runtime.transaction() as session:  # lost track of what was cosigned: asks from 0
+        session.execute(CheckpointCosignature.__table__.delete())
+    second = _checkpoint(runtime)
+    assert verify_cosignature(second, district.key.public)
+    assert district.state()[0] == open_checkpoint(second, runtime.institution.public_raw).size
+
+
+def test_http_answers_follow_tlog_witness(school: School, district: District, service: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    from workflow.witness import add_checkpoint_body
+
+    runtime = school.runtime
+    runtime.witness = None
+    school.to_state("submitted")
+    note = _checkpoint(runtime)
+    size = open_checkpoint(note, runtime.institution.public_raw).size
+
+    def post(body: bytes) -> tuple[int, str, str]:
+        url = f"{service}/add-checkpoint"  # http on loopback
+        request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request) as response:  # noqa: S310
+                return response.status, response.headers["Content-Type"], response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+    status, _, body = post(add_checkpoint_body(0, [], note))
+    assert status == 200 and body.startswith(f"\u2014 {WITNESS_NAME} ")
+    assert verify_cosignature(note + body, district.key.public)
+    status, kind, body = post(add_checkpoint_body(0, [], note))
+    assert (status, kind, body) == (409, "text/x.tlog.size", f"{size}\n")
+    assert post(add_checkpoint_body(size + 1, [], note))[0] == 400
+    assert post(b"old 0\n\nnot a note\n")[0] == 404
+    forged = sign_checkpoint(runtime.settings.origin, 1, b"\x02" * 32, Ed25519PrivateKey.generate())
+    assert post(add_checkpoint_body(0, [], forged.note))[0] == 403
+    assert post(b"old 01\n\n" + note.encode())[0] == 400
+
+
+def test_witness_cli_creates_the_key_registers_a_school_and_shows_it(
+    runner: object, school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask.testing import FlaskCliRunner
+
+    assert isinstance(runner, FlaskCliRunner)
+    monkeypatch.setenv("WITNESS_DATABASE_URL", f"sqlite:///{tmp_path / 'district.sqlite'}")
+    monkeypatch.setenv("WITNESS_KEYS", str(tmp_path / "district-keys"))
+    monkeypatch.setenv("WITNESS_KEY_PASSPHRASE", "district secret")
+    created = runner.invoke(args=["witness", "init", WITNESS_NAME])
+    assert created.exit_code == 0, created.output
+    vkey = created.output.split("verifier key: ")[1].strip()
+    assert CosignerKey.parse(vkey).name == WITNESS_NAME
+    origin, public = school.runtime.settings.origin, school.runtime.institution.public_raw.hex()
+    registered = runner.invoke(args=["witness", "register", origin, public])
+    assert registered.exit_code == 0, registered.output
+    shown = runner.invoke(args=["witness", "show"])
+    assert f"verifier key: {vkey}" in shown.output and f"{origin}: size 0" in shown.output
+    again = runner.invoke(args=["witness", "register", origin, "ab" * 32])
+    assert again.exit_code == 1 and "another institution key" in again.output

@@ -25,6 +25,7 @@ from workflow.mailer import DeliveryReport, failed_mails
 from workflow.runtime import Runtime
 
 from .uploads import storage_dir
+from .witness_service import witness_cli
 
 
 def _runtime() -> Runtime:
@@ -504,5 +505,6 @@ def register(app: Flask) -> None:
         ledger,
         disclosure_group,
         notify,
+        witness_cli,
     ):
         app.cli.add_command(command)
