@@ -25,6 +25,10 @@ The verification, in order (each step fails closed; every problem is listed, non
    --trust checkpoint to the final one. Roots come from the one pass over the events (a Merkle
    frontier); resumed from a --state, the frontier saved at the --trust checkpoint stands for the
    earlier events, which are not read again (a delta bundle holds only the new ones).
+   8b. cosignatures: every witness cosignature line (C2SP cosignature/v1) on a checkpoint note is
+   listed; with --witness-key, those of the named witnesses must verify over their checkpoint and
+   be dated after the school signed it and not in the future, and the final checkpoint must carry
+   one of each named witness.
 9. metadata: manifest.json and keys.json equal what the log and the members imply; every
    attachments/<sha256> file hashes to its name and to a record a signed event binds, and a
    bundle made --with-attachments holds every bound file.
