@@ -36,7 +36,7 @@ from expense_audit.verify.format import (
 from expense_audit.verify.format import event_line as format_line
 
 from .audit import event_leaf, event_view, format_ts, iter_events, lock_head, make_checkpoint
-from .cosigning import cosigned_note
+from .cosigning import cosigned_notes
 from .keys import INSTITUTION_ACTOR, InstitutionKey
 from .models import AuditEvent, CheckpointRow, DefinitionFile, SigningKey
 
@@ -147,15 +147,13 @@ def export_bundle(
         checkpoints = session.scalars(
             select(CheckpointRow).where(CheckpointRow.size > after).order_by(CheckpointRow.size)
         ).all()
+        notes = cosigned_notes(session, checkpoints)  # the witnesses' lines appended
         bundle.writestr(
             CHECKPOINTS,
             "".join(
-                json.dumps(
-                    {"size": c.size, "root": c.root, "note": cosigned_note(session, c)},
-                    ensure_ascii=False,
-                )
+                json.dumps({"size": c.size, "root": c.root, "note": note}, ensure_ascii=False)
                 + "\n"
-                for c in checkpoints
+                for c, note in zip(checkpoints, notes, strict=True)
             ),
         )
         keys: list[dict[str, Any]] = [

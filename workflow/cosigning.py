@@ -129,9 +129,18 @@ def stored_lines(session: Session, size: int, note: str) -> list[str]:
     return [row.line for row in rows if row.note == note]
 
 
-def cosigned_note(session: Session, row: CheckpointRow) -> str:
-    """A checkpoint's note with every cosignature kept for it appended (C2SP signed note)."""
-    return with_cosignatures(row.note, stored_lines(session, row.size, row.note))
+def cosigned_notes(session: Session, rows: Sequence[CheckpointRow]) -> list[str]:
+    """Each checkpoint's note with every cosignature kept for it appended (C2SP signed note)."""
+    if not rows:
+        return []
+    kept: dict[tuple[int, str], list[str]] = {}
+    for cosignature in session.scalars(
+        select(CheckpointCosignature)
+        .where(CheckpointCosignature.size >= rows[0].size)
+        .order_by(CheckpointCosignature.id)
+    ):
+        kept.setdefault((cosignature.size, cosignature.note), []).append(cosignature.line)
+    return [with_cosignatures(row.note, kept.get((row.size, row.note), [])) for row in rows]
 
 
 def submit_checkpoint(
