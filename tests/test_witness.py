@@ -668,3 +668,27 @@ def test_witness_cli_creates_the_key_registers_a_school_and_shows_it(
     assert f"verifier key: {vkey}" in shown.output and f"{origin}: size 0" in shown.output
     again = runner.invoke(args=["witness", "register", origin, "ab" * 32])
     assert again.exit_code == 1 and "another institution key" in again.output
+
+
+def test_downloaded_bundle_and_cli_export_carry_the_final_cosignature(
+    app: object, runner: object, school: School, district: District, tmp_path: Path
+) -> None:
+    from flask import Flask
+    from flask.testing import FlaskCliRunner
+
+    from .web import Browser
+
+    assert isinstance(app, Flask) and isinstance(runner, FlaskCliRunner)
+    school.to_state("submitted")
+    kiem = Browser(app).login("kiem")
+    download = kiem.post("/audit/bundle.zip")
+    (tmp_path / "web.zip").write_bytes(download.data)
+    download.close()
+    assert _verify(tmp_path / "web.zip", school, district.key.vkey).valid
+    school.to_state("submitted")
+    exported = runner.invoke(args=["audit", "export", str(tmp_path / "cli.zip")])
+    assert exported.exit_code == 0, exported.output
+    report = _verify(tmp_path / "cli.zip", school, district.key.vkey)
+    assert report.valid, report.problems
+    printed = runner.invoke(args=["checkpoint"])
+    assert f"\u2014 {WITNESS_NAME} " in printed.output  # `flask checkpoint` shows it cosigned
