@@ -237,6 +237,20 @@ def test_fork_at_the_same_size_is_refused(school: School, district: District) ->
     assert district.state() == before
 
 
+def test_same_checkpoint_again_is_cosigned_again(school: School, district: District) -> None:
+    runtime = school.runtime
+    school.to_state("submitted")
+    note = _checkpoint(runtime)
+    plain = note[: note.index(f"\u2014 {WITNESS_NAME}")]  # the school's note, as submitted
+    size = district.state()[0]
+    with district.sessions() as session, session.begin():
+        again = district.witness(session).add_checkpoint(
+            runtime.settings.origin, plain, old_size=size, proof=[]
+        )
+    assert verify_cosignature(plain + again.line, district.key.public)
+    assert district.state()[0] == size
+
+
 def test_proof_that_does_not_verify_is_a_fork(school: School, district: District) -> None:
     runtime = school.runtime
     school.to_state("submitted")

@@ -244,15 +244,16 @@ class Witness:
                 f"{origin}: the witness last cosigned size {row.size}, not {old_size}",
                 latest_size=row.size,
             )
+        if row.size == 0 and proof:
+            raise RequestMalformed(f"{origin}: a proof from size 0 must be empty")
         old_root = bytes.fromhex(row.root) if row.root is not None else b""
-        if checkpoint.size == row.size and row.size > 0:
-            if checkpoint.root != old_root or proof:
-                raise ForkRefused(
-                    f"{origin}: another root for size {row.size} than the one cosigned: "
-                    "history was rewritten",
-                    latest_size=row.size,
-                )
-        elif row.size > 0:
+        if checkpoint.size == row.size and row.size > 0 and checkpoint.root != old_root:
+            raise ForkRefused(
+                f"{origin}: another root for size {row.size} than the one cosigned: "
+                "history was rewritten",
+                latest_size=row.size,
+            )
+        if row.size > 0:
             try:
                 verify_consistency(row.size, checkpoint.size, old_root, checkpoint.root, proof)
             except ProofInvalid as exc:
@@ -261,8 +262,6 @@ class Witness:
                     f"one cosigned at size {row.size} ({exc})",
                     latest_size=row.size,
                 ) from None
-        elif proof:
-            raise ConsistencyRefused(f"{origin}: a proof from size 0 must be empty")
         now = self.clock()
         row.size, row.root, row.note, row.cosigned_at = (
             checkpoint.size,
