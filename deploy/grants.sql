@@ -16,5 +16,9 @@ GRANT SELECT, INSERT, UPDATE ON mandates TO expenses_app;
 -- CA certificates and signed forms (issue 14): bindings are in the log; challenges are used once.
 GRANT SELECT, INSERT ON ca_certificates, signed_forms TO expenses_app;
 GRANT SELECT, INSERT, UPDATE ON certificate_challenges TO expenses_app;
+-- The district as a witness (issue 16): the school only adds the cosignatures it gets; a witness
+-- in this database updates its one row per school's log.
+GRANT SELECT, INSERT ON checkpoint_cosignatures TO expenses_app;
+GRANT SELECT, INSERT, UPDATE ON witness_logs TO expenses_app;
 GRANT SELECT ON alembic_version TO expenses_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO expenses_app;
