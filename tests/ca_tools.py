@@ -1,13 +1,14 @@
 """A test certification authority made with cryptography's x509 builder (root, issuing CA, people).
 
-It stands in for VNPT-CA / Viettel-CA: a root, an issuing CA under it, personal RSA certificates
-with a CRL.
+It stands in for the national root and VNPT-CA / Viettel-CA: a root, an issuing CA under it,
+personal RSA certificates, and the CRLs both CAs publish (PAdES B-LT embeds them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -58,7 +59,7 @@ class Authority:
     ca_key: rsa.RSAPrivateKey = field(default_factory=_key)
     root: x509.Certificate = field(init=False)
     ca: x509.Certificate = field(init=False)
-    revoked: list[int] = field(default_factory=list)
+    revoked: dict[int, datetime] = field(default_factory=dict)  # serial -> revocation date
 
     def __post_init__(self) -> None:
         root_name = _name("Test Root CA")
@@ -139,22 +140,46 @@ class Authority:
         )
         return Person(cert, key)
 
+    def revoke(self, person: Person, at: datetime) -> None:
+        """The CA revokes a personal certificate from ``at`` on (the CRLs made later list it)."""
+        self.revoked[person.cert.serial_number] = at
+
     def crl(self, now: datetime) -> x509.CertificateRevocationList:
-        """The issuing CA's CRL listing the revoked serials."""
+        """The issuing CA's CRL at ``now``, listing the serials revoked by then."""
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.ca.subject)
             .last_update(now - timedelta(hours=1))
             .next_update(now + timedelta(days=7))
         )
-        for serial in self.revoked:
-            builder = builder.add_revoked_certificate(
-                x509.RevokedCertificateBuilder()
-                .serial_number(serial)
-                .revocation_date(now - timedelta(hours=1))
-                .build()
-            )
+        for serial, at in self.revoked.items():
+            if at <= now:
+                builder = builder.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build()
+                )
         return builder.sign(self.ca_key, hashes.SHA256())
+
+    def root_crl(self, now: datetime) -> x509.CertificateRevocationList:
+        """The root's CRL (the issuing CA is not revoked): B-LT needs one for each CA below it."""
+        return (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.root.subject)
+            .last_update(now - timedelta(hours=1))
+            .next_update(now + timedelta(days=30))
+            .sign(self.root_key, hashes.SHA256())
+        )
+
+    def crls(self, now: datetime) -> list[bytes]:
+        """Both CRLs as the CAs publish them (DER), as a signer downloads them at ``now``."""
+        return [c.public_bytes(Encoding.DER) for c in (self.crl(now), self.root_crl(now))]
+
+    def write_crls(self, folder: Path, now: datetime) -> list[Path]:
+        """The CRL files a signer without network is given (expense-sign --crl)."""
+        paths = []
+        for name, der in zip(("issuing-ca.crl", "root.crl"), self.crls(now), strict=True):
+            paths.append(folder / name)
+            paths[-1].write_bytes(der)
+        return paths
 
 
 def proof_for(origin: str, owner: str, sha256: str, nonce: str, by: str, person: Person) -> bytes:

@@ -10,6 +10,10 @@
 
 A form signed in PAdES with a registered certificate enters the log as `form.sign` (institution
 event: the PDF's sha256, the form's sha256, the certificate's sha256, the signing time).
+
+An admin revokes a registered certificate with `cert.revoke` (institution event naming the admin,
+effective at its time): a form signed at or after that time is refused, one signed before stays
+valid and its page says the certificate was revoked afterwards.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,7 +35,7 @@ from expense_audit.certificates import (
 from expense_audit.errors import DataInvalid, NotPermitted
 
 from . import queries
-from .audit import append_event
+from .audit import append_event, format_ts
 from .clock import Clock, utcnow
 from .enrollment import _require_admin
 from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
@@ -234,6 +238,46 @@ class CertificateRegistry:
         self.session.flush()
         return cert
 
+    def revoke(self, sha256: str, *, by: User, reason: str) -> CaCertificate:
+        """An admin revokes a registered certificate from now on (`cert.revoke`)."""
+        cert = self.get(sha256)
+        if cert is None or cert.revoked_seq is not None:
+            raise DataInvalid(
+                "Không có chứng thư số đang hiệu lực nào với mã này.",
+                en="No registered, unrevoked certificate has this fingerprint.",
+                field="certificate",
+            )
+        owner = self.session.get(User, cert.login)
+        if owner is None:
+            raise DataInvalid("Không tìm thấy người dùng.", en="No such user.", field="login")
+        _require_admin(by, owner)
+        reason = reason.strip()
+        if not reason:
+            raise DataInvalid(
+                "Hãy ghi lý do thu hồi.", en="Give the reason for the revocation.", field="reason"
+            )
+        now = self.clock()
+        event = append_event(
+            self.session,
+            signer=require_loaded(self.institution),
+            ts=now,
+            action="cert.revoke",
+            actor=INSTITUTION_ACTOR,
+            role=INSTITUTION_ACTOR,
+            data={
+                "owner": cert.login,
+                "certificate": cert.sha256,
+                "by": by.login,
+                "reason": reason,
+            },
+        )
+        cert.revoked_seq = event.seq
+        cert.revoked_at = format_ts(now)
+        cert.revoked_by = by.login
+        cert.revoke_reason = reason
+        self.session.flush()
+        return cert
+
     # --- signed forms -------------------------------------------------------------------------
 
     def record_signed_form(
@@ -293,7 +337,11 @@ class CertificateRegistry:
     ) -> SignedForm:
         """Check an uploaded PAdES-signed form of ``number`` by ``user`` and enter it in the log."""
         now = self.clock()
-        checked = check_signed_form(pdf, form=form, trust_roots=trust_roots, now=now)
+        steps = queries.timeline(self.session, number)
+        form_time = _parse_ts(steps[-1].ts) if steps else None
+        checked = check_signed_form(
+            pdf, form=form, trust_roots=trust_roots, now=now, form_time=form_time
+        )
         cert = self.get(checked.cert_sha256)
         if cert is None:
             raise SignedFormRefused(
@@ -307,11 +355,12 @@ class CertificateRegistry:
                 en="The file is signed with someone else's certificate.",
                 field="pdf",
             )
-        moment = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        if not cert.not_before <= moment <= cert.not_after:
+        if cert.revoked_at is not None and cert.revoked_at <= checked.signing_time:
             raise SignedFormRefused(
-                "Chứng thư số đã hết hạn hoặc chưa có hiệu lực.",
-                en="The certificate has expired or is not valid yet.",
+                f"Chứng thư số đã bị thu hồi trong hệ thống lúc {cert.revoked_at}, trước thời "
+                f"điểm ký ({checked.signing_time}).",
+                en=f"The certificate was revoked here at {cert.revoked_at}, before the signing "
+                f"time ({checked.signing_time}).",
                 field="pdf",
             )
         return self.record_signed_form(
@@ -322,3 +371,8 @@ class CertificateRegistry:
             pdf_sha256=checked.pdf_sha256,
             signing_time=checked.signing_time,
         )
+
+
+def _parse_ts(text: str) -> datetime:
+    """A log time ("2025-01-13T00:41:00Z") as an aware datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

@@ -369,6 +369,11 @@ class CaCertificate(Base):
     not_after: Mapped[str] = mapped_column(String(20))
     registered_by: Mapped[str] = mapped_column(String(64))
     registered_seq: Mapped[int] = mapped_column(BigInteger)
+    # An institution `cert.revoke` (the token was lost, the person left, the CA revoked it).
+    revoked_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, default=None)
+    revoked_at: Mapped[str | None] = mapped_column(String(20), nullable=True, default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
 
 
 class CertificateChallenge(Base):

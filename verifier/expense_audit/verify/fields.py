@@ -163,6 +163,7 @@ _INSTITUTION_DATA: dict[str, dict[str, Check]] = {
         **dict.fromkeys(("not_before", "not_after", "nonce", "proof"), _str),
         "sha256": _hex64,
     },
+    "cert.revoke": {**dict.fromkeys(("owner", "by", "reason"), _str), "certificate": _hex64},
     "form.sign": {
         **dict.fromkeys(("request", "signer", "signing_time"), _str),
         **dict.fromkeys(("certificate", "form_sha256", "pdf_sha256"), _hex64),

@@ -263,6 +263,8 @@ class Keyring:
             self._enroll(seq, body["ts"], data, report)
         elif action == "cert.register":
             self._certificate(seq, body, report)
+        elif action == "cert.revoke":
+            self._revoke_certificate(seq, body["ts"], data, report)
         elif action == "form.sign":
             self._signed_form(seq, body["ts"], data, report)
         elif action == "key.revoke":
@@ -317,10 +319,47 @@ class Keyring:
             {**facts.as_data(), "registered_by": by, "seq": seq, "ts": body["ts"]}
         )
 
+    def _revoke_certificate(self, seq: int, ts: str, data: dict[str, Any], report: Report) -> None:
+        """cert.revoke: an admin (not the owner) revokes the owner's registered certificate."""
+        owner, by = data["owner"], data["by"]
+        cert = next(
+            (c for c in self.person(owner).certificates if c["sha256"] == data["certificate"]),
+            None,
+        )
+        if cert is None or cert.get("revoked_seq") is not None:
+            report.add(
+                seq,
+                Kind.FORBIDDEN_STEP,
+                f"revokes certificate {data['certificate'][:16]} that {owner} does not hold",
+            )
+            return
+        if by == owner:
+            report.add(seq, Kind.SELF_ENROLLMENT, f"{owner} revoked their own certificate")
+        else:
+            self._by_admin(seq, by, f"revokes a certificate of {owner}", report)
+        cert.update(revoked_seq=seq, revoked_at=ts, revoked_by=by, revoke_reason=data["reason"])
+
     def _signed_form(self, seq: int, ts: str, data: dict[str, Any], report: Report) -> None:
-        """form.sign: the signer's own registered certificate signed the form."""
+        """form.sign: the signer's own registered certificate, not revoked then, signed the form."""
         signer = data["signer"]
-        if not any(c["sha256"] == data["certificate"] for c in self.person(signer).certificates):
+        cert = next(
+            (c for c in self.person(signer).certificates if c["sha256"] == data["certificate"]),
+            None,
+        )
+        if (
+            cert is not None
+            and cert.get("revoked_at")
+            and cert["revoked_at"] <= data["signing_time"]
+        ):
+            report.add(
+                seq,
+                Kind.KEY_NOT_VALID,
+                f"form of {data['request']} signed at {data['signing_time']} with certificate "
+                f"{data['certificate'][:16]}, revoked at {cert['revoked_at']} (seq {cert['revoked_seq']})",
+                data["request"],
+            )
+            return
+        if cert is None:
             report.add(
                 seq,
                 Kind.KEY_OWNER_MISMATCH,

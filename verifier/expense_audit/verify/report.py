@@ -231,6 +231,12 @@ class Report:
                     f"    CA certificate {cert['sha256'][:16]}: {cert['subject']}, serial "
                     f"{cert['serial']}, issuer {cert['issuer']}, valid {cert['not_before']} to "
                     f"{cert['not_after']}; registered by {cert['registered_by']} at seq {cert['seq']}"
+                    + (
+                        f"; REVOKED by {cert['revoked_by']} at seq {cert['revoked_seq']} "
+                        f"({cert['revoked_at']}): {cert['revoke_reason']}"
+                        if cert.get("revoked_seq") is not None
+                        else ""
+                    )
                 )
             for form in person.get("signed_forms", ()):
                 lines.append(
