@@ -247,7 +247,7 @@ class CertificateRegistry:
                 en="No registered, unrevoked certificate has this fingerprint.",
                 field="certificate",
             )
-        owner = self.session.get(User, cert.login)
+        owner = self.session.scalars(select(User).where(User.login == cert.login)).one_or_none()
         if owner is None:
             raise DataInvalid("Không tìm thấy người dùng.", en="No such user.", field="login")
         _require_admin(by, owner)
