@@ -7,6 +7,12 @@
 The token is any PKCS#11 module (the CA's driver for a VNPT/Viettel USB token, or SoftHSM2);
 the password and the PIN are asked for, or read from EXPENSE_SIGN_PASSWORD / EXPENSE_SIGN_PIN.
 It talks to the app with the person's own session (login and password), like the browser.
+
+Signatures are PAdES baseline B-LT: the certificate chain and its revocation data go into the
+file, so the school and an auditor check it later without network. The revocation data is
+fetched from the addresses the certificates name (the CA's CRL and OCSP service), or taken from
+the CRL files given with --crl. The trust roots are the school's (--ca-roots, the same folder as
+the server's EXPENSES_CA_ROOTS). The signing time is the server's clock, as the form list gives it.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from pyhanko.config.pkcs11 import TokenCriteria
+from pyhanko.sign.general import SigningError
 from pyhanko.sign.pkcs11 import PKCS11Signer, open_pkcs11_session
 
 from expense_audit.certificates import der_from_upload
-from workflow.pades import sign_form
+from workflow.pades import sign_form, signing_context
 
 DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
@@ -135,17 +143,28 @@ class Token:
         pin: str,
         cert: bytes | None,
         chain: Sequence[bytes] = (),
+        *,
+        roots: Sequence[bytes] = (),
+        crls: Sequence[bytes] = (),
     ) -> None:
         self.module, self.label, self.key_label, self.pin = module, label, key_label, pin
         self.cert, self.chain = cert, list(chain)
+        self.roots, self.crls = list(roots), list(crls)
 
     def _session(self) -> Any:
         return open_pkcs11_session(
             self.module, token_criteria=TokenCriteria(label=self.label), user_pin=self.pin
         )
 
-    def sign_pdf(self, pdf: bytes) -> bytes:
-        """The form signed in PAdES on the token."""
+    def sign_pdf(self, pdf: bytes, *, at: datetime | None = None) -> bytes:
+        """The form signed in PAdES B-LT on the token, at ``at`` (the server's time)."""
+        context = signing_context(
+            trust_roots=self.roots,
+            chain=self.chain,
+            crls=self.crls,
+            allow_fetching=not self.crls,
+            moment=at,
+        )
         with self._session() as session:
             signer = PKCS11Signer(
                 session,
@@ -153,7 +172,13 @@ class Token:
                 signing_cert=asn1_x509.Certificate.load(self.cert) if self.cert else None,
                 ca_chain=[asn1_x509.Certificate.load(der) for der in self.chain] or None,
             )
-            return sign_form(pdf, signer)
+            try:
+                return sign_form(pdf, signer, validation_context=context, signing_time=at)
+            except SigningError as error:
+                raise SignError(
+                    "chứng thư số không kiểm tra được (hết hạn, bị thu hồi, thiếu CRL hoặc "
+                    f"không thuộc --ca-roots) / the certificate does not validate: {error}"
+                ) from error
 
     def sign_message(self, message: bytes) -> bytes:
         """The proof of possession: RSA PKCS#1 v1.5 or ECDSA (DER), SHA-256, on the token."""
@@ -183,6 +208,19 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="a CA certificate to embed (the issuing CA, if not on the token); repeatable",
     )
+    parser.add_argument(
+        "--ca-roots",
+        type=Path,
+        default=os.environ.get("EXPENSES_CA_ROOTS"),
+        help="folder of trusted root certificates (PEM/DER), as the school configures them",
+    )
+    parser.add_argument(
+        "--crl",
+        type=Path,
+        action="append",
+        default=[],
+        help="a CRL file to embed instead of fetching revocation data (repeatable)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the forms waiting for your signature")
     commands.add_parser("sign", help="sign every waiting form on the token and upload it")
@@ -196,6 +234,34 @@ def _der(path: Path) -> bytes:
     return der_from_upload(path.read_bytes())
 
 
+def _roots(folder: Path | None) -> list[bytes]:
+    """The trust roots in a folder (every .pem, .crt, .cer, .der file)."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise SignError(f"--ca-roots {folder}: not a folder")
+    return [
+        _der(path)
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in (".pem", ".crt", ".cer", ".der")
+    ]
+
+
+def _crl_der(path: Path) -> bytes:
+    """A CRL file (PEM or DER) as DER."""
+    raw = path.read_bytes()
+    if b"-----BEGIN" in raw:
+        return base64.b64decode(b"".join(raw.strip().splitlines()[1:-1]))
+    return raw
+
+
+def _server_time(reply: dict[str, Any]) -> datetime | None:
+    stamp = reply.get("now")
+    if not isinstance(stamp, str):
+        return None
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 def _secret(variable: str, prompt: str) -> str:
     return os.environ.get(variable) or getpass.getpass(prompt)
 
@@ -206,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
         raise SignError("--url and --login are needed (or EXPENSE_SIGN_URL, EXPENSE_SIGN_LOGIN)")
     app = AppSession(args.url)
     app.login(args.login, _secret("EXPENSE_SIGN_PASSWORD", "Mật khẩu / password: "))
-    forms = json.loads(app.get("/signing/forms", json_reply=True))["forms"]
+    waiting = json.loads(app.get("/signing/forms", json_reply=True))
+    forms = waiting["forms"]
     if args.command == "list":
         for form in forms:
             print(form["number"])
@@ -219,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
         _secret("EXPENSE_SIGN_PIN", "PIN: "),
         _der(args.cert) if args.cert else None,
         [_der(path) for path in args.chain],
+        roots=_roots(args.ca_roots),
+        crls=[_crl_der(path) for path in args.crl],
     )
     if args.command == "register":
         challenge = json.loads(app.get(f"/certificate/{args.code}", json_reply=True))
@@ -229,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Đã đăng ký / registered: {done['subject']} ({done['issuer']})")
         return 0
     for form in forms:
-        signed = token.sign_pdf(app.get(form["form"]))
+        signed = token.sign_pdf(app.get(form["form"]), at=_server_time(waiting))
         name = "de-nghi-thanh-toan-" + form["number"].replace("/", "-") + ".pdf"
         done = app.upload(form["upload"], signed, name)
         print(f"{form['number']}: đã ký / signed, sha256 {done['pdf_sha256']}")

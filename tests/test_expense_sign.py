@@ -6,6 +6,8 @@ import io
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -54,12 +56,14 @@ def server(app: Flask) -> Iterator[str]:
     httpd.server_close()
 
 
-def cli(server: str, token: Token, cert: Path, *command: str) -> int:
+def cli(server: str, token: Token, cert: Path, *command: str, roots: Path, crls: list[Path]) -> int:
+    crl_args = [arg for path in crls for arg in ("--crl", str(path))]
     return expense_sign(
         [
             "--url", server, "--login", "toan", "--module", token.module, "--token", token.label,
             "--key-label", token.key_label, "--cert", str(cert),
-            "--chain", str(cert.with_name("issuing-ca.pem")), *command,
+            "--chain", str(cert.with_name("issuing-ca.pem")), "--ca-roots", str(roots),
+            *crl_args, *command,
         ]
     )  # fmt: skip
 
@@ -91,14 +95,16 @@ def test_principal_registers_signs_with_expense_sign_and_accountant_sees_the_sig
     )
     nonce = page.split("expense-sign register ")[1].split("<")[0].strip()
     # The principal's token signs the code: the certificate is registered.
-    assert cli(server, token, cert_file, "register", nonce) == 0
+    crls = authority.write_crls(tmp_path, school.runtime.now().replace(tzinfo=UTC))
+    sign = partial(cli, server, token, cert_file, roots=trusted, crls=crls)
+    assert sign("register", nonce) == 0
     assert "NGUYỄN VĂN TOÀN" in capsys.readouterr().out
     number = school.to_state("approved")
-    assert cli(server, token, cert_file, "list") == 0
+    assert sign("list") == 0
     assert number in capsys.readouterr().out
-    assert cli(server, token, cert_file, "sign") == 0
+    assert sign("sign") == 0  # B-LT: the CRLs given go into the file
     assert number in capsys.readouterr().out
-    assert cli(server, token, cert_file, "list") == 0
+    assert sign("list") == 0
     assert number not in capsys.readouterr().out  # signed: no longer waiting
     page = text(Browser(app).login("mai").get(f"/requests/{number}"))
     assert "Ký số hợp lệ: Nguyễn Văn Toàn, Test Issuing CA" in page
@@ -113,7 +119,7 @@ def test_form_signed_by_another_tool_is_accepted_through_the_request_page(
     number = school.to_state("approved")
     toan = auth.login("toan")
     form = toan.get(f"/requests/{number}/form.pdf").get_data()
-    signed = sign_with_file(form, toan_cert, authority)
+    signed = sign_with_file(form, toan_cert, authority, at=school.runtime.now().replace(tzinfo=UTC))
     toan.get(f"/requests/{number}")
     response = toan.post(
         f"/requests/{number}/signed-form",
@@ -134,7 +140,7 @@ def test_form_of_another_request_is_refused_with_the_reason_on_the_page(
     other = school.to_state("submitted", amount="900.000")
     toan = auth.login("toan")
     form = toan.get(f"/requests/{other}/form.pdf").get_data()
-    signed = sign_with_file(form, toan_cert, authority)
+    signed = sign_with_file(form, toan_cert, authority, at=school.runtime.now().replace(tzinfo=UTC))
     toan.get(f"/requests/{number}")
     response = toan.post(
         f"/requests/{number}/signed-form",

@@ -1,6 +1,6 @@
 """CA signatures (chữ ký số): finishing a certificate registration, uploading signed forms.
 
-`expense-sign` (webapp/sign_cli.py) talks to these endpoints with the person's own session; a
+`expense-sign` (expense_sign/cli.py) talks to these endpoints with the person's own session; a
 browser can upload a form signed with any other tool through the request page.
 """
 
@@ -69,8 +69,10 @@ def prove(nonce: str) -> Response | tuple[Response, int]:
 @login_required
 def waiting() -> Response:
     """Forms waiting for the signed-in person's CA signature (JSON, for expense-sign)."""
-    numbers = runtime().certificates(db()).waiting_forms(me().login)
+    rt = runtime()
+    numbers = rt.certificates(db()).waiting_forms(me().login)
     return jsonify(
+        now=rt.now().strftime("%Y-%m-%dT%H:%M:%SZ"),  # the signing time expense-sign uses
         forms=[
             {
                 "number": n,
@@ -78,7 +80,7 @@ def waiting() -> Response:
                 "upload": url_for("signing.upload", number=n, _external=True),
             }
             for n in numbers
-        ]
+        ],
     )
 
 
