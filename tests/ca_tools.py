@@ -155,7 +155,10 @@ class Authority:
         for serial, at in self.revoked.items():
             if at <= now:
                 builder = builder.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build()
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(serial)
+                    .revocation_date(at)
+                    .build()
                 )
         return builder.sign(self.ca_key, hashes.SHA256())
 

@@ -151,3 +151,30 @@ def test_form_of_another_request_is_refused_with_the_reason_on_the_page(
     page = text(response)
     assert "không phải là giấy đề nghị" in page
     assert "Ký số hợp lệ" not in page
+
+
+def test_certificate_revoked_after_signing_is_shown_and_later_signatures_are_refused(
+    school: School, auth: AuthActions, toan_cert: Person, authority: Authority, trusted: Path
+) -> None:
+    from .test_ca_certificates import register
+
+    sha = register(school, "toan", toan_cert)
+    number = school.to_state("approved")
+    toan = auth.login("toan")
+    form = toan.get(f"/requests/{number}/form.pdf").get_data()
+    before = sign_with_file(form, toan_cert, authority, at=school.runtime.now().replace(tzinfo=UTC))
+    toan.get(f"/requests/{number}")
+    toan.post(f"/requests/{number}/signed-form", {"pdf": (io.BytesIO(before), "signed.pdf")})
+    # The token is lost: the admin revokes the certificate in the log.
+    admin = Browser(auth.app).login("admin")
+    assert "Thu hồi chứng thư số" in text(admin.get("/admin/users"))
+    admin.post(f"/admin/certificates/{sha}/revoke", {"reason": "mất token"})
+    assert "đã thu hồi" in text(admin.get("/admin/users"))
+    page = text(Browser(auth.app).login("mai").get(f"/requests/{number}"))
+    assert "Ký số hợp lệ: Nguyễn Văn Toàn, Test Issuing CA" in page
+    assert "chứng thư số đã bị thu hồi sau khi ký" in page
+    # A form signed after the revocation is refused, with the reason on the page.
+    after = sign_with_file(form, toan_cert, authority, at=school.runtime.now().replace(tzinfo=UTC))
+    toan.get(f"/requests/{number}")
+    toan.post(f"/requests/{number}/signed-form", {"pdf": (io.BytesIO(after), "signed.pdf")})
+    assert "đã bị thu hồi trong hệ thống" in text(toan.get(f"/requests/{number}"))

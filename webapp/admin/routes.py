@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from expense_audit.certificates import der_from_upload
 from workflow import queries
 from workflow.mailer import failed_mails
-from workflow.models import User
+from workflow.models import CaCertificate, User
 from workflow.notify import queue_code_mail
 
 from ..context import db, directory, me, roles_required, runtime
@@ -49,11 +50,20 @@ def users() -> str | Response:
         "admin/users.html",
         people=queries.people(db()),
         keys=queries.active_keys(db()),
+        certificates=_certificates(),
         failures=directory().keyring.failures(limit=30),
         form=form,
         roles_form=RolesForm(),
         confirm=ConfirmForm(),
     )
+
+
+def _certificates() -> dict[str, list[CaCertificate]]:
+    """Each person's registered CA certificates, for the revoke buttons."""
+    by_login: dict[str, list[CaCertificate]] = {}
+    for cert in db().scalars(select(CaCertificate).order_by(CaCertificate.registered_seq)):
+        by_login.setdefault(cert.login, []).append(cert)
+    return by_login
 
 
 def _user(login: str) -> User:
@@ -131,6 +141,20 @@ def start_certificate(login: str) -> Response | str:
     if started is None:
         return redirect(url_for(".users"))
     return render_template("admin/certificate.html", person=user, nonce=started.value.nonce)
+
+
+@bp.post("/certificates/<sha256>/revoke")
+@roles_required("admin")
+def revoke_certificate(sha256: str) -> Response:
+    """Revoke a person's registered CA certificate from now on (an institution `cert.revoke`)."""
+    if ConfirmForm().validate_on_submit():
+        reason = request.form.get("reason", "")
+        revoked = attempt(
+            lambda: runtime().certificates(db()).revoke(sha256, by=me(), reason=reason)
+        )
+        if revoked is not None:
+            flash(_("Certificate revoked: forms signed with it from now on are refused."), "success")
+    return redirect(url_for(".users"))
 
 
 @bp.post("/users/<login>/active")

@@ -439,6 +439,8 @@ def _signed_forms(number: str) -> list[dict[str, str]]:
                 "ca": ca,
                 "when": local_time(row.signing_time),
                 "sha256": row.pdf_sha256,
+                # Revoked after this signature (a later signature would have been refused).
+                "revoked": local_time(cert.revoked_at) if cert and cert.revoked_at else "",
             }
         )
     return shown
