@@ -31,6 +31,8 @@ from expense_audit.verify.format import (
     KEYS,
     MANIFEST,
     MAX_ATTACHMENT,
+    MAX_SIGNED_FORM,
+    SIGNED_FORMS_DIR,
     check_member_name,
 )
 from expense_audit.verify.format import event_line as format_line
@@ -117,7 +119,8 @@ def export_bundle(
 
     ``since``: a checkpoint note the auditor kept; only the events after it are written (a delta).
     ``attachments_dir``: where attached files are stored; every file an exported event binds is
-    written under attachments/<sha256> (a file missing there is left out and listed in the
+    written under attachments/<sha256>, every signed form a form.sign records under
+    signed-forms/<sha256>.pdf (a file missing there is left out and listed in the
     manifest's return value under "missing_attachments", not in the zip's manifest).
     ``cosign``: submits the final checkpoint to the district's witness (Runtime.cosign) before it
     is written; every cosignature kept is appended to its checkpoint's note (C2SP signed note).
@@ -136,6 +139,7 @@ def export_bundle(
             raise ExportRefused(f"the checkpoint of size {kept.size} is not a prefix of this log")
         after = kept.size
     bound: dict[str, int | None] = {}
+    signed: list[str] = []  # the PAdES-signed forms (form.sign), stored like attachments
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         count = 0
         with bundle.open(EVENTS, "w", force_zip64=True) as events:
@@ -144,6 +148,8 @@ def export_bundle(
                 count += 1
                 if attachments_dir is not None and event.actor != INSTITUTION_ACTOR:
                     bound.update(_bound_files(event.body))
+                elif attachments_dir is not None and event.action == "form.sign":
+                    signed.append(str(json.loads(event.body)["data"]["pdf_sha256"]))
         checkpoints = session.scalars(
             select(CheckpointRow).where(CheckpointRow.size > after).order_by(CheckpointRow.size)
         ).all()
@@ -186,6 +192,7 @@ def export_bundle(
         missing = []
         if attachments_dir is not None:
             missing = _write_attachments(bundle, attachments_dir, bound)
+            missing += write_signed_forms(bundle, attachments_dir, signed)
         manifest: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
@@ -210,6 +217,20 @@ def _bound_files(body: bytes) -> Iterator[tuple[str, int | None]]:
     content = data.get("content") if isinstance(data, dict) else None
     for record in (content or {}).get("attachments") or ():
         yield str(record["sha256"]), record.get("size")
+
+
+def write_signed_forms(bundle: zipfile.ZipFile, directory: Path, hashes: list[str]) -> list[str]:
+    """Copy each signed form into signed-forms/<sha256>.pdf; return the ones not found."""
+    missing = []
+    for sha in sorted(set(hashes)):
+        name = f"{SIGNED_FORMS_DIR}{sha}.pdf"
+        check_member_name(name)
+        source = attachment_path(directory, sha)
+        if not source.is_file() or source.stat().st_size > MAX_SIGNED_FORM:
+            missing.append(sha)
+            continue
+        bundle.write(source, name)
+    return missing
 
 
 def _write_attachments(

@@ -1,6 +1,7 @@
 """The payment dossier (hồ sơ thanh toán): one zip per paid request, verifiable on its own.
 
-It holds the form PDF, every attached file, the request's signed events, the key events of the
+It holds the form PDF, every attached file, the forms signed with a CA certificate (PAdES, with
+the form.sign events and the certificates' cert.register / cert.revoke), the request's signed events, the key events of the
 people who signed them, the definition files the events name, the latest signed checkpoint and
 an RFC 6962 inclusion proof of each event against it. The manifest lists every file's sha256 and
 is signed by the institution key. `audit-verify DOSSIER.zip --institution-key FP` checks it all
@@ -31,7 +32,7 @@ from expense_audit.verify.dossier import (
     SIGNATURE,
     manifest_message,
 )
-from expense_audit.verify.format import event_line
+from expense_audit.verify.format import SIGNED_FORMS_DIR, event_line
 
 from .audit import event_leaf, event_view, format_ts, iter_events, make_checkpoint
 from .bundle import attachment_path
@@ -69,7 +70,10 @@ def write_dossier(
         and e.action in ("key.register", "key.enroll")
         and json.loads(e.body).get("data", {}).get("key_id") in signers
     ]
-    chosen = sorted({e.seq: e for e in (*key_events, *steps)}.values(), key=lambda e: e.seq)
+    signed, signed_events = _signed_form_events(events, number)
+    chosen = sorted(
+        {e.seq: e for e in (*key_events, *steps, *signed_events)}.values(), key=lambda e: e.seq
+    )
     files: dict[str, bytes] = {
         FORM: form_pdf,
         EVENTS: b"".join(event_line(e.body, e.hash, e.sig) for e in chosen),
@@ -84,6 +88,13 @@ def write_dossier(
             files[f"{ATTACHMENTS}{item['sha256']}"] = path.read_bytes()
         else:
             missing.append(item["sha256"])
+    missing_signed = []
+    for sha in signed:
+        path = attachment_path(attachments_dir, sha) if attachments_dir else None
+        if path is not None and path.is_file():
+            files[f"{SIGNED_FORMS_DIR}{sha}.pdf"] = path.read_bytes()
+        else:
+            missing_signed.append(sha)
     manifest: dict[str, Any] = {
         "format": DOSSIER_FORMAT,
         "request": number,
@@ -96,6 +107,7 @@ def write_dossier(
         },
         "files": {name: sha256_hex(data) for name, data in sorted(files.items())},
         "missing_attachments": missing,
+        "missing_signed_forms": missing_signed,
     }
     raw = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()
     signature = base64.b64encode(institution.sign(manifest_message(raw)))
@@ -105,6 +117,26 @@ def write_dossier(
         for name, data in files.items():
             archive.writestr(name, data)
     return manifest
+
+
+def _signed_form_events(
+    events: list[AuditEvent], number: str
+) -> tuple[list[str], list[AuditEvent]]:
+    """The request's form.sign events with the cert.register/cert.revoke of their certificates.
+
+    Returns the signed PDFs' sha256 and the events; the dossier verifier checks the PDFs against
+    them (and, with the pdf extra, their PAdES signatures).
+    """
+    data = {e.seq: json.loads(e.body).get("data") or {} for e in events if e.request is None}
+    forms = [e for e in events if e.action == "form.sign" and data[e.seq].get("request") == number]
+    certificates = {data[e.seq]["certificate"] for e in forms}
+    about = [
+        e
+        for e in events
+        if (e.action == "cert.register" and data[e.seq].get("sha256") in certificates)
+        or (e.action == "cert.revoke" and data[e.seq].get("certificate") in certificates)
+    ]
+    return [str(data[e.seq]["pdf_sha256"]) for e in forms], [*about, *forms]
 
 
 def steps_of(session: Session, number: str) -> list[AuditEvent]:

@@ -153,7 +153,9 @@ def revoke_certificate(sha256: str) -> Response:
             lambda: runtime().certificates(db()).revoke(sha256, by=me(), reason=reason)
         )
         if revoked is not None:
-            flash(_("Certificate revoked: forms signed with it from now on are refused."), "success")
+            flash(
+                _("Certificate revoked: forms signed with it from now on are refused."), "success"
+            )
     return redirect(url_for(".users"))
 
 

@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import WorkflowError
 from .dossier import DossierUnreadable, is_dossier, verify_dossier
 from .report import EXIT_INVALID, EXIT_UNREADABLE, NOT_TRUSTED, Report, VerifyError
+from .signed_forms import read_roots
 from .verifier import verify_bundle
 
 EPILOG = """exit codes:
@@ -40,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="a witness's verifier key (name+keyid+base64, from the district): the final "
         "checkpoint must carry its valid cosignature (repeatable)",
+    )
+    parser.add_argument(
+        "--ca-roots",
+        metavar="DIR",
+        help="folder of trusted CA root certificates: also validate the PAdES signatures of the "
+        "signed forms in the bundle or dossier, offline (needs pip install 'expense-audit[pdf]')",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument(
@@ -125,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         return _unreadable(f"cannot read proof {args.proof}: {exc}", args.json)
     if args.proof and not isinstance(proof, dict):
         return _unreadable(f"proof {args.proof} is not a consistency-proof file", args.json)
+    try:
+        ca_roots = read_roots(args.ca_roots) if args.ca_roots else None
+    except (WorkflowError, OSError) as exc:
+        return _unreadable(str(getattr(exc, "message", exc)), args.json)
     if is_dossier(args.bundle):
-        return _dossier(args.bundle, args.institution_key, args.json)
+        return _dossier(args.bundle, args.institution_key, args.json, ca_roots)
     if args.event and not args.request:
         return _unreadable("--event needs the request it belongs to (--request)", args.json)
     if args.proof and not args.trust:
@@ -142,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_state=bool(args.save_state),
             proof=proof,
             witness_keys=args.witness_key,
+            ca_roots=ca_roots,
         )
     except VerifyError as exc:
         return _unreadable(exc.message, args.json)
@@ -164,10 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     return report.exit_code
 
 
-def _dossier(path: str, institution_key: str | None, as_json: bool) -> int:
+def _dossier(
+    path: str, institution_key: str | None, as_json: bool, ca_roots: list[bytes] | None
+) -> int:
     """A payment dossier: one request, checked without the rest of the log."""
     try:
-        report = verify_dossier(path, institution_key=institution_key)
+        report = verify_dossier(path, institution_key=institution_key, ca_roots=ca_roots)
     except DossierUnreadable as exc:
         return _unreadable(exc.message, as_json)
     if as_json:
@@ -176,6 +191,10 @@ def _dossier(path: str, institution_key: str | None, as_json: bool) -> int:
     print(f"dossier:     request {report.request}")
     print(f"institution: {report.fingerprint}")
     print(f"checkpoint:  {report.checkpoint_size} events")
+    if report.signed_pdfs.get("present"):
+        print(f"signed PDFs: {report.signed_pdfs['present']}, {report.signed_pdfs['status']}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.valid:
         state = (report.projection or {}).get("state")
         print(f"VALID: every file, signature and inclusion proof checks out; state {state}")
@@ -203,6 +222,8 @@ def print_text(report: Report) -> None:
         )
     for line in cosignature_text(report):
         print(line)
+    if report.signed_pdfs.get("present"):
+        print(f"signed PDFs: {report.signed_pdfs['present']}, {report.signed_pdfs['status']}")
     for warning in report.warnings:
         print(f"warning: {warning}")
     if not report.trusted:

@@ -11,6 +11,10 @@ The steps, in order (each failure is listed; nothing is trusted before it is che
 6. The steps replay through the workflow definition they name (states and effects; the budget
    guards need the whole log's commitments and are left to the bundle); every attached file
    the steps bind is in the dossier with that sha256.
+7. Every form signed with a CA certificate (an included form.sign of this request, by a
+   certificate an included cert.register binds to the signer, not revoked before the signing
+   time) is in the dossier with that sha256; with the pdf extra and --ca-roots its PAdES
+   signature is validated too (signed_forms.py), else the report says it was not.
 
 NOTE: a dossier does not hold the whole log, so it cannot show that a signer's key was not
 revoked, or a role withdrawn, before the step: the full bundle's verification does that.
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,9 @@ from ..errors import WorkflowError
 from ..merkle import ProofInvalid, leaf_hash, verify_inclusion
 from ..projection import Projection, apply_event
 from .fields import FieldInvalid, v2_view
-from .format import LineNotCanonical, split_line
+from .format import SIGNED_FORMS_DIR, LineNotCanonical, split_line
 from .keys import Key
+from .signed_forms import NO_EXTRA, NO_ROOTS, check_signed_forms
 
 DOSSIER_FORMAT = "expense-dossier/1"
 MANIFEST = "dossier.json"
@@ -74,6 +80,8 @@ class DossierReport:
     checkpoint_size: int = 0
     projection: Projection | None = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    signed_pdfs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def valid(self) -> bool:
@@ -92,6 +100,8 @@ class DossierReport:
             "checkpoint_size": self.checkpoint_size,
             "state": (self.projection or {}).get("state"),
             "problems": self.problems,
+            "warnings": self.warnings,
+            "signed_pdfs": self.signed_pdfs,
         }
 
 
@@ -110,7 +120,12 @@ def _members(path: str | Path) -> dict[str, bytes]:
         raise DossierUnreadable(f"cannot read dossier: {exc}") from None
 
 
-def verify_dossier(path: str | Path, *, institution_key: str | None = None) -> DossierReport:
+def verify_dossier(
+    path: str | Path,
+    *,
+    institution_key: str | None = None,
+    ca_roots: Sequence[bytes] | None = None,
+) -> DossierReport:
     """Check a dossier offline (see the module docstring for the steps)."""
     report = DossierReport()
     files = _members(path)
@@ -157,8 +172,19 @@ def verify_dossier(path: str | Path, *, institution_key: str | None = None) -> D
         report.problems.append(f"checkpoint: {exc}")
         return report
     report.checkpoint_size = checkpoint.size
-    # 4.-6. The events, their proofs, signatures, links and replay.
-    _check_events(files, manifest, checkpoint.size, checkpoint.root, report)
+    # 4.-7. The events, their proofs, signatures, links and replay; the signed forms.
+    forms = _check_events(files, manifest, checkpoint.size, checkpoint.root, report)
+    missing = set(manifest.get("missing_signed_forms") or [])
+    result = check_signed_forms(
+        {n: d for n, d in files.items() if n.startswith(SIGNED_FORMS_DIR)},
+        [f for f in forms if f["pdf_sha256"] not in missing],
+        ca_roots=ca_roots,
+        required=True,
+    )
+    report.problems += [f"seq {seq}: {kind} {detail}" for seq, kind, detail, _ in result.problems]
+    report.signed_pdfs = result.as_json()
+    if result.status in (NO_EXTRA, NO_ROOTS):
+        report.warnings.append(result.status)
     return report
 
 
@@ -168,7 +194,10 @@ def _check_events(
     size: int,
     root: bytes,
     report: DossierReport,
-) -> None:
+) -> list[dict[str, Any]]:
+    """Steps 4-6; returns the request's form.sign records (step 7 checks their PDFs)."""
+    forms: list[dict[str, Any]] = []
+    certificates: dict[str, dict[str, Any]] = {}
     try:
         definitions = DefinitionSet.from_files(
             {
@@ -179,7 +208,7 @@ def _check_events(
         )
     except WorkflowError as exc:
         report.problems.append(f"definitions: {exc}")
-        return
+        return forms
     keys: dict[str, Key] = {}
     projection: Projection | None = None
     last_hash: str | None = None
@@ -189,7 +218,7 @@ def _check_events(
             body_bytes, hash_hex, sig = split_line(line)
         except LineNotCanonical as exc:
             report.problems.append(f"events.jsonl: {exc}")
-            return
+            return forms
         body = json.loads(body_bytes)
         seq = body.get("seq")
         # 4. Hash and inclusion.
@@ -207,6 +236,9 @@ def _check_events(
             data = body.get("data") or {}
             if body.get("action") in ("key.register", "key.enroll") and body.get("request") is None:
                 keys[str(data.get("key_id"))] = _key_of(int(seq), body["action"], data)
+                continue
+            if body.get("request") is None and body.get("action") in _CERTIFICATE_EVENTS:
+                _certificate_event(int(seq), body, certificates, forms, report)
                 continue
             report.problems.append(f"seq {seq}: a v1 step; verify it with the full bundle")
             continue
@@ -244,12 +276,62 @@ def _check_events(
         projection = apply_event(projection, view, hash_hex, transition.effects)
     if projection is None:
         report.problems.append("no step of the request could be checked")
-        return
+        return forms
     for item in projection.get("attachments") or []:
         name = f"{ATTACHMENTS}{item['sha256']}"
         if name not in files and item["sha256"] not in manifest.get("missing_attachments", []):
             report.problems.append(f"{item['name']}: bound by the steps, not in the dossier")
     report.projection = projection
+    return forms
+
+
+_CERTIFICATE_EVENTS = ("cert.register", "cert.revoke", "form.sign")
+
+
+def _certificate_event(
+    seq: int,
+    body: dict[str, Any],
+    certificates: dict[str, dict[str, Any]],
+    forms: list[dict[str, Any]],
+    report: DossierReport,
+) -> None:
+    """An included institution event about a CA certificate or a signed form (step 7).
+
+    NOTE: its inclusion in the signed checkpoint is what authenticates it (the Merkle leaf
+    commits to the event's institution signature); the full bundle re-checks the proofs of
+    possession and who asked.
+    """
+    data = body.get("data") or {}
+    action = body["action"]
+    if action == "cert.register":
+        certificates[str(data.get("sha256"))] = {"owner": data.get("owner"), "revoked_at": None}
+        return
+    if action == "cert.revoke":
+        cert = certificates.get(str(data.get("certificate")))
+        if cert is not None:
+            cert["revoked_at"] = body.get("ts")
+        return
+    if data.get("request") != report.request:
+        report.problems.append(
+            f"seq {seq}: a signed form of {data.get('request')}, not this request"
+        )
+        return
+    cert = certificates.get(str(data.get("certificate")))
+    if cert is None or cert["owner"] != data.get("signer"):
+        report.problems.append(
+            f"seq {seq}: the form is signed with a certificate not registered to {data.get('signer')}"
+        )
+        return
+    if cert["revoked_at"] is not None and str(cert["revoked_at"]) <= str(data.get("signing_time")):
+        report.problems.append(
+            f"seq {seq}: the form was signed at {data.get('signing_time')}, after its certificate "
+            f"was revoked ({cert['revoked_at']})"
+        )
+        return
+    forms.append({"seq": seq, **{k: data.get(k) for k in _FORM_FIELDS}})
+
+
+_FORM_FIELDS = ("request", "signer", "certificate", "pdf_sha256", "form_sha256", "signing_time")
 
 
 def _key_of(seq: int, action: str, data: dict[str, Any]) -> Key:

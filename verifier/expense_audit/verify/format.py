@@ -42,6 +42,9 @@ _HEX64 = "[0-9a-f]{64}"
 _PATH_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 DEFINITION_NAME = re.compile(rf"definitions/({_HEX64})/((?:{_PATH_PART}/)*{_PATH_PART}\.toml)")
 ATTACHMENT_NAME = re.compile(rf"attachments/({_HEX64})")
+SIGNED_FORMS_DIR = "signed-forms/"  # the PAdES-signed forms (form.sign), by sha256
+SIGNED_FORM_NAME = re.compile(rf"signed-forms/({_HEX64})\.pdf")
+MAX_SIGNED_FORM = 16 * MiB
 
 # A line is exactly JCS({"body": B, "hash": H, "sig": S}) for a canonical v1 body B, or
 # JCS({"body": B, "hash": H}) for a v2 body (its signature sits inside the body): the keys sort
@@ -101,6 +104,8 @@ def check_member_name(name: str) -> None:
         return
     if DEFINITION_NAME.fullmatch(name) or ATTACHMENT_NAME.fullmatch(name):
         return
+    if SIGNED_FORM_NAME.fullmatch(name):
+        return
     raise BundleUnreadable(f"member {name!r} is not part of the bundle format")
 
 
@@ -115,6 +120,8 @@ def _cap_for(name: str) -> int | None:
         return MAX_DEFINITION
     if name.startswith(ATTACHMENTS_DIR):
         return MAX_ATTACHMENT
+    if name.startswith(SIGNED_FORMS_DIR):
+        return MAX_SIGNED_FORM
     return None  # events.jsonl: streamed, each line capped
 
 

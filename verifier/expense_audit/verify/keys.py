@@ -373,6 +373,7 @@ class Keyring:
                 "request": data["request"],
                 "certificate": data["certificate"],
                 "pdf_sha256": data["pdf_sha256"],
+                "form_sha256": data["form_sha256"],
                 "signing_time": data["signing_time"],
                 "seq": seq,
                 "ts": ts,

@@ -79,6 +79,11 @@ class Kind(StrEnum):
     USER_VERIFICATION_MISSING = "user-verification-missing"
     SIGN_COUNT_NOT_INCREASING = "sign-count-not-increasing"  # a cloned authenticator
     ASSERTION_REPLAYED = "assertion-replayed"
+    # PAdES-signed forms (issue 14): the PDF is not the one form.sign recorded, is missing, or its
+    # signature does not validate against --ca-roots.
+    SIGNED_PDF_MISMATCH = "signed-pdf-mismatch"
+    SIGNED_PDF_MISSING = "signed-pdf-missing"
+    SIGNED_PDF_INVALID = "signed-pdf-invalid"
     ASSERTION_INVALID = "assertion-invalid"  # clientDataJSON / authenticatorData unusable
     REQUEST_PREV_MISMATCH = "request-prev-mismatch"  # the decision was made on another history
     ISSUED_OUT_OF_RANGE = "issued-out-of-range"  # decision prepared after, or long before, its ts
@@ -169,6 +174,7 @@ class Report:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     cosignatures: list[dict[str, Any]] = field(default_factory=list)
     witnesses: list[str] = field(default_factory=list)  # the --witness-key names checked
+    signed_pdfs: dict[str, Any] = field(default_factory=dict)  # PAdES forms (signed_forms.py)
 
     @property
     def valid(self) -> bool:
@@ -206,6 +212,7 @@ class Report:
             "attachments": self.attachments,
             "cosignatures": self.cosignatures,
             "witnesses": self.witnesses,
+            "signed_pdfs": self.signed_pdfs,
         }
 
     def people_text(self) -> list[str]:

@@ -28,7 +28,15 @@ from .checkpoints import (
 )
 from .cosignatures import check_cosignatures, parse_witness_keys
 from .fields import INSTITUTION, KEY_DECISIONS, FieldInvalid, check_body, parse_ts, v2_view
-from .format import CHECKPOINTS, KEYS, BundleFiles, LineNotCanonical, open_bundle, split_line
+from .format import (
+    CHECKPOINTS,
+    KEYS,
+    SIGNED_FORMS_DIR,
+    BundleFiles,
+    LineNotCanonical,
+    open_bundle,
+    split_line,
+)
 from .keys import BATCH, Crypto, Keyring, Pool
 from .metadata import (
     check_keys_file,
@@ -39,6 +47,7 @@ from .metadata import (
 )
 from .replay import Replay
 from .report import INTEGRITY, BundleUnreadable, Kind, PinInvalid, Report
+from .signed_forms import NO_EXTRA, NO_ROOTS, check_signed_forms
 from .state import export_state, institution_public, load_state
 
 _PIN = re.compile(r"[0-9a-f]{64}")
@@ -249,6 +258,7 @@ def verify_bundle(
     proof: object = None,
     witness_keys: Sequence[str] = (),
     now: datetime | None = None,
+    ca_roots: Sequence[bytes] | None = None,
 ) -> Report:
     """Verify the bundle at ``path`` (see _verify_files); the zip is closed whatever happens."""
     witnesses = parse_witness_keys(witness_keys)
@@ -265,9 +275,34 @@ def verify_bundle(
             proof=proof,
             witnesses=witnesses,
             now=_aware(now or datetime.now(UTC)),
+            ca_roots=ca_roots,
         )
     finally:
         files.archive.close()
+
+
+def _check_signed_pdfs(
+    files: BundleFiles,
+    keyring: Keyring,
+    manifest: Mapping[str, Any],
+    ca_roots: Sequence[bytes] | None,
+    report: Report,
+) -> None:
+    """Step 9c: the signed PDFs in the bundle against the form.sign events (signed_forms.py)."""
+    records = [form for person in keyring.people.values() for form in person.signed_forms]
+    pdfs = {
+        name: files.read(name)
+        for name in sorted(files.members)
+        if name.startswith(SIGNED_FORMS_DIR)
+    }
+    result = check_signed_forms(
+        pdfs, records, ca_roots=ca_roots, required=manifest.get("with_attachments") is True
+    )
+    for seq, kind, detail, request in result.problems:
+        report.add(seq, kind, detail, request)
+    report.signed_pdfs = result.as_json()
+    if result.status in (NO_EXTRA, NO_ROOTS):
+        report.warnings.append(result.status)
 
 
 def _verify_files(
@@ -282,6 +317,7 @@ def _verify_files(
     proof: object,
     witnesses: Sequence[CosignerKey],
     now: datetime,
+    ca_roots: Sequence[bytes] | None = None,
 ) -> Report:
     """Verify a bundle; raises BundleUnreadable when it cannot be read, PinInvalid for a bad pin.
 
@@ -390,6 +426,7 @@ def _verify_files(
     check_keys_file(keys_file, keyring, report)
     run.attachments.check(files, required=manifest.get("with_attachments") is True, report=report)
     report.attachments = run.attachments.listing()
+    _check_signed_pdfs(files, keyring, manifest, ca_roots, report)
     # 10. Trust: only a full pin or a checkpoint the auditor kept ties the log to the school.
     report.trusted = pin is not None or trusted_checkpoint is not None
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
