@@ -183,6 +183,11 @@ def verify_dossier(
     )
     report.problems += [f"seq {seq}: {kind} {detail}" for seq, kind, detail, _ in result.problems]
     report.signed_pdfs = result.as_json()
+    if missing:
+        report.warnings.append(
+            f"{len(missing)} signed form(s) the log records were not included by the school: "
+            + ", ".join(sorted(missing))
+        )
     if result.status in (NO_EXTRA, NO_ROOTS):
         report.warnings.append(result.status)
     return report

@@ -41,7 +41,10 @@ Problem = tuple[int | None, str, str, str | None]  # seq, kind, detail, request
 
 def pdf_extra_installed() -> bool:
     """Whether pyHanko (the `pdf` extra) can be imported."""
-    return importlib.util.find_spec("pyhanko") is not None
+    try:
+        return importlib.util.find_spec("pyhanko") is not None
+    except (ImportError, ValueError):  # blocked in sys.modules
+        return False
 
 
 def read_roots(folder: str | Path) -> list[bytes]:
