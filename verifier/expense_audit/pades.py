@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.diff_analysis import ModificationLevel
 from pyhanko.sign.validation import validate_pdf_signature
@@ -49,9 +50,9 @@ T = TypeVar("T")
 _MAY_CHANGE = frozenset(
     {"/AcroForm", "/Annots", "/DSS", "/Extensions", "/Perms", "/Version", "/ModDate", "/Producer"}
 )
-# NOTE: pyHanko logs every failed path validation at ERROR with a traceback; a refused upload is
-# an expected outcome here and is reported to the person, not in the server's error log.
-logging.getLogger("pyhanko.sign.validation.generic_cms").setLevel(logging.CRITICAL)
+# NOTE: pyHanko logs every failed path validation as a warning with a traceback; a refused upload
+# is an expected outcome here and is reported to the person, not in the server's log.
+logging.getLogger("pyhanko.sign.validation.generic_cms").setLevel(logging.ERROR)
 
 
 class SignedFormRefused(DataInvalid):
@@ -100,6 +101,14 @@ def _common_name(name: Any) -> str:
 
 def check_pades(pdf: bytes, *, trust_roots: Sequence[bytes]) -> PadesSignature:
     """Check the one PAdES signature of ``pdf`` offline (see the module docstring)."""
+    try:
+        return _check(pdf, trust_roots)
+    except (PdfError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        # NOTE: a hostile file can break pyHanko's reading anywhere; that is a refusal too.
+        raise refuse("Không đọc được tệp PDF.", f"The PDF cannot be read: {exc}") from exc
+
+
+def _check(pdf: bytes, trust_roots: Sequence[bytes]) -> PadesSignature:
     # 1. One signature, over the second revision.
     try:
         reader = PdfFileReader(io.BytesIO(pdf))

@@ -81,8 +81,12 @@ def check_signed_forms(
     *,
     ca_roots: Sequence[bytes] | None,
     required: bool,
+    required_after: int = 0,
 ) -> SignedFormsResult:
-    """Check the signed PDFs (member name -> bytes) against the log's form.sign records."""
+    """Check the signed PDFs (member name -> bytes) against the log's form.sign records.
+
+    ``required``: every record after event ``required_after`` (a delta's start) must have its PDF.
+    """
     result = SignedFormsResult()
     by_hash = {str(r["pdf_sha256"]): r for r in records}
     present: dict[str, bytes] = {}
@@ -115,7 +119,7 @@ def check_signed_forms(
     # 2. Every recorded PDF is here, when the files were asked for.
     if required:
         for sha, record in sorted(by_hash.items()):
-            if sha not in present:
+            if sha not in present and int(record["seq"]) > required_after:
                 result.problems.append(
                     (
                         record["seq"],

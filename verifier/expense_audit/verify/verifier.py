@@ -296,7 +296,11 @@ def _check_signed_pdfs(
         if name.startswith(SIGNED_FORMS_DIR)
     }
     result = check_signed_forms(
-        pdfs, records, ca_roots=ca_roots, required=manifest.get("with_attachments") is True
+        pdfs,
+        records,
+        ca_roots=ca_roots,
+        required=manifest.get("with_attachments") is True,
+        required_after=delta_start(dict(manifest)) or 0,
     )
     for seq, kind, detail, request in result.problems:
         report.add(seq, kind, detail, request)
