@@ -226,10 +226,11 @@ def test_corpus_case_is_refused_without_traceback(case: Path) -> None:
 
 
 def test_verifier_imports_nothing_of_the_server() -> None:
-    """A fresh interpreter importing the verifier must not pull in the server's libraries."""
+    """A fresh interpreter importing the verifier must not pull in the server's libraries, nor
+    pyHanko (the optional `pdf` extra, imported only to validate a signed PDF)."""
     code = (
         "import sys, expense_audit.verify, expense_audit.verify.cli\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'flask', 'alembic', 'workflow', 'webapp'})\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'flask', 'alembic', 'workflow', 'webapp', 'pyhanko'})\n"
         "print(','.join(bad))"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
