@@ -25,6 +25,9 @@ python3 -m venv "$inspector/venv"
 if "$inspector/venv/bin/python" -c "import flask" 2>/dev/null || "$inspector/venv/bin/python" -c "import sqlalchemy" 2>/dev/null; then
   echo "the verifier's venv has Flask or SQLAlchemy" >&2; exit 1
 fi
+if "$inspector/venv/bin/python" -c "import pyhanko" 2>/dev/null; then
+  echo "the verifier's venv has pyHanko without asking for the pdf extra" >&2; exit 1
+fi
 demo="$inspector/demo"
 mkdir -p "$demo"
 EXPENSES_KEYS="$demo/keys" DATABASE_URL="sqlite:///$demo/d.sqlite" EXPENSES_SCRYPT_N=1024 \
