@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from asn1crypto import crl as asn1_crl
@@ -20,7 +21,9 @@ from pyhanko.sign.validation.dss import DocumentSecurityStore
 from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 
+from expense_audit.verify import verify_bundle
 from workflow import pades
+from workflow.bundle import export_bundle
 from workflow.payment_form import gather, render
 
 from .ca_tools import Authority, Person
@@ -426,3 +429,28 @@ def test_second_signature_over_other_content_is_refused(
     with pytest.raises(pades.SignedFormRefused, match="đúng một chữ ký") as refused:
         upload(school, "toan", approved, twice, form, authority)
     assert "exactly one signature" in refused.value.message_en
+
+
+def test_certificate_revoked_by_its_ca_after_signing_is_accepted_with_the_revocation_recorded(
+    school: School, approved: str, authority: Authority, tmp_path: Path
+) -> None:
+    person = authority.issue("NGUYỄN VĂN TOÀN")
+    register(school, "toan", person)
+    form = the_form(school, approved)
+    at = now_utc(school)
+    bare = pades.sign_form(form, _file_signer(person, authority), signing_time=at)
+    revoked = at + timedelta(hours=2)
+    authority.revoke(person, revoked)
+    # The revocation data was added later (Acrobat's LTV): its CRL lists the revocation.
+    later = add_revocation_data(bare, authority, at + timedelta(hours=3))
+    upload(school, "toan", approved, later, form, authority)
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        (row,) = runtime.certificates(session).signed_forms(approved)
+        assert row.ca_revoked_at == revoked.strftime("%Y-%m-%dT%H:%M:%SZ")
+        bundle = tmp_path / "b.zip"
+        export_bundle(session, bundle, institution=runtime.institution, now=runtime.now())
+    report = verify_bundle(bundle, institution_key=runtime.institution.fingerprint)
+    assert report.valid, report.problems
+    (listed,) = report.people["toan"]["signed_forms"]
+    assert listed["ca_revoked_at"] == row.ca_revoked_at

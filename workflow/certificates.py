@@ -289,8 +289,13 @@ class CertificateRegistry:
         form_sha256: str,
         pdf_sha256: str,
         signing_time: str,
+        ca_revoked_at: str | None = None,
     ) -> SignedForm:
-        """Enter a verified PAdES-signed form in the log (`form.sign`) and index it."""
+        """Enter a verified PAdES-signed form in the log (`form.sign`) and index it.
+
+        ``ca_revoked_at``: the CA revoked the certificate after the signing time (a CRL in the
+        file says so); the form stays valid and the log and the page say it.
+        """
         if self.session.get(SignedForm, pdf_sha256) is not None:
             raise DataInvalid(
                 "Tệp đã ký này đã được tải lên.",
@@ -311,6 +316,7 @@ class CertificateRegistry:
                 "form_sha256": form_sha256,
                 "pdf_sha256": pdf_sha256,
                 "signing_time": signing_time,
+                **({"ca_revoked_at": ca_revoked_at} if ca_revoked_at else {}),
             },
         )
         row = SignedForm(
@@ -320,6 +326,7 @@ class CertificateRegistry:
             cert_sha256=cert.sha256,
             form_sha256=form_sha256,
             signing_time=signing_time,
+            ca_revoked_at=ca_revoked_at,
             seq=event.seq,
         )
         self.session.add(row)
@@ -370,6 +377,7 @@ class CertificateRegistry:
             form_sha256=checked.form_sha256,
             pdf_sha256=checked.pdf_sha256,
             signing_time=checked.signing_time,
+            ca_revoked_at=checked.ca_revoked_at,
         )
 
 

@@ -403,4 +403,6 @@ class SignedForm(Base):
     cert_sha256: Mapped[str] = mapped_column(String(64), ForeignKey("ca_certificates.sha256"))
     form_sha256: Mapped[str] = mapped_column(String(64))
     signing_time: Mapped[str] = mapped_column(String(20))
+    # The CA revoked the certificate after the signing time (a CRL embedded in the file says so).
+    ca_revoked_at: Mapped[str | None] = mapped_column(String(20), nullable=True, default=None)
     seq: Mapped[int] = mapped_column(BigInteger)

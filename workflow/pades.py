@@ -62,6 +62,7 @@ class CheckedForm:
     signing_time: str
     signer_name: str
     issuer_name: str
+    ca_revoked_at: str | None = None  # the CA revoked the certificate after the signing time
 
 
 def signing_context(
@@ -174,4 +175,7 @@ def check_signed_form(
         signing_time=checked.signing_time_text,
         signer_name=checked.signer_name,
         issuer_name=checked.issuer_name,
+        ca_revoked_at=(
+            checked.ca_revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ") if checked.ca_revoked_at else None
+        ),
     )

@@ -71,6 +71,7 @@ class PadesSignature:
     signing_time: datetime  # aware, UTC
     signer_name: str  # the certificate's common name
     issuer_name: str  # the issuing CA's common name
+    ca_revoked_at: datetime | None = None  # a CRL in the file revokes it after the signing time
 
     @property
     def signing_time_text(self) -> str:
@@ -139,7 +140,10 @@ def _check(pdf: bytes, trust_roots: Sequence[bytes]) -> PadesSignature:
     try:
         context = DocumentSecurityStore.read_dss(reader).as_validation_context(
             {"trust_roots": roots, "allow_fetching": False, "moment": moment}
-            | {"revocation_mode": "require"}
+            # NOTE: revocation data fetched after signing (Acrobat's "add verification
+            # information", a later CRL) speaks for the signing time too: a CRL lists every
+            # revocation with its date.
+            | {"revocation_mode": "require", "retroactive_revinfo": True}
         )
     except (ValidationInfoReadingError, ValueError):  # no DSS, or one without revocation data
         context = None
@@ -175,7 +179,22 @@ def _check(pdf: bytes, trust_roots: Sequence[bytes]) -> PadesSignature:
         signing_time=moment,
         signer_name=_common_name(cert.subject),
         issuer_name=_common_name(cert.issuer),
+        ca_revoked_at=_revoked_after(context.crls, cert, moment),
     )
+
+
+def _revoked_after(crls: Sequence[Any], cert: Any, moment: datetime) -> datetime | None:
+    """The earliest revocation of ``cert`` after ``moment`` that a CRL in the file lists."""
+    found: list[datetime] = []
+    for crl in crls:
+        tbs = crl["tbs_cert_list"]
+        if tbs["issuer"] != cert.issuer:
+            continue
+        for entry in tbs["revoked_certificates"]:
+            when = entry["revocation_date"].native
+            if entry["user_certificate"].native == cert.serial_number and when > moment:
+                found.append(when.astimezone(UTC))
+    return min(found, default=None)
 
 
 def _no_revocation_data() -> SignedFormRefused:

@@ -20,7 +20,7 @@ from expense_audit.projection import INVOICE_FIELDS, PAPERWORK_FIELDS, content_o
 from workflow import dossier, payment_form, policy, queries
 from workflow.clock import local_time
 from workflow.errors import ConcurrentChange
-from workflow.models import Draft
+from workflow.models import CaCertificate, Draft, SignedForm
 from workflow.service import Current, draft_content
 from workflow.signatures import PASSKEY, SignatureRefused
 
@@ -439,11 +439,16 @@ def _signed_forms(number: str) -> list[dict[str, str]]:
                 "ca": ca,
                 "when": local_time(row.signing_time),
                 "sha256": row.pdf_sha256,
-                # Revoked after this signature (a later signature would have been refused).
-                "revoked": local_time(cert.revoked_at) if cert and cert.revoked_at else "",
+                # Revoked after this signature, in the log or by the CA (a CRL in the file).
+                "revoked": local_time(min(revoked)) if (revoked := _revocations(row, cert)) else "",
             }
         )
     return shown
+
+
+def _revocations(row: SignedForm, cert: CaCertificate | None) -> list[str]:
+    """When the certificate of a signed form was revoked after it was signed, if it was."""
+    return [t for t in (row.ca_revoked_at, cert.revoked_at if cert else None) if t]
 
 
 def form_bytes(current: Current) -> bytes:

@@ -167,10 +167,13 @@ _INSTITUTION_DATA: dict[str, dict[str, Check]] = {
     "form.sign": {
         **dict.fromkeys(("request", "signer", "signing_time"), _str),
         **dict.fromkeys(("certificate", "form_sha256", "pdf_sha256"), _hex64),
+        "ca_revoked_at": _str,
     },
 }
 # NOTE: older logs wrote user.roles and key.revoke without "by"; it is reported as "unknown".
-_OPTIONAL_DATA = {"user.roles": "by", "key.revoke": "by"}
+# form.sign has "ca_revoked_at" only when the file's CRLs show the CA revoked the certificate
+# after the signing time.
+_OPTIONAL_DATA = {"user.roles": "by", "key.revoke": "by", "form.sign": "ca_revoked_at"}
 # Person decisions about keys (v2), their data, and the fields that must be null in them.
 KEY_DECISIONS: dict[str, dict[str, Check]] = {
     "key.confirm": {"key_id": _key_id},

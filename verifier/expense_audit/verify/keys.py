@@ -375,6 +375,7 @@ class Keyring:
                 "pdf_sha256": data["pdf_sha256"],
                 "form_sha256": data["form_sha256"],
                 "signing_time": data["signing_time"],
+                "ca_revoked_at": data.get("ca_revoked_at"),
                 "seq": seq,
                 "ts": ts,
             }

@@ -249,6 +249,11 @@ class Report:
                 lines.append(
                     f"    signed the form of {form['request']} (PAdES, pdf sha256 "
                     f"{form['pdf_sha256'][:16]}) at {form['signing_time']}, seq {form['seq']}"
+                    + (
+                        f"; its CA revoked the certificate afterwards, at {form['ca_revoked_at']}"
+                        if form.get("ca_revoked_at")
+                        else ""
+                    )
                 )
             flags = person["flags"]
             if flags["recovery_key_steps"]:

@@ -1,4 +1,5 @@
-"""A registered CA certificate can be revoked (`cert.revoke`, issue 14).
+"""A registered CA certificate can be revoked (`cert.revoke`, issue 14); a signed form records
+a revocation by the CA after its signing time.
 
 Revision ID: 0014
 Revises: 0009
@@ -22,9 +23,13 @@ def upgrade() -> None:
         table.add_column(sa.Column("revoked_at", sa.String(length=20), nullable=True))
         table.add_column(sa.Column("revoked_by", sa.String(length=64), nullable=True))
         table.add_column(sa.Column("revoke_reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("signed_forms") as table:
+        table.add_column(sa.Column("ca_revoked_at", sa.String(length=20), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("signed_forms") as table:
+        table.drop_column("ca_revoked_at")
     with op.batch_alter_table("ca_certificates") as table:
         for column in ("revoke_reason", "revoked_by", "revoked_at", "revoked_seq"):
             table.drop_column(column)
