@@ -2,7 +2,7 @@
 a revocation by the CA after its signing time.
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0011
 Create Date: 2026-11-27
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0009"
+down_revision = "0011"  # after 0011 (witness cosignatures), the head of main when this landed
 branch_labels = None
 depends_on = None
 
