@@ -176,10 +176,16 @@ def _renamed_definitions(tmp_path: Path) -> Path:
     target = tmp_path / "renamed"
     (target / "budgets").mkdir(parents=True)
     (target / "budgets" / "2024-2025.toml").write_bytes(CATALOGUE)
-    text = WORKFLOW.decode()
-    for old, new in (("submit", "gui"), ("forward", "trinh"), ("approve", "duyet"), ("pay", "chi")):
-        text = text.replace(f'trigger = "{old}"', f'trigger = "{new}"')
-    (target / "expense_approval.toml").write_text(text, encoding="utf-8")
+    for name in ("expense_approval.toml", "expense_approval_district.toml"):
+        text = (Path("definitions") / name).read_text(encoding="utf-8")
+        for old, new in (
+            ("submit", "gui"),
+            ("forward", "trinh"),
+            ("approve", "duyet"),
+            ("pay", "chi"),
+        ):
+            text = text.replace(f'trigger = "{old}"', f'trigger = "{new}"')
+        (target / name).write_text(text, encoding="utf-8")
     return target
 
 

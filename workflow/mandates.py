@@ -38,6 +38,9 @@ from .enrollment import same_except_issued
 from .models import AuditEvent, MandateRow, User
 from .signatures import check_signature
 
+# Accounts that never sign in the chain, so never receive a mandate, whatever a definition says.
+NEVER_RECEIVE = frozenset({"admin", "auditor"})
+
 # Titles of the roles on papers and mails ("KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long").
 ROLE_TITLES: Mapping[str, Mapping[str, str]] = {
     "approver": {"vi": "HIỆU TRƯỞNG", "en": "PRINCIPAL"},
@@ -74,8 +77,18 @@ def signature_line(mandate: Mandate, signer: User, language: str = "vi") -> str:
 class Mandates:
     """Grant, revoke and look up mandates; every change is a decision the delegator signs."""
 
-    def __init__(self, session: Session, *, directory: Directory, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        directory: Directory,
+        clock: Clock = utcnow,
+        receivers: Collection[str] = ("proposer", "reviewer", "approver", "accountant"),
+    ) -> None:
         self.session, self.directory, self.clock = session, directory, clock
+        # who may receive a mandate: a holder of one of these roles (the workflow definition's
+        # [mandates] receivers), and never an admin or an auditor
+        self.receivers = frozenset(receivers) - NEVER_RECEIVE
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -307,6 +320,17 @@ class Mandates:
                 f"Không có tài khoản đang hoạt động «{mandate.delegate}».",
                 en=f"There is no active account {mandate.delegate!r}.",
                 problem="mandate-invalid",
+            )
+        held = set(delegate.role_list)
+        if held & NEVER_RECEIVE or not held & self.receivers:
+            raise MandateRefused(
+                f"{delegate.name} không thể nhận ủy quyền: quản trị viên và thanh tra không ký "
+                "trong quy trình duyệt chi, và người nhận phải giữ một vai trò trong quy trình.",
+                en=f"{delegate.name} cannot receive a mandate: administrators and auditors do not "
+                "sign in the approval chain, and a delegate holds a role in the chain.",
+                problem="mandate-invalid",
+                delegate=delegate.login,
+                allowed=sorted(self.receivers),
             )
 
     def _existing(self, ref: Any) -> Mandate:

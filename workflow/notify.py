@@ -17,7 +17,12 @@ from .clock import utcnow
 from .mail_text import render, render_checkpoint, render_digest, render_key_mail
 from .models import OutboxMail, ReminderSent, Request, SigningKey, User
 
-RECIPIENT_ROLES = {"reviewers": "reviewer", "approvers": "approver", "accountants": "accountant"}
+RECIPIENT_ROLES = {
+    "reviewers": "reviewer",
+    "approvers": "approver",
+    "accountants": "accountant",
+    "district_officers": "district_finance",
+}
 
 
 def resolve_recipients(
@@ -138,11 +143,24 @@ def request_link(base_url: str, number: str) -> str:
 
 
 def queue_reminders(
-    session: Session, *, workflow: WorkflowDefinition, origin: str, base_url: str, now: datetime
+    session: Session,
+    *,
+    workflow: WorkflowDefinition,
+    origin: str,
+    base_url: str,
+    now: datetime,
+    others: Iterable[WorkflowDefinition] = (),
 ) -> list[OutboxMail]:
-    """Remind whoever must act on requests waiting too long; at most once per waiting period."""
+    """Remind whoever must act on requests waiting too long; at most once per waiting period.
+
+    ``others``: further workflows requests may follow (their own states, e.g. the district's).
+    """
     mails = []
-    for state in workflow.states.values():
+    states = dict(workflow.states)
+    for other in others:
+        for name, state in other.states.items():
+            states.setdefault(name, state)
+    for state in states.values():
         if not state.remind or state.wait_days is None:
             continue
         period = timedelta(days=state.wait_days)

@@ -290,6 +290,7 @@ class Runtime:
             mails = queue_reminders(
                 session,
                 workflow=self.definitions.workflow(),
+                others=self.definitions.workflows.values(),
                 origin=self.settings.origin,
                 base_url=self.settings.base_url,
                 now=self.now(),

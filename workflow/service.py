@@ -15,11 +15,13 @@ from sqlalchemy.orm import Session
 from expense_audit.budget import BudgetBook
 from expense_audit.decision import check_decision, make_decision, server_signature
 from expense_audit.definitions import (
+    DEFAULT_WORKFLOW,
     BudgetCatalogue,
     BudgetLine,
     DefinitionSet,
     TransitionDef,
     WorkflowDefinition,
+    load_workflow,
 )
 from expense_audit.errors import (
     ActorNotAllowed,
@@ -88,6 +90,8 @@ PAPERWORK_LIMITS = {
     "invoice_series": MAX_INVOICE_SERIES,
     "invoice_date": 10,
 }
+# The workflow name of each definition file met (by sha256): files never change under their hash.
+_WORKFLOW_NAMES: dict[str, str] = {}
 DECISION_LIFETIME = timedelta(hours=24)  # a prepared step may wait this long for its signature
 CLOCK_TOLERANCE = timedelta(minutes=5)
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
@@ -161,7 +165,7 @@ class ApprovalService:
         directory: Directory,
         clock: Clock = utcnow,
         base_url: str = "http://localhost:5000",
-        workflow: str = "expense_approval",
+        workflow: str = DEFAULT_WORKFLOW,
     ) -> None:
         self._book_memo: dict[str, BudgetBook] | None = None
         self.session = session
@@ -171,7 +175,12 @@ class ApprovalService:
         self.base_url = base_url
         self.workflow: WorkflowDefinition = definitions.workflow(workflow)
         self.machine = machine_for(self.workflow)
-        self.mandates = Mandates(session, directory=directory, clock=clock)
+        self.mandates = Mandates(
+            session,
+            directory=directory,
+            clock=clock,
+            receivers=self.workflow.mandate_receivers or tuple(self.workflow.signing_roles),
+        )
 
     # --- drafts -------------------------------------------------------------------------------
 
@@ -352,6 +361,41 @@ class ApprovalService:
             f"Không tìm thấy đề xuất {number}.", en=f"No request {number}.", number=number
         )
 
+    def workflow_of(self, current: Current) -> WorkflowDefinition:
+        """The workflow a request follows: the one its submission chose (see choose_workflow).
+
+        A draft follows the default one until it is submitted. The request's latest event names
+        the definition file it was decided under; its name gives today's version of that workflow.
+        """
+        sha256 = (current.projection or {}).get("definition")
+        if not sha256:
+            return self.workflow
+        return self.definitions.workflow(self._workflow_name(str(sha256)))
+
+    def _workflow_name(self, sha256: str) -> str:
+        known = self.definitions.by_hash.get(sha256)
+        if isinstance(known, WorkflowDefinition):
+            return known.name
+        name = _WORKFLOW_NAMES.get(sha256)
+        if name is None:
+            # An older version of a workflow file: the log keeps every file an event names.
+            stored = self.session.get(DefinitionFile, sha256)
+            name = (
+                load_workflow(bytes(stored.content), stored.path).name
+                if stored is not None
+                else self.workflow.name
+            )
+            _WORKFLOW_NAMES[sha256] = name
+        return name
+
+    def chosen_workflow(self, current: Current, content: Mapping[str, Any]) -> WorkflowDefinition:
+        """The workflow a submission picks: the catalogue's dated rule on today's local date."""
+        catalogue = self.definitions.catalogues.get(current.number.split("/")[0])
+        if catalogue is None:
+            return self.workflow
+        name = catalogue.workflow_for(local_date(self.clock()), int(content.get("amount_vnd") or 0))
+        return self.definitions.workflow(name)
+
     def remember_budgets(self) -> None:
         """Read-only pages: compute each line's commitments once for this service's lifetime."""
         self._book_memo = {}
@@ -400,11 +444,12 @@ class ApprovalService:
         """Would ``trigger`` pass its guards now? Returns the refusal, or None (for queues)."""
         try:
             current = current or self.current(number)
-            transition = self.machine.transition_for(current.state, trigger)
+            machine = machine_for(self.workflow_of(current))
+            transition = machine.transition_for(current.state, trigger)
             if transition.not_while_acting_for and set(transition.roles) & set(actor.role_list):
                 self._check_not_acting(current, transition, actor)
             content = self._content_for(current, transition)
-            self.machine.fire(current.state, trigger, self._context(current, actor, content, {}))
+            machine.fire(current.state, trigger, self._context(current, actor, content, {}))
         except WorkflowError as refusal:
             return refusal
         return None
@@ -503,7 +548,7 @@ class ApprovalService:
         check_signature(key, checked, signature)
         # 5. Write: the event, the projection, the mails; the caller commits all or nothing.
         self._record_definitions(
-            self.workflow.sha256, *([checked["budget"]] if checked["budget"] else [])
+            str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])
         )
         event = append_decision(
             self.session, decision=checked, signature=signature, ts=self.clock(), head=head
@@ -544,7 +589,9 @@ class ApprovalService:
     ) -> tuple[dict[str, Any], TransitionDef]:
         """The decision ``actor`` would sign now, or the refusal (nothing is written)."""
         # 1. Is the trigger possible from this state, and under which of the actor's roles?
-        transition = self.machine.transition_for(current.state, trigger)
+        workflow = self.workflow_of(current)
+        machine = machine_for(workflow)
+        transition = machine.transition_for(current.state, trigger)
         if not actor.active:
             raise AccountLocked(
                 "Tài khoản đã bị khóa.", en="This account is locked.", login=actor.login
@@ -562,8 +609,13 @@ class ApprovalService:
             )
         content = self._content_for(current, transition)
         payment = _payment_data(payment_data) if transition.has("record_payment") else {}
+        if transition.has("choose_workflow"):
+            # The submission picks the workflow by the rule in force today and the amount.
+            workflow = self.chosen_workflow(current, content)
+            machine = machine_for(workflow)
+            transition = machine.transition_for(current.state, trigger)
         # 3. Guards (ownership, separation of duties, norms, allocation) through the machine.
-        new_state = self.machine.fire(
+        new_state = machine.fire(
             current.state, trigger, self._context(current, actor, content, payment)
         )
         catalogue = self.definitions.catalogues.get(current.number.split("/")[0])
@@ -582,7 +634,7 @@ class ApprovalService:
             actor=actor.login,
             role=role,
             key=key_id,
-            definition=self.workflow.sha256,
+            definition=workflow.sha256,
             budget=catalogue.sha256 if catalogue is not None else None,
             data=data,
             comment=comment,
@@ -715,6 +767,7 @@ class ApprovalService:
             actor=actor.login,
             owner=current.owner,
             forwarded_by=(current.projection or {}).get("forwarded_by"),
+            approved_by=(current.projection or {}).get("approved_by"),
             content=content,
             catalogue=self.definitions.catalogues.get(current.number.split("/")[0]),
             book=self.book_for_line(line),

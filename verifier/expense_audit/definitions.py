@@ -18,6 +18,8 @@ from .vocabulary import EFFECTS, GUARD_NAMES, LANGUAGES, NORM_KINDS, RECIPIENTS,
 
 Labels = Mapping[str, str]
 SCHOOL_YEAR_START_MONTH = 9  # a school year (năm học) runs September to May
+# The workflow a request follows unless a catalogue's [[workflow_rules]] sends it elsewhere.
+DEFAULT_WORKFLOW = "expense_approval"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ class WorkflowDefinition:
     path: str
     sha256: str
     queues: Mapping[str, QueueDef] = field(default_factory=dict)
+    # [mandates] receivers: a mandate goes only to someone holding one of these roles (and never
+    # to an admin or an auditor); empty: any role that takes steps in this workflow
+    mandate_receivers: tuple[str, ...] = ()
 
     def find(self, state: str, trigger: str) -> TransitionDef | None:
         """Return the transition fired by ``trigger`` from ``state``, if any."""
@@ -159,6 +164,15 @@ class QuoteRule:
 
 
 @dataclass(frozen=True)
+class WorkflowRule:
+    """From ``effective`` on, a request above ``above_vnd`` follows the workflow ``workflow``."""
+
+    effective: date
+    above_vnd: int
+    workflow: str
+
+
+@dataclass(frozen=True)
 class BudgetCatalogue:
     school_year: str
     budget_years: tuple[int, ...]
@@ -172,6 +186,21 @@ class BudgetCatalogue:
     # dated quote rules, oldest first; without [[quote_rules]] the catalogue's own pair applies
     quote_rules: tuple[QuoteRule, ...] = ()
     unit_code: str | None = None  # mã ĐVQHNS: the school's budget-unit code (7 digits)
+    # dated workflow rules, oldest first; without [[workflow_rules]] every request takes the
+    # default workflow
+    workflow_rules: tuple[WorkflowRule, ...] = ()
+
+    def workflow_rule_on(self, day: date | None) -> WorkflowRule | None:
+        """The workflow rule in force on ``day`` (the submission's local date), if any."""
+        in_force = [r for r in self.workflow_rules if day is None or r.effective <= day]
+        return in_force[-1] if in_force else None
+
+    def workflow_for(self, day: date | None, amount_vnd: int) -> str:
+        """The workflow a request of ``amount_vnd`` submitted on ``day`` follows."""
+        rule = self.workflow_rule_on(day)
+        if rule is not None and amount_vnd > rule.above_vnd:
+            return rule.workflow
+        return DEFAULT_WORKFLOW
 
     def quote_rule_on(self, day: date | None) -> QuoteRule:
         """The quote rule in force on ``day`` (the request's submission date, local time)."""
@@ -204,7 +233,21 @@ class DefinitionSet:
         }
         if not files:
             raise DefinitionError(str(base), "-", "no definition files found")
-        return cls.from_files(files, label=str(base))
+        loaded = cls.from_files(files, label=str(base))
+        loaded.check_workflow_rules()
+        return loaded
+
+    def check_workflow_rules(self) -> None:
+        """Every workflow a catalogue's rules name is loaded (a deployment's own definitions;
+        a bundle holds only the files its events name)."""
+        for catalogue in self.catalogues.values():
+            for index, rule in enumerate(catalogue.workflow_rules):
+                if rule.workflow not in self.workflows:
+                    raise DefinitionError(
+                        catalogue.path,
+                        f"workflow_rules[{index}].workflow",
+                        f"no workflow named {rule.workflow!r}",
+                    )
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes], *, label: str = "") -> DefinitionSet:
@@ -228,7 +271,7 @@ class DefinitionSet:
         else:
             self.catalogues[item.school_year] = item
 
-    def workflow(self, name: str = "expense_approval") -> WorkflowDefinition:
+    def workflow(self, name: str = DEFAULT_WORKFLOW) -> WorkflowDefinition:
         """The workflow in force with this name."""
         try:
             return self.workflows[name]
@@ -338,9 +381,21 @@ def load_workflow(data: bytes, path: str) -> WorkflowDefinition:
         path=path,
         sha256=sha256_hex(data),
         queues=_load_queues(doc.get("queues", {}), path, states, transitions),
+        mandate_receivers=_load_receivers(doc.get("mandates", {}), path),
     )
     _check_graph(definition)
     return definition
+
+
+def _load_receivers(table: Any, path: str) -> tuple[str, ...]:
+    """[mandates] receivers = [roles]: who may receive a mandate (never an admin or auditor)."""
+    if not isinstance(table, dict) or set(table) - {"receivers"}:
+        raise DefinitionError(path, "mandates", "a table with only `receivers`")
+    receivers = _known(table, "receivers", ROLES, "role", path, "mandates")
+    for role in receivers:
+        if role in ("admin", "auditor"):
+            raise DefinitionError(path, "mandates.receivers", f"{role!r} never receives a mandate")
+    return receivers
 
 
 def _load_states(table: dict[str, Any], path: str) -> dict[str, StateDef]:
@@ -588,6 +643,7 @@ def load_catalogue(data: bytes, path: str, *, rel_name: str = "") -> BudgetCatal
         raise DefinitionError(path, "lines", "no budget lines defined")
     return BudgetCatalogue(
         quote_rules=_load_quote_rules(doc.get("quote_rules", []), path),
+        workflow_rules=_load_workflow_rules(doc.get("workflow_rules", []), path),
         school_year=school_year,
         budget_years=years,
         school=_labels(head.get("school"), path, "catalogue.school"),
@@ -623,6 +679,35 @@ def _load_quote_rules(raw: Any, path: str) -> tuple[QuoteRule, ...]:
                 effective=effective,
                 above_vnd=_positive_int(item["above_vnd"], path, f"{key}.above_vnd"),
                 min_quotes=_positive_int(item["min_quotes"], path, f"{key}.min_quotes"),
+            )
+        )
+    return tuple(rules)
+
+
+def _load_workflow_rules(raw: Any, path: str) -> tuple[WorkflowRule, ...]:
+    """[[workflow_rules]]: effective (a TOML date), above_vnd, workflow; dates strictly rising."""
+    if not isinstance(raw, list):
+        raise DefinitionError(
+            path, "workflow_rules", "must be an array of tables [[workflow_rules]]"
+        )
+    rules: list[WorkflowRule] = []
+    for index, item in enumerate(raw):
+        key = f"workflow_rules[{index}]"
+        if not isinstance(item, dict) or set(item) != {"effective", "above_vnd", "workflow"}:
+            raise DefinitionError(path, key, "needs exactly effective, above_vnd and workflow")
+        effective = item["effective"]
+        if not isinstance(effective, date) or isinstance(effective, datetime):
+            raise DefinitionError(path, f"{key}.effective", "must be a date like 2025-07-01")
+        if rules and effective <= rules[-1].effective:
+            raise DefinitionError(path, f"{key}.effective", "dates must rise from rule to rule")
+        name = item["workflow"]
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise DefinitionError(path, f"{key}.workflow", "must name a workflow")
+        rules.append(
+            WorkflowRule(
+                effective=effective,
+                above_vnd=_positive_int(item["above_vnd"], path, f"{key}.above_vnd"),
+                workflow=name,
             )
         )
     return tuple(rules)

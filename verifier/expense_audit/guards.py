@@ -46,6 +46,7 @@ class GuardContext:
     # the school's local date of the step (dated rules, e.g. the quote rule at submission)
     local_day: date | None = None
     requested_on: date | None = None  # the date of the request's first event (its submission)
+    approved_by: str | None = None  # who approved it (the principal, or whoever signed for them)
 
 
 Guard = Callable[[GuardContext], None]
@@ -97,6 +98,16 @@ def actor_not_forwarder(ctx: GuardContext) -> None:
             "Người đã trình đề xuất không được tự duyệt đề xuất đó.",
             en="Whoever forwarded a request cannot also approve it.",
             rule="actor_not_forwarder",
+        )
+
+
+def actor_not_approver(ctx: GuardContext) -> None:
+    """Separation of duties: a further approval (the district's) is not by whoever approved."""
+    if ctx.approved_by is not None and ctx.actor == ctx.approved_by:
+        raise ActorNotAllowed(
+            "Người đã duyệt chi đề xuất không được duyệt thêm lần nữa ở bước sau.",
+            en="Whoever approved a request cannot also give its further approval.",
+            rule="actor_not_approver",
         )
 
 
@@ -242,6 +253,7 @@ GUARDS: Mapping[str, Guard] = {
     "actor_is_owner": actor_is_owner,
     "actor_not_owner": actor_not_owner,
     "actor_not_forwarder": actor_not_forwarder,
+    "actor_not_approver": actor_not_approver,
     "source_allowed": source_allowed,
     "within_norm": within_norm,
     "within_allocation": within_allocation,

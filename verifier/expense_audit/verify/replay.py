@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from ..budget import BudgetBook, commitment_of
-from ..definitions import BudgetCatalogue, WorkflowDefinition
+from ..definitions import DEFAULT_WORKFLOW, BudgetCatalogue, WorkflowDefinition
 from ..errors import WorkflowError
 from ..guards import GuardContext, check_content
 from ..mandates import (
@@ -233,6 +233,7 @@ class Replay:
                 Kind.FORBIDDEN_STEP,
                 f"{action} leads to {transition.dest!r}, event says {body['to']!r}",
             )
+        self._check_workflow(body, workflow, transition.checks_content, catalogue, projection)
         held = self.keyring.roles.get(actor, set())
         if "mandate" in data and role in transition.roles:
             self._check_mandate(body, data["content"])
@@ -271,6 +272,7 @@ class Replay:
             actor=actor,
             owner=owner,
             forwarded_by=projection.get("forwarded_by") if projection else None,
+            approved_by=projection.get("approved_by") if projection else None,
             content=content,
             catalogue=catalogue,
             book=self.book,
@@ -282,6 +284,48 @@ class Replay:
         # NOTE: the compiled table runs the machine's guards in the machine's order; a property
         # test keeps its answers equal to the `transitions` machine the engine fires.
         table.fire(state, action, ctx)
+
+    def _check_workflow(
+        self,
+        body: dict[str, Any],
+        workflow: WorkflowDefinition,
+        submission: bool,
+        catalogue: BudgetCatalogue | None,
+        projection: Projection | None,
+    ) -> None:
+        """The request follows the workflow its submission had to choose, and keeps it.
+
+        A submission (a step that checks the content) is under the workflow the catalogue's
+        dated [[workflow_rules]] pick for its amount on its local date, as the engine chose it;
+        every later step stays in the workflow of the request's previous step.
+        """
+        if submission:
+            content = body["data"].get("content") or {}
+            amount = int(content.get("amount_vnd") or 0)
+            day = local_date(body["ts"])
+            expected = (
+                catalogue.workflow_for(day, amount) if catalogue is not None else DEFAULT_WORKFLOW
+            )
+            if workflow.name != expected:
+                rule = catalogue.workflow_rule_on(day) if catalogue is not None else None
+                limit = (
+                    f"the limit {rule.above_vnd:,} ₫ in force since {rule.effective}"
+                    if rule
+                    else "no limit in force"
+                )
+                raise _Forbidden(
+                    Kind.WRONG_WORKFLOW,
+                    f"{body['action']} by {body['actor']} of {amount:,} ₫ on {day} follows "
+                    f"{workflow.name!r}; {limit} sends it to {expected!r}",
+                )
+            return
+        previous = self.workflows.get(str((projection or {}).get("definition") or ""))
+        if previous is not None and previous.name != workflow.name:
+            raise _Forbidden(
+                Kind.WRONG_WORKFLOW,
+                f"{body['action']} by {body['actor']} follows {workflow.name!r}; the request "
+                f"was submitted into {previous.name!r}",
+            )
 
 
 def _live(mandate: Mandate, on: date) -> bool:

@@ -114,6 +114,8 @@ class Kind(StrEnum):
     MANDATE_OUT_OF_SCOPE = "mandate-out-of-scope"  # another person, role, line or a larger amount
     MANDATE_REDELEGATED = "mandate-redelegated"  # a delegate passing on what they hold by mandate
     MANDATE_NOT_BY_DELEGATOR = "mandate-not-by-delegator"  # signed by someone else
+    # Dated thresholds: a request's workflow is the one the rule in force at its submission picks.
+    WRONG_WORKFLOW = "wrong-workflow"  # above the limit without the district step, or the reverse
     # Reported by the server's live check (workflow/livecheck.py), not by the offline verifier.
     ROW_MISSING = "row-missing"
     ROW_WITHOUT_EVENTS = "row-without-events"
