@@ -45,6 +45,14 @@ PEOPLE = (
     DemoPerson("mai", "Trần Thị Mai", ("accountant",), "accountant / kế toán"),
     DemoPerson("kiem", "Lê Văn Kiểm", ("auditor",), "district inspector / thanh tra Phòng GDĐT"),
     DemoPerson("admin", "Quản trị hệ thống", ("admin",), "admin / quản trị"),
+    # Not school staff: the district finance officer who signs the extra step of large amounts
+    # (definitions/expense_approval_district.toml) with an account at the school.
+    DemoPerson(
+        "thanh",
+        "Đỗ Văn Thành",
+        ("district_finance",),
+        "district finance officer / chuyên viên Phòng Tài chính – Kế hoạch",
+    ),
 )
 
 # (line, title, amount or (quantity, unit price), source)
@@ -60,6 +68,15 @@ TEMPLATES: tuple[tuple[str, str, int | tuple[int, int], str], ...] = (
     ("SW-KDCL", "Phần mềm kiểm định chất lượng (3 năm)", 6_000_000, "NSNN-TX"),
     ("CASHLESS", "Triển khai thu phí không dùng tiền mặt", 9_500_000, "THU-DL"),
     ("ENETVIET", "Sổ liên lạc điện tử EnetViet tháng", (450, 15_000), "THU-DL"),
+)
+
+# The large request of the history (issue 15): above the district limit of the budget plan's
+# [[workflow_rules]], it waits after the principal's approval for the district finance officer.
+# (line, title, (quantity, unit price), source), the first that still fits the line's allocation.
+DISTRICT_STORIES: tuple[tuple[str, str, tuple[int, int], str], ...] = (
+    ("ENETVIET", "Sổ liên lạc điện tử EnetViet cả năm học, toàn trường", (2_700, 15_000), "THU-DL"),
+    ("LMS", "Tài khoản LMS cho toàn bộ giáo viên", (30, 1_200_000), "NSNN-TX"),
+    ("ENETVIET", "Sổ liên lạc điện tử EnetViet học kỳ II, toàn trường", (2_100, 15_000), "THU-DL"),
 )
 
 TARGETS = (
@@ -165,7 +182,67 @@ def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[st
             state = _one_request(runtime, session, clock, rng, target)
         tally[state] = tally.get(state, 0) + 1
         clock.advance(10, 60 * 8)
+    if count:
+        with runtime.transaction() as session:
+            large = _district_request(runtime, session, clock)
+        if large is not None:
+            tally[large] = tally.get(large, 0) + 1
     return tally
+
+
+def _district_request(runtime: Runtime, session: Session, clock: DemoClock) -> str | None:
+    """One large request through the district step, paid; None if no line has room left.
+
+    It comes after the random history and draws nothing from its random stream, so the
+    history's other stories stay as they were.
+    """
+    service = runtime.service(session, clock=clock)
+    for line, title, (quantity, unit_price), source in DISTRICT_STORIES:
+        content: dict[str, object] = {
+            "title": title,
+            "line": line,
+            "source": source,
+            "budget_year": DEMO_BUDGET_YEARS[-1],
+            "description": "Khoản lớn: sau hiệu trưởng, chờ Phòng Tài chính – Kế hoạch duyệt.",
+            "quantity": quantity,
+            "unit_price_vnd": unit_price,
+            "attachments": [
+                {"name": f"bao-gia-{i + 1}.pdf", "sha256": f"{i + 1:x}" * 64} for i in range(2)
+            ],
+        }
+        budget = {**content, "amount_vnd": quantity * unit_price}
+        if service.budget_refusal("2024-2025", budget) is None:
+            break
+    else:
+        return None
+    people = {p.login: service.directory.get_user(p.login) for p in PEOPLE}
+    hanh = people["hanh"]
+    if hanh is None:
+        raise WorkflowError("demo person hanh is missing: run `flask demo` first")
+    number = service.create_draft(hanh, school_year="2024-2025", **content).number
+    steps: list[tuple[str, str, dict[str, object] | None]] = [
+        ("submit", "hanh", None),
+        ("forward", "long", None),
+        ("approve", "toan", None),
+        ("district_approve", "thanh", None),
+    ]
+    paid = {"voucher": "PC-2025-0999", "amount_paid_vnd": quantity * unit_price}
+    steps.append(("pay", "mai", paid))
+    for trigger, login, data in steps:
+        clock.now += timedelta(hours=3)
+        if clock.ceiling is not None and clock.now > clock.ceiling:
+            clock.now = clock.ceiling
+        if data is not None:
+            data = {**data, "paid_on": clock.now.date().isoformat()}
+        user = people[login]
+        if user is None:
+            raise WorkflowError(f"demo person {login} is missing: run `flask demo` first")
+        try:
+            with session.begin_nested():
+                service.act(number, trigger, user, DEMO_SECRET, data=data)
+        except WorkflowError:
+            break
+    return service.current(number).state
 
 
 MONEY_TARGETS = ("forwarded", "approved", "paid")
