@@ -31,7 +31,7 @@ from workflow.runtime import Runtime, Settings
 from workflow.service import ApprovalService, Current
 
 from .conftest import SteppingClock
-from .factories import QUOTE, QUOTE2, SECRET, School, pay_data
+from .factories import QUOTE, QUOTE2, School, pay_data
 
 DISTRICT = "expense_approval_district"
 # 2,700 student-months of EnetViet at 15,000 ₫: 40,500,000 ₫, above the 30,000,000 ₫ limit.
