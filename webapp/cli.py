@@ -117,7 +117,7 @@ def users_create(
 ) -> None:
     """Create a user, grant roles and issue a signing key (institution-signed events)."""
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
-    signs = policy.needs_signing_key(_runtime().definitions.workflow(), role_list)
+    signs = policy.needs_signing_key(_runtime().definitions.workflows.values(), role_list)
     if signs and signing_secret is None:
         signing_secret = click.prompt("Signing secret", hide_input=True, confirmation_prompt=True)
     runtime = _runtime()

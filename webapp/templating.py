@@ -60,6 +60,7 @@ def role_label(role: str) -> str:
         "accountant": _("accountant"),
         "auditor": _("auditor"),
         "admin": _("administrator"),
+        "district_finance": _("district finance officer"),
         "institution": _("school (institution key)"),
     }
     return str(names.get(role, role))
@@ -137,8 +138,13 @@ def register(app: Flask) -> None:
     def globals_() -> dict[str, Any]:
         rt = runtime()
         workflow = rt.definitions.workflow()
+        # every state a request may be in, whichever workflow it follows (the district's too)
+        states = dict(workflow.states)
+        for other in rt.definitions.workflows.values():
+            for name, state in other.states.items():
+                states.setdefault(name, state)
         return {
-            "states": workflow.states,
+            "states": states,
             "workflow": workflow,
             "catalogues": rt.definitions.catalogues,
             "lang": str(get_locale()),

@@ -7,7 +7,7 @@ person may open, which pages they may read, which refusals mean "not yours to do
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
 from expense_audit.definitions import WorkflowDefinition
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .service import Current
 
 # Roles that read every submitted request and its signed timeline.
-LOG_VIEWERS = frozenset({"reviewer", "approver", "accountant", "auditor"})
+LOG_VIEWERS = frozenset({"reviewer", "approver", "accountant", "auditor", "district_finance"})
 # Roles that open the audit page (verification, checkpoints, the bundle).
 AUDIT_READERS = ("auditor", "admin", "approver")
 # Roles that read the ledger and export it.
@@ -41,7 +41,11 @@ def can_view(login: str, roles: Collection[str], current: Current) -> bool:
 # these roles, to whoever decided on that request, and to its proposer who typed them.
 PERSONAL_DATA_READERS = frozenset({"accountant", "auditor"})
 # While a request waits for them, the people who may decide on it.
-_DECIDERS_WAITING = {"submitted": "reviewer", "forwarded": "approver"}
+_DECIDERS_WAITING = {
+    "submitted": "reviewer",
+    "forwarded": "approver",
+    "district_review": "district_finance",
+}
 
 
 def can_see_personal_data(login: str, roles: Collection[str], current: Current) -> bool:
@@ -68,9 +72,12 @@ def can_edit(workflow: WorkflowDefinition, login: str, current: Current) -> bool
     )
 
 
-def needs_signing_key(workflow: WorkflowDefinition, roles: Collection[str]) -> bool:
-    """Whoever holds a role that takes signed steps needs a signing key."""
-    return bool(workflow.signing_roles & set(roles))
+def needs_signing_key(
+    workflow: WorkflowDefinition | Iterable[WorkflowDefinition], roles: Collection[str]
+) -> bool:
+    """Whoever holds a role that takes signed steps (in any of the workflows) needs a key."""
+    workflows = [workflow] if isinstance(workflow, WorkflowDefinition) else list(workflow)
+    return any(w.signing_roles & set(roles) for w in workflows)
 
 
 def may_ever_fire(workflow: WorkflowDefinition, roles: Collection[str], trigger: str) -> bool:

@@ -46,6 +46,7 @@ HOME_BY_ROLE = (
     ("reviewer", "review.queue"),
     ("approver", "review.approvals"),
     ("accountant", "ledger.payments"),
+    ("district_finance", "review.district"),
     ("auditor", "audit.status"),
     ("proposer", "requests.mine"),
     ("admin", "admin.users"),
@@ -56,7 +57,7 @@ HOME_BY_ROLE = (
 @login_required
 def home() -> Response:
     """Send each person to where their work is (first, to register a key if they sign)."""
-    signs = policy.needs_signing_key(workflow(), current_user.roles)
+    signs = policy.needs_signing_key(runtime().definitions.workflows.values(), current_user.roles)
     key = runtime().directory(db()).active_key(current_user.login) if signs else None
     if signs and (key is None or key.confirmed_seq is None):
         flash(_("Register your passkey first: every step you take is signed with it."), "warning")
@@ -329,9 +330,11 @@ def attachment(number: str, sha256: str) -> Response:
     )
 
 
-def workflow() -> WorkflowDefinition:
-    """The workflow in force."""
-    return runtime().definitions.workflow()
+def workflow(current: Current | None = None) -> WorkflowDefinition:
+    """The workflow a request follows (the one its submission chose), or the default one."""
+    if current is None:
+        return runtime().definitions.workflow()
+    return service().workflow_of(current)
 
 
 def available_actions(current: Current) -> tuple[list[Any], list[str]]:
@@ -339,7 +342,7 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
     user = me()
     actions, notes = [], []
     seen: set[str] = set()
-    for transition in workflow().triggers_from(current.state):
+    for transition in workflow(current).triggers_from(current.state):
         if transition.trigger in seen or not set(transition.roles) & roles_now():
             continue
         seen.add(transition.trigger)
@@ -374,7 +377,7 @@ def _revision(current: Current, content: dict[str, Any]) -> queries.Revision | N
     """Changes since the request was last sent back (for proposer, reviewer and principal)."""
     if current.projection is None:
         return None
-    flow = workflow()
+    flow = workflow(current)
     sent_back_to = {n for n, s in flow.states.items() if s.editable and n != flow.initial}
     return queries.changes_since_returned(
         db(), current.number, sent_back_to=sent_back_to, content=content
@@ -395,6 +398,7 @@ def render_detail(
     signs_with = "none" if key is None or key.confirmed_seq is None else key.kind
     return render_template(
         "requests/detail.html",
+        workflow=workflow(current),
         current=current,
         content=content,
         line=line,
@@ -525,9 +529,9 @@ def act(number: str) -> Response | tuple[str, int]:
     """Take a signed step; a refusal writes nothing and says why."""
     current = visible_request(number)
     trigger = request.form.get("trigger", "")
-    if not policy.may_ever_fire(workflow(), roles_now(), trigger):
+    if not policy.may_ever_fire(workflow(current), roles_now(), trigger):
         abort(403)  # no role of this user can ever take this step
-    transition = workflow().find(current.state, trigger)
+    transition = workflow(current).find(current.state, trigger)
     records_payment = transition is not None and transition.has("record_payment")
     form: ActionForm = PayForm() if records_payment else ActionForm()
     if not form.validate_on_submit():
@@ -586,7 +590,8 @@ def _payment_fields(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def signing_summary(decision: dict[str, Any]) -> dict[str, Any]:
     """Names for what the decision holds by code: the action, the budget line, the source."""
-    flow = workflow()
+    named = runtime().definitions.by_hash.get(str(decision.get("definition")))
+    flow = named if isinstance(named, WorkflowDefinition) else workflow()
     content = (decision.get("data") or {}).get("content") or {}
     catalogue = runtime().definitions.catalogues.get(str(decision.get("request")).split("/")[0])
     line = catalogue.lines.get(str(content.get("line"))) if catalogue else None
@@ -607,7 +612,7 @@ def decision(number: str) -> tuple[Response, int] | Response:
     current = visible_request(number)
     body = passkey.json_body()
     trigger = str(body.get("trigger") or "")
-    if not policy.may_ever_fire(workflow(), roles_now(), trigger):
+    if not policy.may_ever_fire(workflow(current), roles_now(), trigger):
         return passkey.problem(_("You may not do this."), 403)
     expected = body.get("expected_seq")
     try:

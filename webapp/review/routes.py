@@ -30,8 +30,13 @@ from . import bp
 from .forms import BulkApproveForm
 
 
-def _queue_def(name: str) -> QueueDef:
-    return runtime().definitions.workflow().queue(name)
+def _queue_def(name: str, workflow: str | None = None) -> QueueDef:
+    definitions = runtime().definitions
+    return (definitions.workflow(workflow) if workflow else definitions.workflow()).queue(name)
+
+
+# The district's queue: its state exists only in the workflow of large amounts.
+DISTRICT_WORKFLOW = "expense_approval_district"
 
 
 def _queue(queue: QueueDef) -> list[dict[str, Any]]:
@@ -68,6 +73,20 @@ def queue() -> str:
         "review/queue.html",
         items=_queue(review),
         total=queries.waiting_count(db(), review.state),
+    )
+
+
+@bp.get("/district")
+@roles_required("district_finance")
+def district() -> str:
+    """Large requests the principal approved, waiting for the district finance officer."""
+    waiting = _queue_def("district", DISTRICT_WORKFLOW)
+    return render_template(
+        "review/queue.html",
+        items=_queue(waiting),
+        total=queries.waiting_count(db(), waiting.state),
+        heading=_("Waiting for district approval"),
+        district=True,
     )
 
 
