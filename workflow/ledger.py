@@ -15,6 +15,7 @@ from expense_audit.budget import COMMITTED_STATES
 from expense_audit.definitions import DefinitionSet
 from expense_audit.projection import Projection
 
+from . import queries
 from .models import Request
 
 COLUMNS = (
@@ -27,6 +28,8 @@ COLUMNS = (
     ("title", "Nội dung"),
     ("owner", "Người đề xuất"),
     ("approved_by", "Người duyệt"),
+    # the approval signed for the principal: "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long"
+    ("approved_as", "Ký duyệt thay"),
     ("state", "Trạng thái"),
     ("amount_vnd", "Số tiền duyệt (đ)"),
     ("amount_paid_vnd", "Số tiền đã chi (đ)"),
@@ -35,6 +38,7 @@ COLUMNS = (
     ("approved_hash", "Mã băm sự kiện duyệt"),
 )
 MONEY_COLUMNS = ("amount_vnd", "amount_paid_vnd")
+DERIVED = ("line_name", "approved_as")  # not request fields: from the catalogue and the log
 # OWASP "CSV injection": a text cell starting with one of these is read as a formula by Excel,
 # LibreOffice and Google Sheets (tab and CR too, since they are trimmed before parsing).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -69,16 +73,37 @@ class LedgerFilter:
         )
 
 
-def ledger_row(projection: Mapping[str, Any], definitions: DefinitionSet | None) -> dict[str, Any]:
-    """One ledger row of an approved or paid request."""
+def ledger_row(
+    projection: Mapping[str, Any],
+    definitions: DefinitionSet | None,
+    signed_as: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One ledger row of an approved or paid request.
+
+    ``signed_as``: how approvals under a KT./TUQ. mandate are signed, by approval event hash
+    (queries.approvals_under_mandate); an approval by the principal in person leaves it empty.
+    """
     line_name = ""
     if definitions is not None:
         catalogue = definitions.catalogues.get(str(projection.get("school_year")))
         line = catalogue.lines.get(str(projection.get("line"))) if catalogue else None
         line_name = line.name["vi"] if line else ""
-    row = {name: projection.get(name) for name, _ in COLUMNS if name != "line_name"}
+    row = {name: projection.get(name) for name, _ in COLUMNS if name not in DERIVED}
     row["line_name"] = line_name
+    row["approved_as"] = (signed_as or {}).get(str(projection.get("approved_hash")), "")
     return row
+
+
+def approval_triggers(definitions: DefinitionSet | None) -> set[str]:
+    """The triggers that record an approval, in every workflow."""
+    if definitions is None:
+        return set()
+    return {
+        t.trigger
+        for workflow in definitions.workflows.values()
+        for t in workflow.transitions
+        if t.has("record_approval")
+    }
 
 
 def _where(query: Any, ledger_filter: LedgerFilter) -> Any:
@@ -102,9 +127,12 @@ def rows_from_database(
     query = _where(select(Request), ledger_filter).order_by(Request.number).offset(offset)
     if limit is not None:
         query = query.limit(limit)
+    signed_as = queries.approvals_under_mandate(session, approval_triggers(definitions))
     for row in session.scalars(query.execution_options(yield_per=1000)):
         yield ledger_row(
-            {c.key: getattr(row, c.key) for c in Request.__table__.columns}, definitions
+            {c.key: getattr(row, c.key) for c in Request.__table__.columns},
+            definitions,
+            signed_as,
         )
 
 

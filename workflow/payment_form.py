@@ -40,11 +40,15 @@ SIGNATURE_PLACES = (
     ("pay", "KẾ TOÁN", "Người chi"),
     ("approve", "THỦ TRƯỞNG ĐƠN VỊ", "Hiệu trưởng duyệt chi"),
 )
+# The place of the district's approval, printed only on the forms of requests that took it
+# (definitions/expense_approval_district.toml).
+DISTRICT_PLACE = ("district_approve", "PHÒNG TÀI CHÍNH – KẾ HOẠCH", "Duyệt cấp huyện")
 ROLE_VI = {
     "proposer": "người đề xuất",
     "reviewer": "phó hiệu trưởng",
     "approver": "hiệu trưởng",
     "accountant": "kế toán",
+    "district_finance": "chuyên viên Phòng Tài chính – Kế hoạch",
 }
 
 
@@ -66,6 +70,8 @@ class Signature:
     key: str
     kind: str  # "khóa lưu trên máy chủ" (server-held) or "passkey"
     hash: str
+    # under a KT./TUQ. mandate: ("KT. HIỆU TRƯỞNG", "PHÓ HIỆU TRƯỞNG"), printed above the name
+    signed_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,7 @@ def gather(
             key=step.key,
             kind="khóa lưu trên máy chủ" if step.server_held else "passkey",
             hash=step.hash,
+            signed_for=_signed_for(step.signed_as, step.actor_name),
         )
     submitted = next((s.ts for s in steps if s.action == "submit"), p["created_at"])
     invoice = None
@@ -210,6 +217,16 @@ def gather(
             else None
         ),
     )
+
+
+def _signed_for(signed_as: str | None, name: str) -> tuple[str, ...]:
+    """ "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long" -> ("KT. HIỆU TRƯỞNG", "PHÓ HIỆU
+    TRƯỞNG"): the lines above the signer's name at a signature place."""
+    if not signed_as:
+        return ()
+    head, _sep, own = signed_as.partition(" / ")
+    own = own.removesuffix(name).strip()
+    return (head, own) if own else (head,)
 
 
 def _font_path(name: str) -> Path:
@@ -300,10 +317,13 @@ def _body(pdf: _Form, form: PaymentRequestForm) -> None:
 
 def _signatures(pdf: _Form, form: PaymentRequestForm) -> None:
     pdf.ln(4)
-    width = (pdf.w - pdf.l_margin - pdf.r_margin) / len(SIGNATURE_PLACES)
+    places: tuple[tuple[str, str, str], ...] = SIGNATURE_PLACES
+    if DISTRICT_PLACE[0] in form.signatures:
+        places = (*SIGNATURE_PLACES[:-1], DISTRICT_PLACE, SIGNATURE_PLACES[-1])
+    width = (pdf.w - pdf.l_margin - pdf.r_margin) / len(places)
     top = pdf.get_y()
     bottom = top
-    for index, (action, title, hint) in enumerate(SIGNATURE_PLACES):
+    for index, (action, title, hint) in enumerate(places):
         x = pdf.l_margin + index * width
         pdf.set_xy(x, top)
         pdf.set_font("serif", "B", 8.8)
@@ -316,6 +336,9 @@ def _signatures(pdf: _Form, form: PaymentRequestForm) -> None:
         else:
             pdf.set_font("serif", "", 8.5)
             pdf.multi_cell(width, 4.5, "Đã ký điện tử", align="C", new_x="LEFT", new_y="NEXT")
+            pdf.set_font("serif", "B", 8.8)
+            for text in signed.signed_for:
+                pdf.multi_cell(width, 4.5, text, align="C", new_x="LEFT", new_y="NEXT")
             pdf.set_font("serif", "B", 9.5)
             pdf.multi_cell(width, 5, signed.name, align="C", new_x="LEFT", new_y="NEXT")
             pdf.set_font("serif", "", 8)

@@ -143,6 +143,29 @@ def timeline(session: Session, number: str) -> list[Step]:
     return steps
 
 
+def approvals_under_mandate(session: Session, triggers: Collection[str]) -> dict[str, str]:
+    """How each approval taken under a mandate is signed, by the approval event's hash.
+
+    Only events of ``triggers`` (the steps that record the approval) by someone who ever held a
+    mandate are read: in a school where nobody signs for the principal, no event at all.
+    """
+    delegates = set(session.scalars(select(MandateRow.delegate).distinct()))
+    if not delegates or not triggers:
+        return {}
+    events = session.execute(
+        select(AuditEvent.hash, AuditEvent.body).where(
+            AuditEvent.actor.in_(delegates), AuditEvent.action.in_(list(triggers))
+        )
+    ).all()
+    views = [event_view(json.loads(body)) for _hash, body in events]
+    lines = _signature_lines(session, views)
+    return {
+        event_hash: lines[int(view["seq"])]
+        for (event_hash, _body), view in zip(events, views, strict=True)
+        if int(view["seq"]) in lines
+    }
+
+
 def _signature_lines(session: Session, views: Sequence[Mapping[str, Any]]) -> dict[int, str]:
     """How each step taken under a mandate is signed, by the step's seq."""
     under: dict[int, tuple[int, str]] = {}
