@@ -20,10 +20,14 @@ from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_x
 from .conftest import SteppingClock
 from .factories import SECRET, School, pay_data
 from .test_district_approval import to_district
-from .test_mandates import KT_TO_LONG, at, forwarded_by, grant, verify
+from .test_mandates import KT_TO_LONG, _sign_as, at, forwarded_by, grant, verify
 from .test_payment_form import _form_text
 
 KT_LINE = "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long"
+REASON = (
+    "administrators and auditors do not sign in the approval chain, and a delegate holds a role "
+    "in the chain."
+)
 
 
 @pytest.fixture
@@ -167,3 +171,26 @@ def test_tuq_holder_cannot_pass_the_payment_mandate_on(
     assert refused.value.problem == "mandate-redelegated"
     with school.runtime.transaction() as session:
         assert school.runtime.service(session).mandates.held_by("hanh") == []
+
+
+def test_verifier_catches_a_mandate_to_the_auditor_the_server_let_through(
+    school: School, clock: SteppingClock
+) -> None:
+    """Toàn signs a KT. mandate to Kiểm, the district inspector, and a server without the check
+    records it: the verifier names the grant."""
+    at(clock, date(2025, 3, 7))
+    data = {
+        "delegator": "toan",
+        "delegate": "kiem",
+        "role": "approver",
+        "kind": "KT",
+        "from": "2025-03-10",
+        "to": "2025-03-21",
+        "lines": [],
+        "max_amount_vnd": None,
+    }
+    seq = _sign_as(school, "toan", "mandate.grant", "approver", data)
+    problems = [(kind, detail) for kind, detail in verify(school) if "kiem" in detail]
+    assert problems == [
+        ("mandate-invalid", f"mandate.grant by toan: kiem cannot receive a mandate: {REASON}")
+    ], seq

@@ -17,9 +17,11 @@ from expense_audit.decision import check_decision, make_decision, server_signatu
 from expense_audit.errors import DataInvalid, NotPermitted
 from expense_audit.mandates import (
     GRANT,
+    NEVER_RECEIVE,
     REVOKE,
     Mandate,
     MandateRefused,
+    check_delegate,
     check_grant,
     check_ref,
     check_revoke,
@@ -37,9 +39,6 @@ from .directory import Directory
 from .enrollment import same_except_issued
 from .models import AuditEvent, MandateRow, User
 from .signatures import check_signature
-
-# Accounts that never sign in the chain, so never receive a mandate, whatever a definition says.
-NEVER_RECEIVE = frozenset({"admin", "auditor"})
 
 # Titles of the roles on papers and mails ("KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long").
 ROLE_TITLES: Mapping[str, Mapping[str, str]] = {
@@ -88,7 +87,7 @@ class Mandates:
         self.session, self.directory, self.clock = session, directory, clock
         # who may receive a mandate: a holder of one of these roles (the workflow definition's
         # [mandates] receivers), and never an admin or an auditor
-        self.receivers = frozenset(receivers) - NEVER_RECEIVE
+        self.receivers = frozenset(receivers) - set(NEVER_RECEIVE)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -321,17 +320,12 @@ class Mandates:
                 en=f"There is no active account {mandate.delegate!r}.",
                 problem="mandate-invalid",
             )
-        held = set(delegate.role_list)
-        if held & NEVER_RECEIVE or not held & self.receivers:
-            raise MandateRefused(
-                f"{delegate.name} không thể nhận ủy quyền: quản trị viên và thanh tra không ký "
-                "trong quy trình duyệt chi, và người nhận phải giữ một vai trò trong quy trình.",
-                en=f"{delegate.name} cannot receive a mandate: administrators and auditors do not "
-                "sign in the approval chain, and a delegate holds a role in the chain.",
-                problem="mandate-invalid",
-                delegate=delegate.login,
-                allowed=sorted(self.receivers),
-            )
+        check_delegate(
+            mandate,
+            name=delegate.name,
+            delegate_roles=delegate.role_list,
+            receivers=self.receivers,
+        )
 
     def _existing(self, ref: Any) -> Mandate:
         checked = check_ref(ref)

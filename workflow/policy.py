@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from expense_audit.definitions import WorkflowDefinition
 from expense_audit.errors import NotPermitted, WorkflowError
-from expense_audit.mandates import DELEGABLE_ROLES
+from expense_audit.mandates import DELEGABLE_ROLES, NEVER_RECEIVE
 
 if TYPE_CHECKING:
     from .service import Current
@@ -91,4 +91,4 @@ def delegable_roles(roles: Collection[str]) -> list[str]:
 
 
 # Accounts that never sign in the chain, so never receive a mandate (no admin in the chain).
-NEVER_DELEGATES = frozenset({"admin", "auditor"})
+NEVER_DELEGATES = frozenset(NEVER_RECEIVE)

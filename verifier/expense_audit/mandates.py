@@ -30,6 +30,8 @@ KT, TUQ = "KT", "TUQ"
 KINDS = (KT, TUQ)
 # Roles a person may hand over for a while; proposing is one's own, auditing is not delegated.
 DELEGABLE_ROLES = ("reviewer", "approver", "accountant")
+# Roles whose holders never receive a mandate, whatever a definition says.
+NEVER_RECEIVE = ("admin", "auditor")
 GRANT_FIELDS = ("delegator", "delegate", "role", "kind", "from", "to", "lines", "max_amount_vnd")
 REF_FIELDS = ("seq", "hash")
 MAX_DAYS = 366  # a mandate is limited in time (Điều 13 khoản 3); at most a year at once
@@ -260,6 +262,29 @@ def check_grant(
         raise _invalid("Không tự ủy quyền cho chính mình.", "Nobody delegates to themselves.")
     if mandate.valid_to < on:
         raise _invalid("Thời hạn ủy quyền đã qua.", "The mandate's period is already over.")
+
+
+def check_delegate(
+    mandate: Mandate,
+    *,
+    name: str,
+    delegate_roles: Collection[str],
+    receivers: Collection[str] | None = None,
+) -> None:
+    """Who may receive a mandate: never an admin or an auditor (they do not sign in the chain);
+    with ``receivers`` (the workflow definition's [mandates] receivers), a holder of one of them.
+    """
+    held = set(delegate_roles)
+    allowed = None if receivers is None else set(receivers) - set(NEVER_RECEIVE)
+    if held & set(NEVER_RECEIVE) or (allowed is not None and not held & allowed):
+        raise _invalid(
+            f"{name} không thể nhận ủy quyền: quản trị viên và thanh tra không ký trong quy "
+            "trình duyệt chi, và người nhận phải giữ một vai trò trong quy trình.",
+            f"{name} cannot receive a mandate: administrators and auditors do not sign in the "
+            "approval chain, and a delegate holds a role in the chain.",
+            delegate=mandate.delegate,
+            allowed=sorted(allowed) if allowed is not None else None,
+        )
 
 
 def check_revoke(mandate: Mandate, *, actor: str) -> None:

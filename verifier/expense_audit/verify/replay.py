@@ -16,6 +16,7 @@ from ..mandates import (
     Mandate,
     MandateRefused,
     acting_for,
+    check_delegate,
     check_grant,
     check_ref,
     check_revoke,
@@ -141,6 +142,11 @@ class Replay:
                         m for m in self.mandates.values() if m.delegate == actor and _live(m, on)
                     ],
                     on=on,
+                )
+                check_delegate(
+                    mandate,
+                    name=mandate.delegate,
+                    delegate_roles=self.keyring.roles.get(mandate.delegate, set()),
                 )
                 self.mandates[seq] = mandate
             else:
