@@ -28,14 +28,15 @@ COLUMNS = (
     ("title", "Nội dung"),
     ("owner", "Người đề xuất"),
     ("approved_by", "Người duyệt"),
-    # the approval signed for the principal: "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long"
-    ("approved_as", "Ký duyệt thay"),
     ("state", "Trạng thái"),
     ("amount_vnd", "Số tiền duyệt (đ)"),
     ("amount_paid_vnd", "Số tiền đã chi (đ)"),
     ("voucher", "Số chứng từ"),
     ("paid_on", "Ngày chi"),
     ("approved_hash", "Mã băm sự kiện duyệt"),
+    # the approval signed for the principal: "KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long";
+    # last, so that the columns spreadsheets and imports already read keep their places
+    ("approved_as", "Ký duyệt thay"),
 )
 MONEY_COLUMNS = ("amount_vnd", "amount_paid_vnd")
 DERIVED = ("line_name", "approved_as")  # not request fields: from the catalogue and the log
