@@ -176,13 +176,16 @@ def create_history(runtime: Runtime, count: int, *, seed: int = 2024) -> dict[st
     scale = min(1.0, 200 / max(count, 1), hours / (50 * max(count, 1)))
     clock = DemoClock(start, rng, scale=scale, ceiling=ceiling)
     tally: dict[str, int] = {}
-    for index in range(count):
+    # A history longer than the fixed stories ends with the large request through the district
+    # (in place of its last random one, so that it still holds ``count`` requests).
+    district = count > len(TARGETS) * 2
+    for index in range(count - 1 if district else count):
         target = TARGETS[index % len(TARGETS)] if index < len(TARGETS) * 2 else rng.choice(TARGETS)
         with runtime.transaction() as session:
             state = _one_request(runtime, session, clock, rng, target)
         tally[state] = tally.get(state, 0) + 1
         clock.advance(10, 60 * 8)
-    if count:
+    if district:
         with runtime.transaction() as session:
             large = _district_request(runtime, session, clock)
         if large is not None:
