@@ -20,5 +20,7 @@ GRANT SELECT, INSERT, UPDATE ON certificate_challenges TO expenses_app;
 -- in this database updates its one row per school's log.
 GRANT SELECT, INSERT ON checkpoint_cosignatures TO expenses_app;
 GRANT SELECT, INSERT, UPDATE ON witness_logs TO expenses_app;
+-- Live verifications (operations): each run is only added.
+GRANT SELECT, INSERT ON verifications TO expenses_app;
 GRANT SELECT ON alembic_version TO expenses_app;
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO expenses_app;

@@ -255,7 +255,9 @@ def audit_verify() -> None:
     """Verify the live database against its own log (and every request row against its replay)."""
     runtime = _runtime()
     with runtime.transaction() as session:
-        report = verify_live(session, institution=runtime.institution, now=runtime.now())
+        report = verify_live(
+            session, institution=runtime.institution, now=runtime.now(), source="cli"
+        )
     _print_report(report)
     sys.exit(0 if report.valid else 1)
 

@@ -15,12 +15,19 @@ from expense_audit.verify import Report, verify_bundle
 from .budget_totals import expected_totals, stored_totals
 from .bundle import export_bundle
 from .keys import InstitutionKey
-from .models import Request
+from .models import LogHead, Request
 from .service import projection_of
+from .verifications import record_verification
 
 
-def verify_live(session: Session, *, institution: InstitutionKey, now: datetime) -> Report:
-    """Export the log to a temporary bundle, verify it, and compare the request tables to it."""
+def verify_live(
+    session: Session, *, institution: InstitutionKey, now: datetime, source: str | None = None
+) -> Report:
+    """Export the log to a temporary bundle, verify it, and compare the request tables to it.
+
+    With ``source`` ("cli", "web") the outcome is kept (workflow.verifications) in the caller's
+    transaction, for the audit page, the district's dashboard and the metrics.
+    """
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "live.zip"
         export_bundle(session, path, institution=institution, now=now)
@@ -59,4 +66,7 @@ def verify_live(session: Session, *, institution: InstitutionKey, now: datetime)
                 f"{line} {school_year} budget year {year}: table {kept.get(total, 0)}, log {implied.get(total, 0)}",
             )
     report.problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    if source is not None:
+        origin = report.origin or session.scalars(select(LogHead.origin)).first() or ""
+        record_verification(session, report, origin=origin, now=now, source=source)
     return report

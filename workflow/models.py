@@ -406,3 +406,22 @@ class SignedForm(Base):
     # The CA revoked the certificate after the signing time (a CRL embedded in the file says so).
     ca_revoked_at: Mapped[str | None] = mapped_column(String(20), nullable=True, default=None)
     seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class VerificationRow(Base):
+    """One run of the live verification (`audit verify`, the audit page): when, how much, result.
+
+    Kept so the audit page, the district dashboard and the metrics can say when each log was last
+    verified and whether it passed; the verification itself is repeatable from the log.
+    """
+
+    __tablename__ = "verifications"
+    __table_args__ = (Index("ix_verifications_origin_at", "origin", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(DateTime)
+    size: Mapped[int] = mapped_column(BigInteger)  # events verified
+    valid: Mapped[bool] = mapped_column(Boolean)
+    problems: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(16))  # cli | web

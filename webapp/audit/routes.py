@@ -50,8 +50,8 @@ def verify() -> str:
     form = FlaskForm()
     report = None
     if form.validate_on_submit():
-        report = verify_live(db(), institution=rt.institution, now=rt.now())
-        db().commit()  # keeps the checkpoint the verification made
+        report = verify_live(db(), institution=rt.institution, now=rt.now(), source="web")
+        db().commit()  # keeps the checkpoint the verification made, and its record
     return render_template("audit/status.html", report=report, **_overview())
 
 
