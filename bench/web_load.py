@@ -146,7 +146,7 @@ def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "EXPENSES_KEYS": str(settings.keys_dir),
-        "EXPENSES_LOGIN_RATE_LIMIT": "10000 per minute",
+        "EXPENSES_LOGIN_TRIES_PER_MINUTE": "10000",
     }
     binary = str(Path(sys.executable).parent / "gunicorn")
     handle = log.open("wb")

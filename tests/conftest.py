@@ -230,7 +230,6 @@ def school(runtime: Runtime) -> factories.School:
 def app(runtime: Runtime, school: factories.School, tmp_path: Path) -> Flask:
     """The web app on the test's database, with the demo school in it."""
     from webapp import create_app
-    from webapp.extensions import limiter
 
     application = create_app(
         {
@@ -238,12 +237,10 @@ def app(runtime: Runtime, school: factories.School, tmp_path: Path) -> Flask:
             "CLOCK": runtime.clock,
             "TESTING": True,
             "ATTACHMENTS_DIR": str(tmp_path / "attachments"),
-            "RATELIMIT_ENABLED": True,
         }
     )
     application.extensions["runtime"].engine.dispose()
     application.extensions["runtime"] = runtime
-    limiter.reset()
     return application
 
 

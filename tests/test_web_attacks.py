@@ -33,7 +33,7 @@ def _node(runtime: Runtime, tmp_path: Path, **config: Any) -> Flask:
             "CLOCK": runtime.clock,
             "TESTING": True,
             "ATTACHMENTS_DIR": str(tmp_path / "attachments"),
-            "LOGIN_RATE_LIMIT": "10000 per minute",
+            "LOGIN_TRIES_PER_MINUTE": 10000,
             "LOGIN_WINDOW_MINUTES": 24 * 60,
             **config,
         }

@@ -18,7 +18,7 @@ from workflow.db import durability_problem
 from workflow.keys import InstitutionKey
 from workflow.runtime import Runtime, Settings
 
-from .extensions import babel, csrf, limiter, login_manager
+from .extensions import babel, csrf, login_manager
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production (check_production)
 LANGUAGES = ("vi", "en")
@@ -69,9 +69,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         LOGIN_FAILURES_PER_ADDRESS=50,
         LOGIN_WINDOW_MINUTES=15,
         UPLOAD_QUOTA_MB=300,  # attachments a person's drafts and requests may hold
-        # Only a per-worker brake on floods of posts; the real limits are in workflow.signin.
-        RATELIMIT_STORAGE_URI="memory://",
-        LOGIN_RATE_LIMIT="60 per minute",
+        LOGIN_TRIES_PER_MINUTE=60,  # per address, any outcome: a brake on floods of posts
+        # Logs: "text" (readable, the default) or "json" (one object a line, for collectors).
+        LOG_FORMAT="text",
+        # Bearer token of Prometheus scrapes of /metrics; unset: loopback clients only.
+        METRICS_TOKEN=None,
     )
     app.config.from_prefixed_env("EXPENSES")
     if test_config:
@@ -114,11 +116,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         """The icon browsers ask for at the root, whatever the page says."""
         return app.send_static_file("favicon.svg")
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        """Liveness probe."""
-        return {"status": "ok"}
-
     return app
 
 
@@ -135,7 +132,6 @@ def _init_extensions(app: Flask) -> None:
     # NOTE: flask-login's own identifier believes any X-Forwarded-For header, so a thief could
     # claim the victim's address; this one uses the address ProxyFix vouches for.
     login_manager._session_identifier_generator = session_identifier
-    limiter.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -144,6 +140,7 @@ def _register_blueprints(app: Flask) -> None:
     from .auth import bp as auth_bp
     from .ledger import bp as ledger_bp
     from .mandates import bp as mandates_bp
+    from .ops import bp as ops_bp
     from .requests import bp as requests_bp
     from .review import bp as review_bp
     from .signing import bp as signing_bp
@@ -157,6 +154,7 @@ def _register_blueprints(app: Flask) -> None:
         audit_bp,
         admin_bp,
         signing_bp,
+        ops_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -217,6 +215,22 @@ def _register_errors(app: Flask) -> None:
 
 
 def _register_hooks(app: Flask) -> None:
+    from .ops import logs, metrics
+
+    logs.configure(app, origin=app.extensions["runtime"].settings.origin)
+
+    @app.before_request
+    def begin_request() -> None:
+        logs.start_request()
+
+    @app.after_request
+    def log_request(response: Any) -> Any:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        duration = logs.finish_request(response, route=route)
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        metrics.HTTP_DURATION.labels(request.method, route).observe(duration)
+        return response
+
     @app.before_request
     def refuse_nul() -> None:
         # A NUL byte cannot be stored in a PostgreSQL text column (the driver raises): no field

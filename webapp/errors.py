@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from expense_audit.errors import WorkflowError
 
 from .context import db
+from .ops.metrics import REFUSALS
 
 T = TypeVar("T")
 
@@ -34,5 +35,16 @@ def attempt(action: Callable[[], T]) -> Done[T] | None:
 
 
 def message_for(error: WorkflowError) -> str:
-    """The refusal in the user's language (every refusal carries Vietnamese and English)."""
+    """The refusal in the user's language (every refusal carries Vietnamese and English).
+
+    NOTE: every refusal a person is told about passes here, so this is where it is counted
+    (expenses_refusals_total by rule code); a page that only explains why a step is not
+    offered uses ``reason_for``, which counts nothing.
+    """
+    REFUSALS.labels(error.code).inc()
+    return reason_for(error)
+
+
+def reason_for(error: WorkflowError) -> str:
+    """Why a step would be refused, in the user's language, for a page that offers the steps."""
     return error.text(str(get_locale()))

@@ -1,14 +1,16 @@
-"""Flask extensions, created once and bound in create_app."""
+"""Flask extensions, created once and bound in create_app.
+
+NOTE: no flask-limiter: its storage is per process (memory://) or a server this deployment does
+not run; limits that must hold across workers and app nodes are kept in the database
+(workflow.signin).
+"""
 
 from __future__ import annotations
 
 from flask_babel import Babel
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 
 babel = Babel()
 csrf = CSRFProtect()
 login_manager = LoginManager()
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import ssl
 import sys
@@ -25,6 +26,7 @@ LEASE = timedelta(minutes=10)  # a claimed mail not confirmed by then is retried
 MAX_BACKOFF = timedelta(hours=6)
 
 Transaction = Callable[[], AbstractContextManager[Session]]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,13 +197,35 @@ def deliver_due(
                         mail.next_attempt_at = now + backoff(mail.attempts)
                         report.retrying += 1
                     report.errors.append(f"{mail.message_id}: {mail.last_error}")
+                    _log_delivery(mail, logging.WARNING)
                     continue
                 mail.status, mail.sent_at, mail.claimed_until = "sent", now, None
                 mail.attempts += 1
                 report.sent += 1
+                _log_delivery(mail, logging.INFO)
     finally:
         connection.close()
     return report
+
+
+def _log_delivery(mail: OutboxMail, level: int) -> None:
+    """One line per delivery attempt: which mail, to whom, the outcome and the error."""
+    log.log(
+        level,
+        "mail %s %s after %d attempt(s)",
+        mail.message_id,
+        mail.status,
+        mail.attempts,
+        extra={
+            "mail_id": mail.id,
+            "message_id": mail.message_id,
+            "kind": mail.kind,
+            "recipient": mail.recipient,
+            "mail_status": mail.status,
+            "attempts": mail.attempts,
+            "error": mail.last_error if mail.status != "sent" else None,
+        },
+    )
 
 
 def _print_mail(mail: OutboxMail, out: IO[str]) -> None:

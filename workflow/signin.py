@@ -30,11 +30,14 @@ class LoginThrottled(Refusal):
 
 @dataclass(frozen=True)
 class Limits:
-    """Failed sign-ins allowed inside the window, per account and per client address."""
+    """Failed sign-ins allowed inside the window, per account and per client address; and
+    tries of any outcome per address and minute (a brake on floods, kept in the database so it
+    holds across workers and app nodes like the rest)."""
 
     per_account: int = 10
     per_address: int = 50
     window: timedelta = timedelta(minutes=15)
+    tries_per_minute: int = 60
 
 
 class SignIn:
@@ -85,6 +88,17 @@ class SignIn:
         account_since = max(since, last_success) if last_success else since
         account = self._failures(LoginAttempt.login == login, since=account_since)
         by_address = self._failures(LoginAttempt.address == address, since=since)
+        tries = self.session.scalar(
+            select(func.count())
+            .select_from(LoginAttempt)
+            .where(LoginAttempt.address == address, LoginAttempt.at > now - timedelta(minutes=1))
+        )
+        if int(tries or 0) >= self.limits.tries_per_minute:
+            raise LoginThrottled(
+                "Quá nhiều lần đăng nhập. Hãy thử lại sau 1 phút.",
+                en="Too many sign-ins. Try again in 1 minute.",
+                minutes=1,
+            )
         if account >= self.limits.per_account or by_address >= self.limits.per_address:
             minutes = int(self.limits.window.total_seconds() // 60)
             raise LoginThrottled(

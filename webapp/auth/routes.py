@@ -43,7 +43,8 @@ from workflow.signin import Limits, LoginThrottled, SignIn
 from .. import passkey, session_identifier
 from ..context import Account, db, directory, login_required, me, runtime
 from ..errors import attempt
-from ..extensions import limiter, login_manager
+from ..extensions import login_manager
+from ..ops.metrics import REFUSALS
 from ..params import parse_int
 from . import bp
 from .forms import LanguageForm, LoginForm, PasskeyForm, PasswordForm, SigningSecretForm
@@ -111,22 +112,18 @@ def require_own_password() -> Response | None:
     return None
 
 
-def _login_limit() -> str:
-    return str(current_app.config["LOGIN_RATE_LIMIT"])
-
-
 def _sign_in() -> SignIn:
     config = current_app.config
     limits = Limits(
         per_account=int(config["LOGIN_FAILURES_PER_ACCOUNT"]),
         per_address=int(config["LOGIN_FAILURES_PER_ADDRESS"]),
         window=timedelta(minutes=int(config["LOGIN_WINDOW_MINUTES"])),
+        tries_per_minute=int(config["LOGIN_TRIES_PER_MINUTE"]),
     )
     return SignIn(db(), limits=limits, clock=runtime().clock)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
 def login() -> str | Response | tuple[str, int]:
     """Sign in with login and password."""
     if current_user.is_authenticated:
@@ -139,6 +136,7 @@ def login() -> str | Response | tuple[str, int]:
             )
         except LoginThrottled as error:
             db().rollback()
+            REFUSALS.labels(error.code).inc()
             flash(_("Too many failed sign-ins. Try again in %(n)s minutes.", n=error.minutes))
             return render_template("auth/login.html", form=form), 429
         db().commit()

@@ -37,7 +37,7 @@ from ..context import (
     service,
     visible_request,
 )
-from ..errors import attempt, message_for
+from ..errors import attempt, message_for, reason_for
 from ..uploads import UploadRefused, path_for, storage_dir, store, temporary_path
 from . import bp
 from .forms import ActionForm, PayForm, RemoveAttachmentForm, RequestForm
@@ -132,7 +132,7 @@ def _flash_saved(draft: Draft, saved: str) -> None:
             _(
                 "%(saved)s It cannot be submitted as it is: %(reason)s",
                 saved=saved,
-                reason=message_for(refusal),
+                reason=reason_for(refusal),
             ),
             "warning",
         )
@@ -348,14 +348,14 @@ def available_actions(current: Current) -> tuple[list[Any], list[str]]:
         seen.add(transition.trigger)
         refusal = service().check_guards(current.number, transition.trigger, user)
         if refusal is not None and policy.is_forbidden(refusal):
-            note = message_for(refusal)
+            note = reason_for(refusal)
             # Not theirs to propose: say nothing; and each reason once, not once per step.
             if refusal.details.get("rule") != "actor_is_owner" and note not in notes:
                 notes.append(note)
             continue
         if refusal is not None and refusal.code == "data_invalid":
             refusal = None  # the form asks for that data (payment details); nothing wrong yet
-        actions.append((transition, None if refusal is None else message_for(refusal)))
+        actions.append((transition, None if refusal is None else reason_for(refusal)))
     return actions, notes
 
 

@@ -24,7 +24,7 @@ from workflow.signatures import PASSKEY, SignatureRefused
 from .. import passkey
 from ..choices import choices
 from ..context import db, directory, me, roles_required, runtime, service
-from ..errors import message_for
+from ..errors import message_for, reason_for
 from ..requests.routes import signing_summary
 from . import bp
 from .forms import BulkApproveForm
@@ -56,7 +56,7 @@ def _queue(queue: QueueDef) -> list[dict[str, Any]]:
                 "owner_name": names.get(row.owner, row.owner),
                 "forwarder_name": names.get(row.forwarded_by or "", row.forwarded_by),
                 "status": reader.budget_status(row.school_year, row.line or ""),
-                "refusal": message_for(refusal) if refusal is not None else None,
+                "refusal": reason_for(refusal) if refusal is not None else None,
                 "own": refusal is not None and policy.is_forbidden(refusal),
                 "rule": refusal.details.get("rule") if refusal is not None else None,
             }
