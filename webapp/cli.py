@@ -171,9 +171,21 @@ def keys_fingerprint() -> None:
 
 @click.command("checkpoint")
 @with_appcontext
-def checkpoint() -> None:
+@click.option(
+    "--if-older-than",
+    "minutes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Scheduled use (cron on every node): sign only if the log grew and the latest "
+    "checkpoint is this many minutes old; of several nodes at once, one signs.",
+)
+def checkpoint(minutes: int | None) -> None:
     """Sign a checkpoint over the whole log and print it."""
     runtime = _runtime()
+    if minutes is not None:
+        made = runtime.scheduled_checkpoint(timedelta(minutes=minutes))
+        click.echo(made.note if made else "No checkpoint due.\n", nl=False)
+        return
     with runtime.transaction() as session:
         note = runtime.checkpoint(session)
     click.echo(note.note, nl=False)
@@ -475,8 +487,14 @@ def notify_failed() -> None:
 @click.option(
     "--digest-hour", default=16, show_default=True, help="Local hour (UTC+7) for daily digests."
 )
-def notify_worker(interval: float, rounds: int, digest_hour: int) -> None:
-    """Deliver, remind and digest in a loop (for deployments without cron)."""
+@click.option(
+    "--checkpoint-every",
+    default=60,
+    show_default=True,
+    help="Minutes between scheduled checkpoints (0: none); safe on every node at once.",
+)
+def notify_worker(interval: float, rounds: int, digest_hour: int, checkpoint_every: int) -> None:
+    """Deliver, remind, digest and sign scheduled checkpoints in a loop (without cron)."""
     runtime = _runtime()
     done_digest_on = None
     count = 0
@@ -485,6 +503,11 @@ def notify_worker(interval: float, rounds: int, digest_hour: int) -> None:
         if report.sent or report.retrying or report.failed:
             _print_delivery(report)
         runtime.remind()
+        if checkpoint_every > 0:
+            try:
+                runtime.scheduled_checkpoint(timedelta(minutes=checkpoint_every))
+            except WorkflowError as exc:  # no institution key yet: mail goes on, say why
+                click.echo(f"checkpoint: {exc.message}", err=True)
         local = runtime.now() + timedelta(hours=7)
         if local.hour == digest_hour and done_digest_on != local.date():
             runtime.digest()

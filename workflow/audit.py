@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -187,3 +187,19 @@ def make_checkpoint(session: Session, *, institution: InstitutionKey, now: datet
     )
     session.flush()
     return checkpoint
+
+
+def checkpoint_if_due(
+    session: Session, *, institution: InstitutionKey, now: datetime, every: timedelta
+) -> Checkpoint | None:
+    """The scheduled checkpoint: sign one when the log grew and the latest is ``every`` old.
+
+    NOTE: decided under the head lock, so when several app nodes run the schedule at once the
+    first makes it and the others, waiting on the lock, find it fresh and do nothing (no second
+    checkpoint, no second round of witness mails).
+    """
+    head = lock_head(session)
+    latest = session.scalars(select(CheckpointRow).order_by(CheckpointRow.size.desc())).first()
+    if latest is not None and (latest.size >= head.seq or now - latest.created_at < every):
+        return None
+    return make_checkpoint(session, institution=institution, now=now)

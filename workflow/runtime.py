@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from expense_audit.cosignature import CosignerKey, with_cosignatures
 from expense_audit.definitions import DefinitionSet
 from expense_audit.errors import WorkflowError
 
-from .audit import init_log, make_checkpoint
+from .audit import checkpoint_if_due, init_log, make_checkpoint
 from .bookkeeping import BookkeepingMap, load_map_file
 from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
@@ -279,6 +279,23 @@ class Runtime:
             now=self.now(),
         )
         return checkpoint
+
+    def scheduled_checkpoint(self, every: timedelta) -> Checkpoint | None:
+        """Sign, cosign and queue a checkpoint if one is due (audit.checkpoint_if_due), else None."""
+        with self.transaction() as session:
+            checkpoint = checkpoint_if_due(
+                session, institution=self.institution, now=self.now(), every=every
+            )
+            if checkpoint is not None:
+                checkpoint = self.cosign(session, checkpoint)
+                queue_checkpoint_mails(
+                    session,
+                    checkpoint=checkpoint,
+                    fingerprint=self.institution.fingerprint,
+                    witnesses=self.settings.witnesses,
+                    now=self.now(),
+                )
+            return checkpoint
 
     def deliver_mail(self, **kwargs: Any) -> DeliveryReport:
         """Send the outbox mails that are due (see workflow.mailer)."""
