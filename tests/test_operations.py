@@ -302,3 +302,24 @@ def test_mail_delivery_is_logged_sent_or_failed(
     assert retried[0].mail_status == "pending" and "Connection refused" in retried[0].error  # type: ignore[attr-defined]
     assert {r.message_id for r in sent} == {r.message_id for r in retried}  # type: ignore[attr-defined]
     assert all(r.mail_status == "sent" and r.error is None for r in sent)  # type: ignore[attr-defined]
+
+
+# --- the checkpoint schedule ---------------------------------------------------------------------
+
+
+def test_the_checkpoint_schedule_signs_only_when_the_log_grew_and_the_last_is_old(
+    school: School, runner: FlaskCliRunner
+) -> None:
+    runtime = school.runtime
+    every = timedelta(minutes=60)
+    first = runtime.scheduled_checkpoint(every)
+    assert first is not None  # the log has events and no checkpoint yet
+    school.to_state("submitted")
+    assert runtime.scheduled_checkpoint(every) is None  # grew, but the last one is fresh
+    runtime.clock.now += timedelta(hours=2)  # type: ignore[attr-defined]
+    second = runtime.scheduled_checkpoint(every)
+    assert second is not None and second.size > first.size
+    runtime.clock.now += timedelta(hours=2)  # type: ignore[attr-defined]
+    assert runtime.scheduled_checkpoint(every) is None  # old, but nothing new to cover
+    result = runner.invoke(args=["checkpoint", "--if-older-than", "60"])
+    assert result.exit_code == 0 and result.output == "No checkpoint due.\n"

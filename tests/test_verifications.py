@@ -3,6 +3,7 @@ district dashboard and the metrics."""
 
 from __future__ import annotations
 
+from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import text
 
@@ -11,6 +12,8 @@ from workflow.queries import event_count
 from workflow.verifications import latest_verification, latest_verifications
 
 from .factories import School
+from .web import Browser
+from .web import text as page_text
 
 ORIGIN = "th-demo.edu.vn/expenses"
 
@@ -61,3 +64,15 @@ def test_a_verification_without_a_source_is_not_recorded(school: School) -> None
         verify_live(session, institution=runtime.institution, now=runtime.now())
     with runtime.transaction() as session:
         assert latest_verification(session) is None
+
+
+def test_the_audit_page_says_when_the_log_was_last_verified(app: Flask, school: School) -> None:
+    school.to_state("approved")
+    kiem = Browser(app).login("kiem")
+    assert "Chưa lần nào" in page_text(kiem.get("/audit"))
+    kiem.post("/audit/verify")
+    page = page_text(kiem.get("/audit"))
+    with school.runtime.transaction() as session:
+        kept = latest_verification(session, origin=ORIGIN)
+    assert kept is not None and kept.source == "web" and kept.valid
+    assert f"{kept.size} sự kiện, đạt" in page

@@ -14,6 +14,7 @@ from workflow import disclosure, queries
 from workflow.bundle import export_bundle
 from workflow.livecheck import verify_live
 from workflow.policy import AUDIT_READERS
+from workflow.verifications import latest_verification
 
 from ..context import db, roles_required, runtime
 from ..errors import message_for
@@ -29,6 +30,7 @@ def _overview() -> dict[str, object]:
         "origin": runtime().settings.origin,
         "events": queries.event_count(db()),
         "checkpoint": queries.latest_checkpoint(db()),
+        "verified": latest_verification(db(), origin=runtime().settings.origin),
         "requests": queries.recent_requests(db()),
         "form": FlaskForm(),
         "this_year": runtime().now().year,
