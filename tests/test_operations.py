@@ -78,9 +78,21 @@ def test_a_refusal_is_counted_by_its_rule(app: Flask, school: School) -> None:
     assert refused.status_code == 422
     after = scrape(app)
     assert moved(before, after, "expenses_refusals_total") == {
-        frozenset({("code", "comment_required")}): 1.0
+        frozenset({("code", "comment_required"), ("rule", "")}): 1.0
     }
     assert moved(before, after, "expenses_signed_steps_total") == {}
+
+
+def test_a_guard_refusal_is_counted_with_the_guard(app: Flask, school: School) -> None:
+    """The proposer tries to forward her own request: refused by the separation-of-duties guard."""
+    number = school.draft(owner="long")
+    school.act(number, "submit", "long")
+    before = scrape(app)
+    refused = Browser(app).login("long").act(number, "forward", comment="tự trình")
+    assert refused.status_code in (403, 422)
+    after = scrape(app)
+    (labels,) = moved(before, after, "expenses_refusals_total")
+    assert dict(labels)["rule"] == "actor_not_owner"
 
 
 def test_failed_mails_and_the_backlog_are_shown(app: Flask, school: School) -> None:

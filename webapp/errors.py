@@ -12,7 +12,7 @@ from flask_babel import get_locale
 from expense_audit.errors import WorkflowError
 
 from .context import db
-from .ops.metrics import REFUSALS
+from .ops.metrics import count_refusal
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def message_for(error: WorkflowError) -> str:
     (expenses_refusals_total by rule code); a page that only explains why a step is not
     offered uses ``reason_for``, which counts nothing.
     """
-    REFUSALS.labels(error.code).inc()
+    count_refusal(error.code, error.details.get("rule"))
     return reason_for(error)
 
 

@@ -44,7 +44,7 @@ from .. import passkey, session_identifier
 from ..context import Account, db, directory, login_required, me, runtime
 from ..errors import attempt
 from ..extensions import login_manager
-from ..ops.metrics import REFUSALS
+from ..ops.metrics import count_refusal
 from ..params import parse_int
 from . import bp
 from .forms import LanguageForm, LoginForm, PasskeyForm, PasswordForm, SigningSecretForm
@@ -136,7 +136,7 @@ def login() -> str | Response | tuple[str, int]:
             )
         except LoginThrottled as error:
             db().rollback()
-            REFUSALS.labels(error.code).inc()
+            count_refusal(error.code)
             flash(_("Too many failed sign-ins. Try again in %(n)s minutes.", n=error.minutes))
             return render_template("auth/login.html", form=form), 429
         db().commit()

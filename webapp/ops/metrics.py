@@ -24,7 +24,17 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-REFUSALS = Counter("expenses_refusals", "Steps and actions refused, by rule", ["code"])
+REFUSALS = Counter(
+    "expenses_refusals",
+    "Steps and actions refused: the error's code and the guard",
+    ["code", "rule"],
+)
+
+
+def count_refusal(code: str, rule: object = None) -> None:
+    """One refusal a person was told about (``rule``: the guard that refused, if one did)."""
+    REFUSALS.labels(code, str(rule or "")).inc()
+
 
 Rows = Iterable[tuple[list[str], float]]
 
