@@ -1,7 +1,7 @@
 """A record of each live verification of the log (time, events verified, result).
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0014
 Create Date: 2026-11-27
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0014"  # after 0014 (certificate revocation), the head of main when this landed
 branch_labels = None
 depends_on = None
 
