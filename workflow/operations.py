@@ -6,6 +6,7 @@ Read at each scrape or probe, so every app node reports the same figures for the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,6 +90,12 @@ def snapshot(session: Session, *, now: datetime, waiting_states: Iterable[str]) 
     return figures
 
 
+@functools.cache
+def _heads() -> frozenset[str]:
+    """The migrations' heads (read once: the scripts do not change while the process runs)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
 @dataclass(frozen=True)
 class Check:
     """One readiness check: its name, whether it passed, and why not."""
@@ -107,7 +114,7 @@ def readiness(engine: Engine, *, institution: Callable[[], object]) -> list[Chec
             connection.exec_driver_sql("SELECT 1")
             current = set(MigrationContext.configure(connection).get_current_heads())
         checks.append(Check("database", True))
-        heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+        heads = _heads()
         behind = "" if current == heads else f"at {sorted(current)}, head is {sorted(heads)}"
         checks.append(Check("migrations", not behind, behind))
     except SQLAlchemyError as exc:
