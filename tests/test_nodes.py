@@ -172,7 +172,7 @@ def _waiting_on_locks(school: School, count: int) -> None:
 
 def test_of_two_nodes_running_the_checkpoint_schedule_at_once_one_signs(school: School) -> None:
     school.to_state("submitted")
-    settings = replace(school.runtime.settings)
+    settings = school.runtime.settings
     env = {"EXPENSES_WITNESSES": "giamsat@pgd.example.vn"}
     with school.runtime.engine.connect() as holder:
         before = holder.execute(select(func.count()).select_from(CheckpointRow)).scalar_one()
