@@ -1,6 +1,7 @@
 """Backup and restore on PostgreSQL: pg_dump of a school's database restored into a fresh
-cluster verifies, and is consistent with the checkpoint a witness kept from before the backup; a
-restore of an older backup (a rollback past what witnesses saw) is caught."""
+cluster verifies, and is consistent with the checkpoint the district's witness last cosigned
+before the backup; a restore of an older backup (a rollback past what the witness saw) is caught,
+by the auditor's verifier and by the witness, which refuses to cosign it."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from expense_audit.verify import verify_bundle
+from workflow.cosigning import LocalWitness, submit_checkpoint
+from workflow.db import make_engine, session_factory
 from workflow.demo import create_history
-from workflow.runtime import Settings
+from workflow.models import WitnessLog
+from workflow.runtime import Runtime, Settings
+from workflow.witness import RollbackRefused, Witness, WitnessKey
 
 from .factories import School
 from .nodes import ROOT, node_env
@@ -94,20 +99,49 @@ def _flask(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _kept_checkpoint(school: School, folder: Path) -> Path:
-    """The checkpoint a witness (the district) received and kept."""
+WITNESS_NAME = "phonggd.example.edu.vn/witness"
+
+
+@pytest.fixture
+def witness(school: School, tmp_path: Path) -> Iterator[LocalWitness]:
+    """The district's witness, in the district's own database (a school's restore never touches
+    it), with the school registered; the school's checkpoints go to it to be cosigned."""
+    runtime = school.runtime
+    engine = make_engine(f"sqlite:///{tmp_path / 'district-witness.sqlite'}")
+    WitnessLog.__table__.create(engine)
+    key = WitnessKey.create(tmp_path / "witness-keys", name=WITNESS_NAME)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        Witness(session, key=key, clock=runtime.clock).register_log(
+            runtime.settings.origin, runtime.institution.public_raw
+        )
+    runtime.witness = LocalWitness(sessions, key=key, clock=runtime.clock)
+    yield runtime.witness
+    engine.dispose()
+
+
+def _kept_checkpoint(school: School, witness: LocalWitness, folder: Path) -> Path:
+    """The school signs a checkpoint, the witness cosigns it: the witness's last cosigned one."""
     with school.runtime.transaction() as session:
         note = school.runtime.checkpoint(session).note
-    path = folder / "kept-checkpoint.txt"
-    path.write_text(note, encoding="utf-8")
+    assert f"\u2014 {WITNESS_NAME} " in note  # cosigned
+    with witness.sessions() as session:
+        row = session.get(WitnessLog, school.runtime.settings.origin)
+        assert row is not None and row.note is not None
+    path = folder / "witness-checkpoint.txt"
+    path.write_text(row.note, encoding="utf-8")
     return path
 
 
-def test_a_restored_backup_verifies_and_extends_the_kept_checkpoint(
-    school: School, second_cluster: Cluster, tmp_path: Path
+def _runtime_on(settings: Settings, school: School, witness: LocalWitness) -> Runtime:
+    return Runtime(settings, clock=school.runtime.clock, witness=witness)
+
+
+def test_a_restored_backup_verifies_and_extends_the_witness_checkpoint(
+    school: School, witness: LocalWitness, second_cluster: Cluster, tmp_path: Path
 ) -> None:
     create_history(school.runtime, 6)
-    kept = _kept_checkpoint(school, tmp_path)
+    kept = _kept_checkpoint(school, witness, tmp_path)
     school.to_state("forwarded")  # the school goes on working after the witness's checkpoint
     dump = _dump(school.runtime.settings, tmp_path / "backup.dump")
 
@@ -131,17 +165,26 @@ def test_a_restored_backup_verifies_and_extends_the_kept_checkpoint(
         text=True,
     )
     assert offline.returncode == 0, offline.stdout + offline.stderr
+    # the witness itself finds the restored log extends what it cosigned, and cosigns it again
+    node = _runtime_on(restored, school, witness)
+    try:
+        with node.transaction() as session:
+            note = node.checkpoint(session).note
+    finally:
+        node.dispose()
+    assert f"\u2014 {WITNESS_NAME} " in note
 
 
 def test_restoring_a_backup_older_than_the_witnessed_checkpoint_is_caught(
-    school: School, second_cluster: Cluster, tmp_path: Path
+    school: School, witness: LocalWitness, second_cluster: Cluster, tmp_path: Path
 ) -> None:
-    """Someone restores last week's backup over the steps a witness already saw: the restored log
-    verifies on its own, but not against the checkpoint the witness kept."""
+    """Someone restores last week's backup over the steps the witness already cosigned: the
+    restored log verifies on its own, but not against the witness's checkpoint, and the witness
+    will not cosign it."""
     create_history(school.runtime, 3)
     old_dump = _dump(school.runtime.settings, tmp_path / "old.dump")
     school.to_state("approved")
-    kept = _kept_checkpoint(school, tmp_path)
+    kept = _kept_checkpoint(school, witness, tmp_path)
 
     restored = replace(
         school.runtime.settings, database_url=second_cluster.restore(old_dump, "rolled_back")
@@ -156,3 +199,12 @@ def test_restoring_a_backup_older_than_the_witnessed_checkpoint_is_caught(
     )
     assert [p.kind for p in report.problems] == ["checkpoint-beyond-log"]
     assert "the log was truncated" in report.problems[0].detail
+    node = _runtime_on(restored, school, witness)
+    try:
+        with node.transaction() as session:
+            checkpoint = node.checkpoint(session)  # signed; the witness's refusal is logged
+            assert f"\u2014 {WITNESS_NAME} " not in checkpoint.note
+            with pytest.raises(RollbackRefused, match="was cut"):
+                submit_checkpoint(session, checkpoint, witness=witness, now=node.now())
+    finally:
+        node.dispose()
