@@ -53,8 +53,14 @@ class LogCollector(Collector):
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
-        states = self.runtime.definitions.workflow().states
-        waiting = [name for name, state in states.items() if not state.final]
+        waiting = sorted(
+            {
+                name
+                for workflow in self.runtime.definitions.workflows.values()
+                for name, state in workflow.states.items()
+                if not state.final
+            }
+        )
         try:
             with self.runtime.read_sessions() as session:
                 figures = snapshot(session, now=self.runtime.now(), waiting_states=waiting)
