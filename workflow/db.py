@@ -73,12 +73,38 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def create_schema(engine: Engine) -> None:
-    """Apply the alembic migrations (tables and append-only triggers); idempotent."""
+def create_schema(engine: Engine, *, schema: str | None = None) -> None:
+    """Apply the alembic migrations (tables and append-only triggers); idempotent.
+
+    ``schema``: a school's PostgreSQL schema in a multi-school deployment (created if missing).
+    """
     from .migrate import upgrade
 
-    upgrade(engine)
+    upgrade(engine, schema=schema)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def schema_session_factory(
+    engine: Engine, schema: str, *, read_only: bool = False
+) -> sessionmaker[Session]:
+    """Sessions whose every transaction works in the PostgreSQL ``schema`` alone.
+
+    The search path is set at the start of each transaction (SET LOCAL, so a pooled connection
+    forgets it at commit or rollback), which holds for raw SQL too. ``read_only`` sessions are
+    refused any write by PostgreSQL itself (SET TRANSACTION READ ONLY).
+    """
+    if not is_postgres(engine):
+        raise ValueError("a school's schema needs PostgreSQL")
+    quoted = engine.dialect.identifier_preparer.quote_identifier(schema)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_begin")
+    def _enter_schema(_session: Session, _transaction: Any, connection: Any) -> None:
+        if read_only:
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+        connection.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
+
+    return factory

@@ -26,7 +26,7 @@ from .bookkeeping import BookkeepingMap, load_map_file
 from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
 from .cosigning import HttpWitness, WitnessClient, submit_checkpoint
-from .db import create_schema, make_engine, session_factory
+from .db import create_schema, make_engine, schema_session_factory, session_factory
 from .directory import Directory
 from .enrollment import Keyring
 from .errors import InstitutionKeyMissing
@@ -90,31 +90,50 @@ class Settings:
 
 
 class Runtime:
-    """One deployment: its database, its definitions, its institution key."""
+    """One school: its database (or its schema of a shared one), definitions, institution key.
+
+    ``engine`` and ``schema``: a multi-school deployment (workflow.tenancy) passes its shared
+    engine and the school's PostgreSQL schema; every session of this runtime then works in that
+    schema alone, and dispose() leaves the shared engine to its owner.
+    """
 
     def __init__(
-        self, settings: Settings, *, clock: Clock = utcnow, witness: WitnessClient | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        witness: WitnessClient | None = None,
+        engine: Engine | None = None,
+        schema: str | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.schema = schema
         # NOTE: an object given here (the district's witness in this process) wins over the URL.
         self.witness: WitnessClient | None = witness or (
             HttpWitness(settings.witness_url) if settings.witness_url else None
         )
         self.witness_key = CosignerKey.parse(settings.witness_key) if settings.witness_key else None
-        if settings.database_url.startswith("sqlite:///"):
+        if engine is None and settings.database_url.startswith("sqlite:///"):
             Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
                 parents=True, exist_ok=True
             )
-        self.engine: Engine = make_engine(settings.database_url)
-        self.sessions: sessionmaker[Session] = session_factory(self.engine)
+        self._owns_engine = engine is None
+        self.engine: Engine = engine if engine is not None else make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = (
+            session_factory(self.engine)
+            if schema is None
+            else schema_session_factory(self.engine, schema)
+        )
         self._read_sessions: sessionmaker[Session] | None = None
         self.definitions = DefinitionSet.from_directory(settings.definitions_dir)
         self._institution: InstitutionKey | None = None
         self._pepper: bytes | None = None
 
     def dispose(self) -> None:
-        """Close every pooled connection (both engines)."""
+        """Close every pooled connection (both engines), unless the engine is shared."""
+        if not self._owns_engine:
+            return
         self.engine.dispose()
         if self._read_sessions is not None and self._read_sessions is not self.sessions:
             bind = self._read_sessions.kw.get("bind")
@@ -145,7 +164,7 @@ class Runtime:
     def init_db(self, *, at: datetime | None = None) -> bool:
         """Create the schema and the log's genesis event (dated ``at``, by default now);
         returns False if the log was already initialised."""
-        create_schema(self.engine)
+        create_schema(self.engine, schema=self.schema)
         with self.transaction() as session:
             if session.get(LogHead, 1) is not None:
                 return False

@@ -14,8 +14,13 @@ target_metadata = Base.metadata
 def run_migrations() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
+        # A school's schema in a multi-school deployment keeps its own version table.
+        schema = config.attributes.get("schema")
         context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=True,
+            version_table_schema=schema,
         )
         with context.begin_transaction():
             context.run_migrations()
