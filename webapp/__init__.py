@@ -83,7 +83,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         # NOTE: Flask defines both keys (False), so a setdefault would never apply.
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
-    settings = app.config.get("SETTINGS") or Settings.from_env()
+    given = app.config.get("RUNTIME")
+    settings = app.config.get("SETTINGS") or (given.settings if given else Settings.from_env())
     serving = click.get_current_context(silent=True) is None
     if production:
         check_production(app, settings, serving=serving)
@@ -91,7 +92,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     clock = app.config.get("CLOCK")
-    app.extensions["runtime"] = Runtime(settings, **({"clock": clock} if clock else {}))
+    # A multi-school deployment (webapp.district) hands each school's app its runtime, which
+    # shares the deployment's engine and works in the school's schema.
+    app.extensions["runtime"] = app.config.get("RUNTIME") or Runtime(
+        settings, **({"clock": clock} if clock else {})
+    )
     if production and serving and app.config.get("REQUIRE_DURABLE_DATABASE", True):
         lost = durability_problem(app.extensions["runtime"].engine)
         if lost:

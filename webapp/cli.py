@@ -18,11 +18,13 @@ from expense_audit.verify import Report
 from workflow import bookkeeping, disclosure, policy, queries
 from workflow import demo as demo_data
 from workflow.bundle import export_bundle, prove_consistency
+from workflow.district_models import DISTRICT_ROLES
 from workflow.keys import InstitutionKey
 from workflow.ledger import LedgerFilter, rows_from_database, write_csv, write_xlsx
 from workflow.livecheck import verify_live
 from workflow.mailer import DeliveryReport, failed_mails
-from workflow.runtime import Runtime
+from workflow.runtime import Runtime, Settings
+from workflow.tenancy import District
 
 from .uploads import storage_dir
 from .witness_service import witness_cli
@@ -532,4 +534,168 @@ def register(app: Flask) -> None:
         notify,
         witness_cli,
     ):
+        app.cli.add_command(command)
+    register_tenancy(app)
+
+
+# --- the multi-school deployment (workflow.tenancy) ------------------------------------------
+
+
+def _district() -> District:
+    """The deployment's District: the district app's, else one built from the environment."""
+    found = current_app.extensions.get("district")
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    try:
+        district = District(Settings.from_env())
+    except WorkflowError as exc:
+        _fail(f"{exc.message} (and EXPENSES_MULTI_SCHOOL=1)")
+        raise
+    current_app.extensions["district"] = district
+    return district
+
+
+@click.group("school", cls=AppGroup)
+def school() -> None:
+    """Schools of a multi-school deployment (PostgreSQL, EXPENSES_MULTI_SCHOOL=1)."""
+
+
+@school.command("add")
+@click.argument("code")
+@click.option("--name", required=True, help="The school's name, as people know it.")
+@click.option("--origin", required=True, help="Its log's origin, e.g. th-a.edu.vn/expenses.")
+@click.option("--admin", "admin_login", required=True, help="Login of the school's first admin.")
+@click.option("--admin-email", default=None, help="The admin's e-mail (admin@<origin host>).")
+@click.option(
+    "--definitions",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The school's definitions folder (the deployment's by default).",
+)
+def school_add(
+    code: str,
+    name: str,
+    origin: str,
+    admin_login: str,
+    admin_email: str | None,
+    definitions: Path | None,
+) -> None:
+    """Create a school: its schema, institution key, log and admin account."""
+    district = _district()
+    try:
+        district.init()
+        added = district.add_school(
+            code,
+            name=name,
+            origin=origin,
+            admin_login=admin_login,
+            admin_email=admin_email or f"{admin_login}@{origin.split('/', 1)[0]}",
+            definitions_dir=definitions,
+        )
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    click.echo(f"School {added.code} created under /s/{added.code}/")
+    click.echo(f"Institution key fingerprint: {added.fingerprint}")
+    click.echo(f"Admin {added.admin_login}, one-time password: {added.admin_password}")
+    click.echo("The admin chooses a new password at first sign-in.")
+
+
+@school.command("list")
+def school_list() -> None:
+    """List the deployment's schools (code, origin, name)."""
+    district = _district()
+    try:
+        district.init()
+        schools = district.schools()
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    for record in schools:
+        click.echo(f"{record.code}\t{record.origin}\t{record.name}")
+
+
+@school.command("import")
+@click.argument("code")
+@click.option("--name", required=True, help="The school's name, as people know it.")
+@click.option("--from", "source", required=True, help="The school's own DATABASE_URL.")
+@click.option(
+    "--keys",
+    "keys_dir",
+    required=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="The school's keys folder (institution.key, institution.pub, pepper).",
+)
+@click.option(
+    "--attachments",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="The school's attachments folder, copied beside the moved school.",
+)
+def school_import(
+    code: str, name: str, source: str, keys_dir: Path, attachments: Path | None
+) -> None:
+    """Move a school's own instance into this deployment, its log intact."""
+    from workflow.school_import import import_school
+
+    district = _district()
+    target = Path(current_app.config.get("ATTACHMENTS_DIR") or Path(current_app.instance_path))
+    try:
+        district.init()
+        moved = import_school(
+            district,
+            code,
+            name=name,
+            source_url=source,
+            keys_from=keys_dir,
+            attachments_from=attachments,
+            attachments_to=target / "schools" / code / "attachments" if attachments else None,
+        )
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    click.echo(f"School {moved.code} imported: {moved.events} events, origin {moved.origin}")
+    click.echo(f"Institution key fingerprint: {moved.fingerprint}")
+
+
+@click.group("district", cls=AppGroup)
+def district_group() -> None:
+    """District accounts (inspector, finance officer) and the schools they may see."""
+
+
+@district_group.command("add-user")
+@click.option("--login", required=True)
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(DISTRICT_ROLES))
+@click.password_option("--password", help="Login password (asked if not given).")
+def district_add_user(login: str, name: str, role: str, password: str) -> None:
+    """Create a district account."""
+    district = _district()
+    try:
+        district.init()
+        district.create_user(login=login, name=name, role=role, password=password)
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    click.echo(f"District account {login} created ({role}).")
+
+
+@district_group.command("grant")
+@click.argument("login")
+@click.argument("codes", nargs=-1, required=True)
+def district_grant(login: str, codes: tuple[str, ...]) -> None:
+    """Let a district account see these schools (read-only)."""
+    district = _district()
+    try:
+        for code in codes:
+            district.grant(login, code)
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    click.echo(f"{login} may see: {', '.join(codes)}")
+
+
+def register_tenancy(app: Flask) -> None:
+    """Attach the multi-school commands."""
+    for command in (school, district_group):
         app.cli.add_command(command)

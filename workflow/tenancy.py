@@ -182,10 +182,10 @@ class District:
             base_url=f"{self.settings.base_url.rstrip('/')}/s/{record.code}",
         )
 
-    def _register(
-        self, code: str, *, name: str, origin: str, definitions_dir: Path | None
+    def new_record(
+        self, code: str, *, name: str, origin: str, definitions_dir: Path | None = None
     ) -> SchoolRecord:
-        """Check a new school's code and origin and return its (unsaved) registry row."""
+        """Check a new school's code, name and origin; return its registry row (not yet saved)."""
         schema = school_schema(code)
         check_key_name(origin)
         if not name.strip():
@@ -224,7 +224,7 @@ class District:
 
         The admin gets a random one-time password, to be changed at first sign-in.
         """
-        record = self._register(code, name=name, origin=origin, definitions_dir=definitions_dir)
+        record = self.new_record(code, name=name, origin=origin, definitions_dir=definitions_dir)
         key = InstitutionKey.create(
             Path(record.keys_dir), passphrase=self.settings.institution_passphrase
         )
@@ -248,22 +248,17 @@ class District:
             )
             # NOTE: the printed password passes through a terminal: it works once.
             admin.must_change_password = True
-        with self.transaction() as session:
-            session.add(record)
+        self.save_record(record)
         with self._lock:
             self._runtimes[code] = runtime
         return AddedSchool(code, key.fingerprint, admin.login, password)
 
-    def adopt_school(
-        self, code: str, *, name: str, origin: str, definitions_dir: Path | None = None
-    ) -> SchoolRecord:
-        """Register a school whose schema and key an import has just written (see school_import)."""
-        record = self._register(code, name=name, origin=origin, definitions_dir=definitions_dir)
+    def save_record(self, record: SchoolRecord) -> None:
+        """Enter a school whose schema and key are ready into the registry."""
         with self.transaction() as session:
             session.add(record)
             session.flush()
             session.expunge(record)
-        return record
 
     def school_users(self, code: str) -> list[User]:
         """The accounts of one school (for `school list`)."""

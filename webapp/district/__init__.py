@@ -1,0 +1,50 @@
+"""The district's pages (/district/): sign-in of district accounts and their granted schools.
+
+Entry points for the district dashboard: ``district()`` (the deployment's District),
+``current_district_login()`` and the ``district_login_required`` decorator; a view lists what the
+signed-in account may see with ``district().granted_schools(login)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, current_app, redirect, request, session, url_for
+
+from workflow.tenancy import District
+
+bp = Blueprint("district", __name__, url_prefix="/district")
+
+F = TypeVar("F", bound=Callable[..., Any])
+SESSION_KEY = "district_login"
+
+
+def district() -> District:
+    """The deployment's District (schools, district accounts, grants)."""
+    found: District = current_app.extensions["district"]
+    return found
+
+
+def current_district_login() -> str | None:
+    """The signed-in district account's login, or None."""
+    login = session.get(SESSION_KEY)
+    return login if isinstance(login, str) else None
+
+
+def district_login_required(view: F) -> F:
+    """Send visitors without a district session to the district sign-in page."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        login = current_district_login()
+        if login is None or district().get_user(login) is None:
+            session.pop(SESSION_KEY, None)
+            return redirect(url_for("district.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+from . import routes  # noqa: E402,F401
