@@ -88,6 +88,11 @@ def safe_next(target: str) -> str:
     ):
         return url_for("requests.home")
     parts = urlsplit(target)
+    # Under a multi-school deployment this app answers below /s/<code>: another school's pages
+    # are no place to land after signing in here.
+    root = request.script_root
+    if root and not (target == root or target.startswith(root + "/")):
+        return url_for("requests.home")
     return target if not parts.scheme and not parts.netloc else url_for("requests.home")
 
 

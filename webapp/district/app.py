@@ -108,7 +108,7 @@ def create_district_app(
 
     ``school_overrides``: configuration every school's app gets (tests: a clock, cheap hashing).
     """
-    from .. import UnsafeConfiguration, _register_errors
+    from .. import UnsafeConfiguration
     from ..extensions import babel, csrf, limiter
     from ..i18n import compile_catalogs
 
@@ -150,7 +150,7 @@ def create_district_app(
     from . import bp
 
     app.register_blueprint(bp)
-    _register_errors(app)
+    _register_district_errors(app)
 
     @app.context_processor
     def district_globals() -> dict[str, Any]:
@@ -184,6 +184,25 @@ def create_district_app(
     app.extensions["schools"] = dispatcher
     app.wsgi_app = dispatcher  # type: ignore[method-assign]
     return app
+
+
+def _register_district_errors(app: Flask) -> None:
+    from flask import render_template
+    from flask_babel import gettext as _
+    from werkzeug.exceptions import HTTPException
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[str, int]:
+        code = error.code or 500
+        titles = {403: _("Not allowed"), 404: _("Not found"), 429: _("Too many attempts")}
+        messages = {
+            403: _("You may not do this."),
+            404: _("This page does not exist."),
+            429: _("Too many attempts. Wait a minute and try again."),
+        }
+        title = titles.get(code, _("Bad request"))
+        message = messages.get(code, _("Please go back and try again."))
+        return render_template("district/error.html", title=title, message=message), code
 
 
 def _district_locale() -> str:
