@@ -1,0 +1,167 @@
+"""Adding a school with one command, and moving a school's own instance into the district (issue 16)."""
+
+from __future__ import annotations
+
+import re
+import stat
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from expense_audit.verify import verify_bundle
+from workflow.bundle import export_bundle
+from workflow.keys import InstitutionKey
+from workflow.models import AuditEvent, CheckpointRow, OutboxMail
+from workflow.runtime import Runtime
+
+from .conftest import SETTINGS, SteppingClock
+from .district import SchoolBrowser, deployment, district_app, needs_postgres
+from .factories import School, pay_data
+
+pytestmark = needs_postgres
+
+
+def test_school_add_creates_key_log_and_an_admin_who_signs_in_once(tmp_path: Path) -> None:
+    with deployment(tmp_path, codes=()) as district:
+        app = district_app(district, tmp_path)
+        runner = app.test_cli_runner()
+        result = runner.invoke(
+            args=[
+                "school",
+                "add",
+                "gamma",
+                "--name",
+                "Trường Tiểu học Gamma",
+                "--origin",
+                "th-gamma.edu.vn/expenses",
+                "--admin",
+                "quantri",
+            ]
+        )
+        assert result.exit_code == 0, result.output
+        password = re.search(r"one-time password: (\S+)", result.output)
+        fingerprint = re.search(r"fingerprint: ([0-9a-f]{64})", result.output)
+        assert password and fingerprint
+        key_dir = tmp_path / "keys" / "gamma"
+        assert InstitutionKey.from_directory(key_dir).fingerprint == fingerprint.group(1)
+        assert stat.S_IMODE((key_dir / "institution.key").stat().st_mode) == 0o600
+        with district.runtime("gamma").transaction() as session:
+            genesis = session.get(AuditEvent, 1)
+            assert genesis is not None and genesis.action == "log.init"
+
+        browser = SchoolBrowser(app, "/s/gamma")
+        browser.get("/login")
+        response = browser.post("/login", {"login": "quantri", "password": password.group(1)})
+        assert response.status_code == 302
+        assert browser.get("/admin/users").headers["Location"].startswith("/s/gamma/password")
+
+        listed = runner.invoke(args=["school", "list"])
+        assert "gamma\tth-gamma.edu.vn/expenses\tTrường Tiểu học Gamma" in listed.output
+        again = runner.invoke(
+            args=["school", "add", "gamma", "--name", "G", "--origin", "x.vn/e", "--admin", "a"]
+        )
+        assert again.exit_code == 1 and "exists already" in again.output
+
+
+def _own_instance(folder: Path) -> tuple[Runtime, School]:
+    """A school on its own SQLite instance, with history and two checkpoints."""
+    keys = folder / "own-keys"
+    InstitutionKey.create(keys)
+    settings = replace(
+        SETTINGS,
+        database_url=f"sqlite:///{folder / 'own.sqlite'}",
+        keys_dir=keys,
+        origin="th-omega.edu.vn/expenses",
+    )
+    runtime = Runtime(settings, clock=SteppingClock())
+    runtime.init_db()
+    school = School.create(runtime)
+    paid = school.to_state("approved")
+    school.act(paid, "pay", "mai", data=pay_data())
+    with runtime.transaction() as session:
+        runtime.checkpoint(session)
+    school.to_state("submitted", line="PRINT", amount="500.000")
+    with runtime.transaction() as session:
+        runtime.checkpoint(session)
+    return runtime, school
+
+
+def _log(runtime: Runtime) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with runtime.transaction() as session:
+        events = [
+            (e.seq, e.hash, e.prev, e.request, e.action, e.actor, e.key_id, e.ts, e.body, e.sig)
+            for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))
+        ]
+        checkpoints = [
+            (c.size, c.root, c.note)
+            for c in session.scalars(select(CheckpointRow).order_by(CheckpointRow.size))
+        ]
+    return events, checkpoints
+
+
+def test_school_moved_from_sqlite_keeps_log_checkpoints_and_key(tmp_path: Path) -> None:
+    own, _ = _own_instance(tmp_path)
+    events, checkpoints = _log(own)
+    fingerprint = own.institution.fingerprint
+    own.dispose()
+
+    with deployment(tmp_path / "district", codes=()) as district:
+        district.init()
+        runner = district_app(district, tmp_path).test_cli_runner()
+        result = runner.invoke(
+            args=[
+                "school",
+                "import",
+                "omega",
+                "--name",
+                "Trường Tiểu học Omega",
+                "--from",
+                own.settings.database_url,
+                "--keys",
+                str(own.settings.keys_dir),
+            ]
+        )
+        assert result.exit_code == 0, result.output
+        assert f"{len(events)} events" in result.output and fingerprint in result.output
+
+        moved = district.runtime("omega")
+        assert moved.settings.origin == "th-omega.edu.vn/expenses"
+        assert _log(moved) == (events, checkpoints)  # byte for byte, every kept checkpoint
+        with moved.transaction() as session:
+            export_bundle(
+                session,
+                tmp_path / "moved.zip",
+                institution=moved.institution,
+                now=moved.now(),
+            )
+        report = verify_bundle(
+            tmp_path / "moved.zip",
+            institution_key=fingerprint,
+            trusted_checkpoint=checkpoints[-1][2],
+        )
+        assert report.valid, report.headline()
+        assert report.institution_fingerprint == fingerprint
+
+        # The moved school goes on: its chain continues and new rows get fresh ids.
+        school = School(moved)
+        mails_before = len(school.mails())
+        number = school.to_state("submitted", line="WEB", amount="300.000")
+        with moved.transaction() as session:
+            head = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
+            assert head is not None and head.seq > len(events)
+            assert session.scalars(select(OutboxMail)).all()
+        assert school.request(number) is not None and len(school.mails()) > mails_before
+
+
+def test_import_refuses_a_code_or_origin_already_in_the_district(tmp_path: Path) -> None:
+    own, _ = _own_instance(tmp_path)
+    own.dispose()
+    with deployment(tmp_path / "district", codes=("omega",)) as district:
+        runner = district_app(district, tmp_path).test_cli_runner()
+        base = ["school", "import", "--from", own.settings.database_url]
+        keys = ["--keys", str(own.settings.keys_dir), "--name", "Omega"]
+        taken_origin = runner.invoke(args=[*base, "omega2", *keys])
+        assert taken_origin.exit_code == 1 and "origin" in taken_origin.output
+        assert not (tmp_path / "district" / "keys" / "omega2").exists()
