@@ -451,6 +451,20 @@ VI = {
     # Passkey to passkey (a new phone while the old one still works)
     "Now sign the hand-over with your current passkey. If it is on your old phone, choose “use another device” and scan the code with that phone.": "Bây giờ hãy ký bàn giao bằng passkey hiện tại. Nếu passkey ở điện thoại cũ, chọn “dùng thiết bị khác” và quét mã bằng điện thoại đó.",
     "New phone? Leave this empty: your current passkey signs off the new one. Only if you lost the phone that held it, type the recovery code from the admin.": "Đổi điện thoại? Để trống ô này: passkey hiện tại sẽ ký xác nhận passkey mới. Chỉ khi mất điện thoại giữ passkey, hãy nhập mã khôi phục do quản trị viên cấp.",
+    # issue 16: the district deployment (schools under /s/<code>/, district accounts)
+    "District": "Phòng GD&ĐT",
+    "District office": "Phòng Giáo dục và Đào tạo",
+    "District accounts see the schools they are granted, read-only.": "Tài khoản của Phòng xem các trường được giao, chỉ xem, không sửa.",
+    "Schools": "Các trường",
+    "read-only": "chỉ xem",
+    "Code": "Mã",
+    "School": "Trường",
+    "Log origin": "Tên nhật ký",
+    "No school has been granted to this account yet.": "Tài khoản này chưa được giao trường nào.",
+    "Back to the schools": "Về danh sách trường",
+    "This page does not exist.": "Trang này không tồn tại.",
+    "District inspector": "Thanh tra Phòng",
+    "District finance officer": "Cán bộ tài chính Phòng",
 }
 
 
