@@ -231,6 +231,11 @@ def test_school_pages_links_and_cookies_stay_under_its_prefix(app: Flask) -> Non
     response = browser.get("/login")
     page = response.get_data(as_text=True)
     assert 'href="/s/alpha/static/style.css' in page
+    assert '<meta name="app-root" content="/s/alpha">' in page
+    worker = browser.get("/sw.js")
+    script = worker.get_data(as_text=True)
+    assert worker.headers["Service-Worker-Allowed"] == "/s/alpha/"
+    assert 'const ROOT = "/s/alpha";' in script and '"/s/alpha/static/offline.html"' in script
     signed_in = browser.login("hanh")
     cookie = signed_in.client.get_cookie("session_alpha", path="/s/alpha/")
     assert cookie is not None and cookie.path == "/s/alpha/"
@@ -256,6 +261,7 @@ def test_district_inspector_sees_granted_schools_only(app: Flask, district: Dist
     assert response.status_code == 302
     page = browser.get("/").get_data(as_text=True)
     assert 'data-school="beta"' in page and 'data-school="alpha"' not in page
+    assert "Các trường" in page  # Vietnamese by default
     assert [school.code for school in district.granted_schools("thanhtra")] == ["beta"]
 
 

@@ -52,11 +52,12 @@ def register(app: Flask) -> None:
             ('"__VERSION__"', version),
             ('["__PRECACHE__"]', urls),
             ('["__HOMES__"]', homes),
+            ('"__ROOT__"', request.script_root),
         ):
             script = script.replace(placeholder, json.dumps(value))
         response = Response(script, mimetype="text/javascript")
         response.headers["Cache-Control"] = "no-cache"
-        response.headers["Service-Worker-Allowed"] = "/"
+        response.headers["Service-Worker-Allowed"] = request.script_root + "/"
         response.set_etag(version)
         return response.make_conditional(request)
 

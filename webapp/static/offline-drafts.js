@@ -4,11 +4,14 @@
 // and a photo sent twice is attached once (its sha256 names it).
 import { shrink } from "./photo-shrink.js";
 
-const DB = "expense-drafts";
+// Below which path this app answers ("" alone; "/s/<code>" in a district deployment). The
+// phone keeps each school's drafts apart: a draft typed for one school never syncs to another.
+const ROOT = (document.querySelector("meta[name=app-root]") || {}).content || "";
+const DB = "expense-drafts" + (ROOT ? "@" + ROOT : "");
 const STORE = "drafts";
 const FIELDS = ["title", "line", "quantity", "unit_price", "amount", "source", "budget_year", "description"];
 const KEEP_SENT_MS = 7 * 24 * 3600 * 1000;  // "reached the school" stays listed for a week
-const CURRENT = "phone-draft-current";
+const CURRENT = "phone-draft-current" + ROOT;
 
 // --- storage: one object store, a record per draft ---------------------------------------
 function open() {
@@ -86,7 +89,7 @@ async function send(record, csrf, announce) {
   body.append("client_id", record.id);
   for (const name of FIELDS) body.append(name, record.fields[name] ?? "");
   if (announce) body.append("announce", "1");
-  const saved = await post("/requests/sync", body, csrf);
+  const saved = await post(ROOT + "/requests/sync", body, csrf);
   if (!saved.data) return saved;
   Object.assign(record, { number: saved.data.number, url: saved.data.url, error: "" });
   let there = saved.data.attachments;
@@ -96,7 +99,7 @@ async function send(record, csrf, announce) {
     if (file.sha256 && there.includes(file.sha256)) { file.sent = true; delete file.data; continue; }
     const part = new FormData();
     part.append("file", new Blob([file.data], { type: file.type }), file.name);
-    const uploaded = await post(`/requests/${record.number}/attachments`, part, csrf);
+    const uploaded = await post(`${ROOT}/requests/${record.number}/attachments`, part, csrf);
     if (!uploaded.data) return uploaded;
     there = uploaded.data.attachments;
     file.sent = true;

@@ -53,7 +53,8 @@ const csrf = document.querySelector("input[name=csrf_token]");
 
 if ("serviceWorker" in navigator) {
   const first = !navigator.serviceWorker.controller;
-  navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
+  const root = (document.querySelector("meta[name=app-root]") || {}).content || "";
+  navigator.serviceWorker.register(root + "/sw.js", { scope: root + "/" }).catch(() => {});
   if (user && !keptAt) {
     navigator.serviceWorker.ready.then((registration) => {
       const worker = registration.active;

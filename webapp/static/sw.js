@@ -4,8 +4,13 @@
 "use strict";
 const VERSION = "__VERSION__";
 const PRECACHE = ["__PRECACHE__"];
-const STATIC = "static-" + VERSION;
-const PAGES = "pages-v1";
+// Below which path this app answers ("" alone; "/s/<code>" in a district deployment): each
+// school's worker keeps its own caches and clears only those.
+const ROOT = "__ROOT__";
+const SUFFIX = ROOT ? "@" + ROOT : "";
+const STATIC = "static-" + VERSION + SUFFIX;
+const PAGES = "pages-v1" + SUFFIX;
+const MINE = (name) => (SUFFIX ? name.endsWith(SUFFIX) : !name.includes("@"));
 const OFFLINE = PRECACHE.find((url) => url.endsWith("/offline.html"));
 // Where "/" (the installed app's start) sends each kind of person: offline, the newest kept.
 const HOMES = ["__HOMES__"];
@@ -22,7 +27,7 @@ self.addEventListener("activate", (event) => {
   event.waitUntil(
     caches.keys()
       .then((names) => Promise.all(
-        names.filter((name) => name !== STATIC && name !== PAGES).map((name) => caches.delete(name))))
+        names.filter((name) => MINE(name) && name !== STATIC && name !== PAGES).map((name) => caches.delete(name))))
       .then(() => self.clients.claim())
   );
 });
@@ -49,7 +54,7 @@ async function offlineCopy(request) {
   await (writing.get(request.url) || Promise.resolve()).catch(() => {});
   const cache = await caches.open(PAGES);
   let kept = await cache.match(request.url, { ignoreVary: true });
-  if (!kept && new URL(request.url).pathname === "/") kept = await newestHome(cache);
+  if (!kept && new URL(request.url).pathname === ROOT + "/") kept = await newestHome(cache);
   if (!kept) {
     return (await caches.match(OFFLINE)) || new Response("Offline", { status: 503 });
   }
@@ -91,7 +96,7 @@ async function staticFile(request) {
 
 async function post(request, path) {
   // Signing in or out: the pages kept belong to the person signed in until now.
-  if (path === "/login" || path === "/logout") await caches.delete(PAGES);
+  if (path === ROOT + "/login" || path === ROOT + "/logout") await caches.delete(PAGES);
   try {
     return await fetch(request);
   } catch (error) {
@@ -109,7 +114,7 @@ self.addEventListener("fetch", (event) => {
     if (request.mode === "navigate") event.respondWith(post(request, url.pathname));
     return;
   }
-  if (url.pathname.startsWith("/static/")) event.respondWith(staticFile(request));
+  if (url.pathname.startsWith(ROOT + "/static/")) event.respondWith(staticFile(request));
   else if (request.mode === "navigate") event.respondWith(page(request));
 });
 
