@@ -65,6 +65,20 @@ def test_school_add_creates_key_log_and_an_admin_who_signs_in_once(tmp_path: Pat
         assert again.exit_code == 1 and "exists already" in again.output
 
 
+def test_school_commands_run_in_each_school_with_its_own_log(tmp_path: Path) -> None:
+    with deployment(tmp_path) as district:
+        runner = district_app(district, tmp_path).test_cli_runner()
+        checkpoints = runner.invoke(args=["school", "each", "checkpoint"])
+        assert checkpoints.exit_code == 0, checkpoints.output
+        assert "== alpha\nth-alpha.edu.vn/expenses\n" in checkpoints.output
+        assert "== beta\nth-beta.edu.vn/expenses\n" in checkpoints.output
+        verified = runner.invoke(args=["school", "run", "beta", "audit", "verify"])
+        assert verified.exit_code == 0, verified.output
+        assert "VALID" in verified.output
+        unknown = runner.invoke(args=["school", "run", "nosuch", "checkpoint"])
+        assert unknown.exit_code == 1 and "no school" in unknown.output
+
+
 def _own_instance(folder: Path) -> tuple[Runtime, School]:
     """A school on its own SQLite instance, with history and two checkpoints."""
     keys = folder / "own-keys"

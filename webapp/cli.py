@@ -658,6 +658,58 @@ def school_import(
     click.echo(f"Institution key fingerprint: {moved.fingerprint}")
 
 
+def _run_in_school(code: str, args: list[str]) -> int:
+    """Run one `flask` command (``args``) in the school's own app; returns its exit code."""
+    from flask.cli import ScriptInfo
+
+    from . import create_app
+    from .district.app import school_config
+
+    config = school_config(current_app._get_current_object(), _district(), code, {})  # type: ignore[attr-defined]
+    if config is None:
+        _fail(f"no school {code!r} in this deployment")
+        return 1
+    app = create_app(config)
+    click.echo(f"== {code}")
+    try:
+        # NOTE: the school's app context, pushed here: the commands would otherwise find the
+        # district app's context already current and run there.
+        with app.app_context():
+            app.cli.main(
+                args=args,
+                prog_name=f"school run {code}",
+                obj=ScriptInfo(create_app=lambda: app),
+                standalone_mode=False,
+            )
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    return 0
+
+
+@school.command("run", context_settings={"ignore_unknown_options": True})
+@click.argument("code")
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+def school_run(code: str, args: tuple[str, ...]) -> None:
+    """Run a command in one school, e.g. `school run thdemo audit verify`."""
+    sys.exit(_run_in_school(code, list(args)))
+
+
+@school.command("each", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+def school_each(args: tuple[str, ...]) -> None:
+    """Run a command in every school in turn (cron: `school each notify send`, `checkpoint`)."""
+    failed = [
+        record.code
+        for record in _district().schools()
+        if _run_in_school(record.code, list(args)) != 0
+    ]
+    if failed:
+        _fail(f"failed in: {', '.join(failed)}")
+
+
 @click.group("district", cls=AppGroup)
 def district_group() -> None:
     """District accounts (inspector, finance officer) and the schools they may see."""

@@ -82,7 +82,7 @@ def school_config(
     """The create_app configuration of one school, or None when there is no such school."""
     if district.get_school(code) is None:
         return None
-    master = str(district_app.config["MASTER_SECRET_KEY"])
+    master = str(district_app.config.get("MASTER_SECRET_KEY") or district_app.config["SECRET_KEY"])
     attachments = Path(
         district_app.config.get("ATTACHMENTS_DIR") or Path(district_app.instance_path) / "schools"
     )
