@@ -265,6 +265,21 @@ def test_district_inspector_sees_granted_schools_only(app: Flask, district: Dist
     assert [school.code for school in district.granted_schools("thanhtra")] == ["beta"]
 
 
+def test_district_view_of_an_ungranted_school_is_not_found(app: Flask) -> None:
+    from werkzeug.exceptions import NotFound
+
+    from webapp.district import SESSION_KEY, granted_school_or_404
+
+    with app.test_request_context("/district/"):
+        from flask import session
+
+        session[SESSION_KEY] = "thanhtra"
+        assert granted_school_or_404("beta").code == "beta"
+        for code in ("alpha", "nosuch"):
+            with pytest.raises(NotFound):
+                granted_school_or_404(code)
+
+
 def test_district_session_is_not_a_school_session(app: Flask) -> None:
     browser = SchoolBrowser(app, "/district")
     browser.get("/login")

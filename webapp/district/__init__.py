@@ -11,9 +11,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, request, session, url_for
 
-from workflow.tenancy import District
+from workflow.tenancy import District, GrantedSchool
 
 bp = Blueprint("district", __name__, url_prefix="/district")
 
@@ -31,6 +31,18 @@ def current_district_login() -> str | None:
     """The signed-in district account's login, or None."""
     login = session.get(SESSION_KEY)
     return login if isinstance(login, str) else None
+
+
+def granted_school_or_404(code: str) -> GrantedSchool:
+    """The signed-in district account's granted school ``code``; 404 for any other school.
+
+    NOTE: 404, not 403: a district account learns nothing of schools it was not granted.
+    """
+    login = current_district_login()
+    for school in district().granted_schools(login) if login else []:
+        if school.code == code:
+            return school
+    abort(404)
 
 
 def district_login_required(view: F) -> F:
