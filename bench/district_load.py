@@ -223,9 +223,19 @@ def run(admin_url: str, schools: int, users: int, requests: int) -> dict[str, di
                 def queue(client: SchoolClient, code: str) -> tuple[str, str, None]:
                     return "GET", "/review", None
 
+                # NOTE: every worker makes a school's app on its first request there: a few
+                # untimed requests per school first, so that the figures are of warm schools.
+                warm = SchoolClient(port, codes[0])
+                for code in codes:
+                    warm.prefix = f"/s/{code}"
+                    for _ in range(12):
+                        warm.request("GET", "/login")
+                warm.connection.close()
+                # The queue first, while every school's queue holds the same (nothing yet):
+                # afterwards one school's queue would hold all the submitted requests.
                 for scenario, login, make in (
-                    ("submit_signed", "hanh", submit),
                     ("queue_page", "long", queue),
+                    ("submit_signed", "hanh", submit),
                 ):
                     for number in range(users):  # sign-ins are not part of the figures
                         for code in codes_of(number):
