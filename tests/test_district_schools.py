@@ -12,7 +12,9 @@ from sqlalchemy import select
 
 from expense_audit.verify import verify_bundle
 from workflow.bundle import export_bundle
+from workflow.db import make_engine
 from workflow.keys import InstitutionKey
+from workflow.migrate import upgrade
 from workflow.models import AuditEvent, CheckpointRow, OutboxMail
 from workflow.runtime import Runtime
 
@@ -179,3 +181,13 @@ def test_import_refuses_a_code_or_origin_already_in_the_district(tmp_path: Path)
         taken_origin = runner.invoke(args=[*base, "omega2", *keys])
         assert taken_origin.exit_code == 1 and "origin" in taken_origin.output
         assert not (tmp_path / "district" / "keys" / "omega2").exists()
+
+        old = tmp_path / "old.sqlite"
+        engine = make_engine(f"sqlite:///{old}")
+        upgrade(engine, "0008")
+        engine.dispose()
+        behind = runner.invoke(
+            args=["school", "import", "--from", f"sqlite:///{old}", "older", *keys]
+        )
+        assert behind.exit_code == 1 and "at migration 0008" in behind.output
+        assert [school.code for school in district.schools()] == ["omega"]
