@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from workflow.audit import lock_head
 from workflow.bundle import attachment_path
+from workflow.db import make_engine
 from workflow.models import AuditEvent, Request, User
 from workflow.tenancy import District, TenancyError
 
@@ -302,6 +303,18 @@ def test_district_read_sessions_refuse_any_write(district: District) -> None:
         assert session.scalar(select(func.count()).select_from(User)) > 0
         with pytest.raises(DBAPIError, match="read-only transaction"):
             session.execute(text("UPDATE users SET active = false"))
+
+
+def test_district_reads_from_the_replica_engine_it_is_given(district: District) -> None:
+    replica = make_engine(district.engine.url.render_as_string(hide_password=False))
+    try:
+        reading = District(district.settings, engine=district.engine, read_engine=replica)
+        (beta,) = reading.granted_schools("thanhtra")
+        assert beta.read_sessions.kw["bind"] is replica
+        with beta.read_sessions() as session:
+            assert session.scalar(text("SELECT origin FROM log_head")) == "th-beta.edu.vn/expenses"
+    finally:
+        replica.dispose()
 
 
 def test_ungranted_or_unknown_district_login_sees_no_school(district: District) -> None:

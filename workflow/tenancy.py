@@ -91,6 +91,7 @@ class District:
         *,
         clock: Clock = utcnow,
         engine: Engine | None = None,
+        read_engine: Engine | None = None,
         pool_size: int = 10,
     ) -> None:
         self.settings = settings
@@ -104,6 +105,8 @@ class District:
                 self.engine.dispose()
             raise TenancyError("a multi-school deployment needs PostgreSQL (DATABASE_URL)")
         self.sessions = schema_session_factory(self.engine, DISTRICT_SCHEMA)
+        # The district's read-only views may read from a streaming replica (EXPENSES_READ_DATABASE_URL).
+        self.read_engine = read_engine or self.engine
         self._runtimes: dict[str, Runtime] = {}
         self._readers: dict[str, sessionmaker[Session]] = {}
         self._lock = threading.Lock()
@@ -118,9 +121,11 @@ class District:
         upgrade(self.engine, schema=DISTRICT_SCHEMA, location=DISTRICT_MIGRATIONS)
 
     def dispose(self) -> None:
-        """Close the shared pool (when this district opened it)."""
+        """Close the shared pools (when this district opened them)."""
         if self._owns_engine:
             self.engine.dispose()
+            if self.read_engine is not self.engine:
+                self.read_engine.dispose()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -361,6 +366,6 @@ class District:
             found = self._readers.get(code)
         if found is not None:
             return found
-        factory = schema_session_factory(self.engine, school_schema(code), read_only=True)
+        factory = schema_session_factory(self.read_engine, school_schema(code), read_only=True)
         with self._lock:
             return self._readers.setdefault(code, factory)

@@ -22,6 +22,7 @@ from flask import Flask, redirect, session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
+from workflow.db import make_engine
 from workflow.district_models import DISTRICT_ROLES
 from workflow.runtime import Settings
 from workflow.tenancy import District
@@ -140,7 +141,12 @@ def create_district_app(
     app.config["MASTER_SECRET_KEY"] = app.config["SECRET_KEY"]
     app.config["SECRET_KEY"] = derived_secret(str(app.config["SECRET_KEY"]), "district")
     if district is None:
-        district = District(app.config.get("SETTINGS") or Settings.from_env())
+        settings = app.config.get("SETTINGS") or Settings.from_env()
+        replica = app.config.get("READ_DATABASE_URL")
+        district = District(
+            settings,
+            read_engine=make_engine(str(replica)) if replica else None,
+        )
     app.extensions["district"] = district
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compile_catalogs(app.instance_path))
     babel.init_app(app, locale_selector=_district_locale)
