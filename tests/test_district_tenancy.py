@@ -263,6 +263,11 @@ def test_district_inspector_sees_granted_schools_only(app: Flask, district: Dist
     page = browser.get("/").get_data(as_text=True)
     assert 'data-school="beta"' in page and 'data-school="alpha"' not in page
     assert "Các trường" in page  # Vietnamese by default
+    headers = browser.get("/").headers
+    assert (
+        headers["X-Frame-Options"] == "DENY"
+        and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    )
     assert [school.code for school in district.granted_schools("thanhtra")] == ["beta"]
 
 

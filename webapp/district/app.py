@@ -27,7 +27,7 @@ from workflow.district_models import DISTRICT_ROLES
 from workflow.runtime import Settings
 from workflow.tenancy import District
 
-from .. import DEV_SECRET_KEY, LANGUAGES, create_app
+from .. import CSP, DEV_SECRET_KEY, HSTS, LANGUAGES, create_app
 
 _SCHOOL_PATH = re.compile(r"^/s/([a-z][a-z0-9_]{1,30})(/.*)?$")
 
@@ -168,6 +168,17 @@ def create_district_app(
             "district_user": district.get_user(login) if login else None,
             "district_role_label": _role_label,
         }
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Cache-Control", "no-store")
+        if app.config["ENV"] == "production":
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
 
     @app.get("/")
     def root() -> Response:
