@@ -111,7 +111,7 @@ def gunicorn(url: str, keys: Path, port: int, log: Path) -> subprocess.Popen[byt
         "DATABASE_URL": url,
         "EXPENSES_KEYS": str(keys),
         "EXPENSES_SECRET_KEY": uuid.uuid4().hex * 2,
-        "EXPENSES_LOGIN_RATE_LIMIT": "100000 per minute",
+        "EXPENSES_LOGIN_TRIES_PER_MINUTE": "100000",
     }
     binary = str(Path(sys.executable).parent / "gunicorn")
     handle = log.open("wb")

@@ -105,14 +105,12 @@ def add_demo_school(district: District, code: str) -> Runtime:
 def district_app(district: District, folder: Path) -> Flask:
     """The deployment's WSGI app (district pages, schools under /s/<code>/)."""
     from webapp.district.app import create_district_app
-    from webapp.extensions import limiter
 
     app = create_district_app(
         {"TESTING": True, "ATTACHMENTS_DIR": str(folder / "data"), "SECRET_KEY": "k" * 40},
         district=district,
         school_overrides={"TESTING": True, "CLOCK": district.clock},
     )
-    limiter.reset()
     return app
 
 

@@ -20,6 +20,7 @@ from workflow.audit import lock_head
 from workflow.bundle import attachment_path
 from workflow.db import make_engine
 from workflow.models import AuditEvent, Request, User
+from workflow.signin import Limits, LoginThrottled
 from workflow.tenancy import District, TenancyError
 
 from .district import (
@@ -324,4 +325,16 @@ def test_district_reads_from_the_replica_engine_it_is_given(district: District) 
 
 def test_ungranted_or_unknown_district_login_sees_no_school(district: District) -> None:
     assert district.granted_schools("nobody") == []
-    assert district.authenticate("nobody", INSPECTOR_PASSWORD) is None
+    assert district.authenticate("nobody", INSPECTOR_PASSWORD, address="10.0.0.9") is None
+
+
+def test_district_password_guessing_is_stopped_per_account(district: District) -> None:
+    district.create_user(
+        login="taichinh", name="Tài chính", role="district_finance", password=INSPECTOR_PASSWORD
+    )
+    limits = Limits(per_account=3, per_address=50)
+    for _ in range(3):
+        guess = district.authenticate("taichinh", "guess", address="10.0.0.7", limits=limits)
+        assert guess is None
+    with pytest.raises(LoginThrottled):  # even with the right password, from another address
+        district.authenticate("taichinh", INSPECTOR_PASSWORD, address="10.0.0.8", limits=limits)

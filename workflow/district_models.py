@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 DISTRICT_SCHEMA = "district"
@@ -59,3 +59,19 @@ class Grant(DistrictBase):
         String(32), ForeignKey("schools.code"), primary_key=True
     )
     granted_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DistrictLoginAttempt(DistrictBase):
+    """One district sign-in try: the limits hold across workers and nodes, as a school's do."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_district_login_attempts_login_at", "login", "at"),
+        Index("ix_district_login_attempts_address_at", "address", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    login: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(45))
+    succeeded: Mapped[bool] = mapped_column(Boolean)

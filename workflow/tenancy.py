@@ -19,9 +19,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -31,18 +32,27 @@ from expense_audit.vocabulary import ROLES
 
 from .clock import Clock, utcnow
 from .db import is_postgres, make_engine, schema_session_factory
-from .district_models import DISTRICT_ROLES, DISTRICT_SCHEMA, DistrictUser, Grant, SchoolRecord
+from .district_models import (
+    DISTRICT_ROLES,
+    DISTRICT_SCHEMA,
+    DistrictLoginAttempt,
+    DistrictUser,
+    Grant,
+    SchoolRecord,
+)
 from .enrollment import SETUP
 from .keys import InstitutionKey
 from .migrate import upgrade
 from .models import User
 from .passwords import check_password_policy
 from .runtime import Runtime, Settings
+from .signin import Limits, LoginThrottled
 
 DISTRICT_MIGRATIONS = Path(__file__).resolve().parent / "district_migrations"
 SCHOOL_CODE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 # Timing parity for unknown district logins (same cost as checking a real hash).
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
+_LIMITS = Limits()
 
 
 class TenancyError(WorkflowError):
@@ -334,13 +344,56 @@ class District:
                 session.expunge(user)
             return user
 
-    def authenticate(self, login: str, password: str) -> DistrictUser | None:
-        """The district account when the password is right; an unknown login costs the same."""
-        user = self.get_user(login.strip().lower())
-        if user is None:
-            check_password_hash(_DUMMY_HASH, password)
-            return None
-        return user if check_password_hash(user.password_hash, password) else None
+    def authenticate(
+        self, login: str, password: str, *, address: str, limits: Limits = _LIMITS
+    ) -> DistrictUser | None:
+        """The district account when the password is right, else None; every try is kept.
+
+        1. Refuse (LoginThrottled) when the account or the address used up its failures, or
+           the address its tries this minute (the schools' limits, workflow.signin).
+        2. Check the password, or a dummy hash for an unknown login (the same cost).
+        3. Record the try, whatever its outcome.
+        """
+        login = login.strip().lower()[:64]
+        now = self.clock()
+        with self.transaction() as session:
+            attempts = select(func.count()).select_from(DistrictLoginAttempt)
+            failed = attempts.where(
+                DistrictLoginAttempt.succeeded.is_(False),
+                DistrictLoginAttempt.at > now - limits.window,
+            )
+            account = session.scalar(failed.where(DistrictLoginAttempt.login == login)) or 0
+            by_address = session.scalar(failed.where(DistrictLoginAttempt.address == address))
+            tries = session.scalar(
+                attempts.where(
+                    DistrictLoginAttempt.address == address,
+                    DistrictLoginAttempt.at > now - timedelta(minutes=1),
+                )
+            )
+            if (
+                account >= limits.per_account
+                or (by_address or 0) >= limits.per_address
+                or (tries or 0) >= limits.tries_per_minute
+            ):
+                minutes = int(limits.window.total_seconds() // 60)
+                raise LoginThrottled(
+                    f"Quá nhiều lần đăng nhập sai. Hãy thử lại sau {minutes} phút.",
+                    en=f"Too many failed sign-ins. Try again in {minutes} minutes.",
+                    minutes=minutes,
+                )
+            user = session.scalars(
+                select(DistrictUser).where(
+                    DistrictUser.login == login, DistrictUser.active.is_(True)
+                )
+            ).first()
+            valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+            valid = valid and user is not None
+            session.add(
+                DistrictLoginAttempt(at=now, login=login, address=address[:45], succeeded=valid)
+            )
+            if user is not None:
+                session.expunge(user)
+        return user if valid else None
 
     def granted_schools(self, login: str) -> list[GrantedSchool]:
         """The schools the district account ``login`` may see, by code, with read-only sessions.

@@ -110,7 +110,7 @@ def create_district_app(
     ``school_overrides``: configuration every school's app gets (tests: a clock, cheap hashing).
     """
     from .. import UnsafeConfiguration
-    from ..extensions import babel, csrf, limiter
+    from ..extensions import babel, csrf
     from ..i18n import compile_catalogs
 
     app = Flask("webapp", instance_relative_config=True, static_url_path="/district/static")
@@ -125,7 +125,6 @@ def create_district_app(
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=timedelta(hours=2),
         WTF_CSRF_TIME_LIMIT=None,
-        RATELIMIT_STORAGE_URI="memory://",
     )
     app.config.from_prefixed_env("EXPENSES")
     if test_config:
@@ -151,7 +150,6 @@ def create_district_app(
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compile_catalogs(app.instance_path))
     babel.init_app(app, locale_selector=_district_locale)
     csrf.init_app(app)
-    limiter.init_app(app)
 
     from . import bp
 

@@ -6,8 +6,9 @@ from flask import abort, flash, redirect, render_template, request, session, url
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from workflow.signin import LoginThrottled
+
 from ..auth.forms import LanguageForm, LoginForm
-from ..extensions import limiter
 from . import SESSION_KEY, bp, current_district_login, district, district_login_required
 
 
@@ -19,12 +20,17 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: "60 per minute", methods=["POST"])
-def login() -> Response | str:
+def login() -> Response | str | tuple[str, int]:
     """Sign a district account in."""
     form = LoginForm()
     if form.validate_on_submit():
-        user = district().authenticate(form.login.data, form.password.data)
+        try:
+            user = district().authenticate(
+                form.login.data, form.password.data, address=request.remote_addr or ""
+            )
+        except LoginThrottled as error:
+            flash(_("Too many failed sign-ins. Try again in %(n)s minutes.", n=error.minutes))
+            return render_template("district/login.html", form=form), 429
         if user is not None:
             session.clear()
             session.permanent = True

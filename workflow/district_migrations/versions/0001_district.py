@@ -1,4 +1,4 @@
-"""The district schema: schools, district accounts and their grants.
+"""The district schema: schools, district accounts, their grants and sign-in tries.
 
 Revision ID: 0001
 Revises:
@@ -51,9 +51,21 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["school_code"], ["schools.code"]),
         sa.PrimaryKeyConstraint("login", "school_code"),
     )
+    op.create_table(
+        "login_attempts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.DateTime(), nullable=False),
+        sa.Column("login", sa.String(length=64), nullable=False),
+        sa.Column("address", sa.String(length=45), nullable=False),
+        sa.Column("succeeded", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_district_login_attempts_login_at", "login_attempts", ["login", "at"])
+    op.create_index("ix_district_login_attempts_address_at", "login_attempts", ["address", "at"])
 
 
 def downgrade() -> None:
+    op.drop_table("login_attempts")
     op.drop_table("grants")
     op.drop_table("district_users")
     op.drop_table("schools")
