@@ -243,6 +243,13 @@ def test_school_pages_links_and_cookies_stay_under_its_prefix(app: Flask) -> Non
     assert cookie is not None and cookie.path == "/s/alpha/"
 
 
+def test_each_school_is_ready_at_its_own_migration_head(app: Flask) -> None:
+    client = app.test_client()
+    for code in ("alpha", "beta"):
+        response = client.get(f"/s/{code}/readyz")
+        assert response.status_code == 200, response.get_json()
+
+
 def test_unknown_school_is_not_found(app: Flask) -> None:
     client = app.test_client()
     assert client.get("/s/nosuch/login").status_code == 404

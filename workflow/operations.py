@@ -105,14 +105,19 @@ class Check:
     detail: str = ""
 
 
-def readiness(engine: Engine, *, institution: Callable[[], object]) -> list[Check]:
+def readiness(
+    engine: Engine, *, institution: Callable[[], object], schema: str | None = None
+) -> list[Check]:
     """Can this node serve? 1. the database answers; 2. its schema is at the migrations' head;
-    3. the institution key loads (``institution`` loads it, raising WorkflowError if it cannot)."""
+    3. the institution key loads (``institution`` loads it, raising WorkflowError if it cannot).
+    ``schema``: a school's schema in a multi-school deployment (its own alembic version table)."""
     checks: list[Check] = []
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
-            current = set(MigrationContext.configure(connection).get_current_heads())
+            options = {"version_table_schema": schema} if schema else {}
+            context = MigrationContext.configure(connection, opts=options)
+            current = set(context.get_current_heads())
         checks.append(Check("database", True))
         heads = _heads()
         behind = "" if current == heads else f"at {sorted(current)}, head is {sorted(heads)}"

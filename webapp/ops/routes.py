@@ -25,7 +25,7 @@ def healthz() -> dict[str, str]:
 def readyz() -> tuple[dict[str, object], int]:
     """Readiness: the database answers, its schema is at the head, the institution key loads."""
     rt = runtime()
-    checks = readiness(rt.engine, institution=lambda: rt.institution)
+    checks = readiness(rt.engine, institution=lambda: rt.institution, schema=rt.schema)
     ready = all(check.ok for check in checks)
     body: dict[str, object] = {
         "status": "ready" if ready else "not ready",
