@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from workflow.demo import DEMO_PASSWORD
 from workflow.models import LoginAttempt
 from workflow.runtime import Runtime
 
@@ -429,3 +430,25 @@ def test_admin_cannot_give_an_account_a_common_password(app: Flask, password: st
     )
     assert "Mật khẩu" in text(response)
     assert Browser(app).post("/login", {"login": "lan", "password": password}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "background", ["/sw.js", "/static/app.js", "/manifest.webmanifest", "/favicon.ico", "/healthz"]
+)
+def test_a_background_fetch_answered_after_signing_in_does_not_sign_the_phone_out(
+    app: Flask, background: str
+) -> None:
+    phone = Browser(app)
+    phone.get("/login")
+    before = phone.client.get_cookie("session")
+    assert before is not None
+    phone.post("/login", {"login": "hanh", "password": DEMO_PASSWORD})
+    # The service worker (or a script) asked for a file before the sign-in left; its answer
+    # comes back last, carrying whatever cookie the server put on it.
+    late = app.test_client()
+    late.set_cookie("session", before.value)
+    answer = late.get(background)
+    answer.close()
+    assert answer.status_code == 200
+    assert not [c for c in answer.headers.getlist("Set-Cookie") if c.startswith("session=")]
+    assert "Đăng xuất" in text(phone.get("/", follow_redirects=True))

@@ -19,6 +19,7 @@ from workflow.keys import InstitutionKey
 from workflow.runtime import Runtime, Settings
 
 from .extensions import babel, csrf, login_manager
+from .sessions import QuietSessionInterface
 
 DEV_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production (check_production)
 LANGUAGES = ("vi", "en")
@@ -104,6 +105,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             raise UnsafeConfiguration(f"Refusing to start in production: {lost}.")
 
     app.url_map.converters["reqno"] = RequestNumberConverter
+    app.session_interface = QuietSessionInterface()
     _init_extensions(app)
     _register_blueprints(app)
     _register_hooks(app)
