@@ -11,9 +11,8 @@ answers write no cookie at all.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask.sessions import SecureCookieSessionInterface, SessionMixin
-from werkzeug.wrappers import Response
 
 # Endpoints fetched in the background or by machines: they read the session at most.
 QUIET_ENDPOINTS = frozenset(
