@@ -19,7 +19,7 @@ from workflow.models import AuditEvent, CheckpointRow, OutboxMail
 from workflow.runtime import Runtime
 
 from .conftest import SETTINGS, SteppingClock
-from .district import SchoolBrowser, deployment, district_app, needs_postgres
+from .district import SchoolBrowser, add_demo_school, deployment, district_app, needs_postgres
 from .factories import School, pay_data
 
 pytestmark = needs_postgres
@@ -191,3 +191,32 @@ def test_import_refuses_a_code_or_origin_already_in_the_district(tmp_path: Path)
         )
         assert behind.exit_code == 1 and "at migration 0008" in behind.output
         assert [school.code for school in district.schools()] == ["omega"]
+
+
+def test_district_witness_cosigns_the_checkpoints_of_every_school(
+    tmp_path: Path,
+) -> None:
+    with deployment(tmp_path, codes=("alpha",)) as district:
+        app = district_app(district, tmp_path)
+        runner = app.test_cli_runner()
+        created = runner.invoke(args=["district", "witness-init", "pgd.example.vn/witness"])
+        assert created.exit_code == 0, created.output
+        vkey = re.search(r"--witness-key`: (\S+)", created.output)
+        assert vkey, created.output
+        add_demo_school(district, "beta")  # a school added after the witness was made
+        for code in ("alpha", "beta"):
+            runtime = district.runtime(code)
+            number = School(runtime).to_state("submitted")
+            with runtime.transaction() as session:
+                runtime.checkpoint(session)
+                path = tmp_path / f"{code}.zip"
+                export_bundle(
+                    session,
+                    path,
+                    institution=runtime.institution,
+                    now=runtime.now(),
+                    cosign=runtime.cosign,
+                )
+            report = verify_bundle(path, witness_keys=[vkey.group(1)])
+            assert report.valid, (code, number, report.problems)
+            assert any(c["verified"] for c in report.cosignatures), code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import datetime, timedelta
@@ -547,7 +548,9 @@ def _district() -> District:
     if found is not None:
         return found  # type: ignore[no-any-return]
     try:
-        district = District(Settings.from_env())
+        district = District(
+            Settings.from_env(), witness_passphrase=os.environ.get("WITNESS_KEY_PASSPHRASE")
+        )
     except WorkflowError as exc:
         _fail(f"{exc.message} (and EXPENSES_MULTI_SCHOOL=1)")
         raise
@@ -745,6 +748,22 @@ def district_grant(login: str, codes: tuple[str, ...]) -> None:
         _fail(exc.message)
         return
     click.echo(f"{login} may see: {', '.join(codes)}")
+
+
+@district_group.command("witness-init")
+@click.argument("name")
+def district_witness_init(name: str) -> None:
+    """Create the district's witness key (NAME: e.g. phonggd.example.gov.vn/witness) and
+    register every school's log with it; each new checkpoint is then cosigned."""
+    district = _district()
+    try:
+        district.init()
+        key = district.init_witness(name)
+    except WorkflowError as exc:
+        _fail(exc.message)
+        return
+    click.echo(f"Witness key created in {district.witness_dir}")
+    click.echo(f"Give auditors this key for `audit-verify --witness-key`: {key.vkey}")
 
 
 def register_tenancy(app: Flask) -> None:

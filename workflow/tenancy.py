@@ -31,6 +31,7 @@ from expense_audit.errors import DataInvalid, WorkflowError
 from expense_audit.vocabulary import ROLES
 
 from .clock import Clock, utcnow
+from .cosigning import LocalWitness
 from .db import is_postgres, make_engine, schema_session_factory
 from .district_models import (
     DISTRICT_ROLES,
@@ -47,8 +48,11 @@ from .models import User
 from .passwords import check_password_policy
 from .runtime import Runtime, Settings
 from .signin import Limits, LoginThrottled
+from .witness import Witness, WitnessKey, WitnessKeyMissing
 
 DISTRICT_MIGRATIONS = Path(__file__).resolve().parent / "district_migrations"
+# The district's witness key lives beside the schools' keys: <EXPENSES_KEYS>/district-witness/.
+WITNESS_FOLDER = "district-witness"
 SCHOOL_CODE = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 # Timing parity for unknown district logins (same cost as checking a real hash).
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16))
@@ -103,9 +107,12 @@ class District:
         engine: Engine | None = None,
         read_engine: Engine | None = None,
         pool_size: int = 10,
+        witness_passphrase: str | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.witness_passphrase = witness_passphrase
+        self._witness: LocalWitness | None = None
         self._owns_engine = engine is None
         self.engine = engine or make_engine(
             settings.database_url, pool_size=pool_size, max_overflow=pool_size
@@ -129,6 +136,50 @@ class District:
     def init(self) -> None:
         """Create (or bring up to date) the district schema; idempotent."""
         upgrade(self.engine, schema=DISTRICT_SCHEMA, location=DISTRICT_MIGRATIONS)
+
+    # --- the district as the witness of every school's log ------------------------------------
+
+    @property
+    def witness_dir(self) -> Path:
+        return self.keys_root / WITNESS_FOLDER
+
+    def init_witness(self, name: str) -> WitnessKey:
+        """Create the district's witness key and register every school's log with it."""
+        key = WitnessKey.create(self.witness_dir, name=name, passphrase=self.witness_passphrase)
+        self._witness = None
+        witness = self.witness
+        for record in self.schools():
+            self._register_with_witness(record)
+        with self._lock:  # the schools already running submit from now on
+            for runtime in self._runtimes.values():
+                runtime.witness, runtime.witness_key = witness, key.public
+        return key
+
+    @property
+    def witness(self) -> LocalWitness | None:
+        """The district's witness in this process, or None before `district witness-init`."""
+        if self._witness is None:
+            try:
+                key = WitnessKey.from_directory(
+                    self.witness_dir, passphrase=self.witness_passphrase
+                )
+            except WitnessKeyMissing:
+                return None
+            self._witness = LocalWitness(self.sessions, key=key, clock=self.clock)
+        return self._witness
+
+    def _register_with_witness(self, record: SchoolRecord) -> None:
+        """Tell the witness the school's log and institution key (trusted on first use)."""
+        witness = self.witness
+        if witness is None:
+            return
+        key = InstitutionKey.from_directory(
+            Path(record.keys_dir), passphrase=self.settings.institution_passphrase
+        )
+        with self.transaction() as session:
+            Witness(session, key=witness.key, clock=self.clock).register_log(
+                record.origin, key.public_raw
+            )
 
     def dispose(self) -> None:
         """Close the shared pools (when this district opened them)."""
@@ -178,14 +229,22 @@ class District:
         record = self.get_school(code)
         if record is None:
             raise TenancyError(f"no school {code!r} in this deployment")
-        runtime = Runtime(
-            self.school_settings(record),
+        runtime = self._school_runtime(record)
+        with self._lock:
+            return self._runtimes.setdefault(code, runtime)
+
+    def _school_runtime(self, record: SchoolRecord) -> Runtime:
+        witness = self.witness
+        settings = self.school_settings(record)
+        if witness is not None:  # its answers are checked with its verifier key
+            settings = replace(settings, witness_key=witness.key.vkey)
+        return Runtime(
+            settings,
             clock=self.clock,
+            witness=witness,
             engine=self.engine,
             schema=record.schema_name,
         )
-        with self._lock:
-            return self._runtimes.setdefault(code, runtime)
 
     def school_settings(self, record: SchoolRecord) -> Settings:
         """The deployment's settings, with the school's origin, key, definitions and address."""
@@ -243,12 +302,7 @@ class District:
         key = InstitutionKey.create(
             Path(record.keys_dir), passphrase=self.settings.institution_passphrase
         )
-        runtime = Runtime(
-            self.school_settings(record),
-            clock=self.clock,
-            engine=self.engine,
-            schema=record.schema_name,
-        )
+        runtime = self._school_runtime(record)
         runtime.init_db()
         password = secrets.token_urlsafe(12)
         with runtime.transaction() as session:
@@ -269,11 +323,12 @@ class District:
         return AddedSchool(code, key.fingerprint, admin.login, password)
 
     def save_record(self, record: SchoolRecord) -> None:
-        """Enter a school whose schema and key are ready into the registry."""
+        """Enter a school whose schema and key are ready into the registry (and the witness's)."""
         with self.transaction() as session:
             session.add(record)
             session.flush()
             session.expunge(record)
+        self._register_with_witness(record)
 
     def school_users(self, code: str) -> list[User]:
         """The accounts of one school (for `school list`)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -145,6 +146,7 @@ def create_district_app(
         district = District(
             settings,
             read_engine=make_engine(str(replica)) if replica else None,
+            witness_passphrase=os.environ.get("WITNESS_KEY_PASSPHRASE"),
         )
     app.extensions["district"] = district
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(compile_catalogs(app.instance_path))
