@@ -71,6 +71,7 @@ from expense_audit.projection import (
 from . import budget_totals
 from .audit import append_decision, event_view, format_ts, lock_head
 from .clock import Clock, local_time, utcnow
+from .db import begin_write
 from .directory import Directory
 from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
@@ -78,7 +79,7 @@ from .mandates import Mandates, signature_line
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
 from .notify import queue_event_mails
 from .policy import can_edit
-from .signatures import check_signature
+from .signatures import accept_counter, verify_signature
 
 PAPERWORK_LIMITS = {
     "payee": MAX_PAYEE,
@@ -477,7 +478,7 @@ class ApprovalService:
         )
         # The secret is checked before the log head is taken: a wrong one holds nobody up.
         try:
-            _key, signer = self.directory.keyring.unlock(actor, secret)
+            _key, signer = self.directory.keyring.unlock(actor, secret, reset_failures=False)
         except WrongSecret as refusal:
             self._record_failure(actor, refusal)
             raise
@@ -530,13 +531,17 @@ class ApprovalService:
                 en="This decision is not yours.",
                 field="decision",
             )
-        # 2. Serialize: the log head, then the request; someone may have acted first.
+        # 2. The signature, before any lock: the person's key signed this decision.
+        verified = verify_signature(self.directory.keyring.signing_key(actor), checked, signature)
+        # 3. Serialize: the write lock (in turn), the log head, then the request; someone may
+        # have acted first. Everything read so far is read again under the lock.
+        begin_write(self.session)
         self._book_memo = None
         head = lock_head(self.session)
         current = self.current(checked["request"], lock=True)
         if checked["request_prev"] != self._last_hash(current):
             raise self._concurrent_change(current)
-        # 3. The step is still allowed, and the decision is exactly what it would be now.
+        # 4. The step is still allowed, and the decision is exactly what it would be now.
         key = self.directory.keyring.signing_key(actor)
         payment = (checked["data"] or {}).get("payment")
         expected, transition = self._decide(
@@ -544,9 +549,12 @@ class ApprovalService:
         )
         same_except_issued(checked, expected)
         _check_issued(checked["issued"], self.clock())
-        # 4. The signature: the person's key signed this decision (a passkey's counter rises).
-        check_signature(key, checked, signature)
-        # 5. Write: the event, the projection, the mails; the caller commits all or nothing.
+        # 5. Still the key that verified (not revoked or replaced meanwhile); a passkey's
+        # counter rises; a server-held key that signed starts its count of wrong secrets again.
+        accept_counter(key, verified, signature)
+        if key.failed_attempts:
+            key.failed_attempts = 0
+        # 6. Write: the event, the projection, the mails; the caller commits all or nothing.
         self._record_definitions(
             str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])
         )
