@@ -273,6 +273,11 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
         port = free_port()
         server = gunicorn(settings, port, folder / "gunicorn.log")
         try:
+            # NOTE: warm up every worker (the readiness probe answers once the first is up; the
+            # first requests to a worker still importing the app took seconds).
+            load(
+                port, max(args.users), 200, args.seconds, None, lambda i: ("GET", "/healthz", None)
+            )
             submits, approvals = iter(drafts), iter(forwarded)
             for users in args.users:
                 bare = load(
