@@ -214,11 +214,18 @@ def read_first(session: Session) -> None:
         session.connection(execution_options={READ_FIRST: True})
 
 
+def reading_first(session: Session) -> bool:
+    """Whether the session is in a read_first() transaction (begin_write() is still to come)."""
+    return session.in_transaction() and bool(
+        session.connection().get_execution_options().get(READ_FIRST)
+    )
+
+
 def begin_write(session: Session) -> bool:
     """End a read_first() transaction (nothing was written in it) so that the next query takes
     the write lock; objects read so far are read again under it. Returns whether it did (a
     no-op otherwise)."""
-    if session.in_transaction() and session.connection().get_execution_options().get(READ_FIRST):
+    if reading_first(session):
         session.rollback()
         return True
     return False
