@@ -26,8 +26,9 @@ def format_ts(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# pg_advisory_xact_lock's key for "append to the log" (any constant; this one spells 'expenses').
-APPEND_LOCK = 0x6578_7065_6E73_6573
+# pg_advisory_xact_lock's first key for "append to the log" (any constant: 'expn'); the second is
+# the hash of the schema, so the schools of a district, one schema each, do not queue together.
+APPEND_LOCK = 0x6578_706E
 
 
 def lock_head(session: Session) -> LogHead:
@@ -39,7 +40,9 @@ def lock_head(session: Session) -> LogHead:
     head row, and waiters that followed the update chain race for the new version.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(APPEND_LOCK)))
+        session.execute(
+            select(func.pg_advisory_xact_lock(APPEND_LOCK, func.hashtext(func.current_schema())))
+        )
     head = session.scalars(select(LogHead).where(LogHead.id == 1).with_for_update()).first()
     if head is None:
         raise LogNotInitialised("The audit log is not initialised: run `flask --app wsgi init-db`.")
