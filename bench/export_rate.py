@@ -1,6 +1,9 @@
-"""Ledger exports of 1k and 100k rows: time and peak memory (streamed, not built in memory).
+"""Ledger exports of 5k to 100k rows: time and peak memory (streamed, not built in memory).
 
-    python bench/export_rate.py [--sizes 1000 100000]
+    python bench/export_rate.py [--sizes 5000 20000 50000 100000]
+
+One database grows from the smallest size to the largest (at 1k rows the fetch batch is not full
+yet, so memory from 5k on says whether it follows the page or the table).
 
 Baseline in the same run: iterating the same rows from the database without writing anything.
 Peak memory is the peak of Python allocations during the export (tracemalloc), measured in a
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import tracemalloc
@@ -39,22 +43,25 @@ def run(runtime: Runtime, kind: str, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 20_000, 50_000, 100_000])
     args = parser.parse_args()
+    sizes = sorted(args.sizes)
     results: dict[tuple[str, int], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for size in args.sizes:
-            keys = Path(folder) / f"keys{size}"
-            InstitutionKey.create(keys)
-            runtime = Runtime(
-                replace(
-                    Settings(),
-                    database_url=f"sqlite:///{Path(folder) / f'e{size}.sqlite'}",
-                    keys_dir=keys,
-                )
+        keys = Path(folder) / "keys"
+        InstitutionKey.create(keys)
+        runtime = Runtime(
+            replace(
+                Settings(),
+                database_url=f"sqlite:///{Path(folder) / 'ledger.sqlite'}",
+                keys_dir=keys,
             )
-            runtime.init_db()
-            populate(runtime, size)
+        )
+        runtime.init_db()
+        held = 0
+        for size in sizes:
+            populate(runtime, size - held, start=100_000 + held, seed=size)
+            held = size
             with runtime.transaction() as session:
                 ledger_rows = sum(1 for _ in rows_from_database(session, LedgerFilter(), None))
             for kind in ("iterate", "csv", "xlsx"):
@@ -75,12 +82,15 @@ def main() -> None:
                     "peak_mib": round(peak, 2),
                 }
                 if kind != "iterate":
-                    figure["ratio_vs_iterate"] = round(seconds / results[("iterate", size)][0], 2)
+                    base_seconds, base_peak = results[("iterate", size)]
+                    figure["ratio_vs_iterate"] = round(seconds / base_seconds, 2)
+                    figure["peak_vs_iterate"] = round(peak / max(base_peak, 1e-6), 2)
                     figure["file_mib"] = round(out.stat().st_size / 2**20, 2)
+                figure["load"] = round(os.getloadavg()[0], 2)
                 print(json.dumps(figure), flush=True)
-            runtime.engine.dispose()
-    small, large = min(args.sizes), max(args.sizes)
-    for kind in ("csv", "xlsx"):
+        runtime.engine.dispose()
+    small, large = sizes[0], sizes[-1]
+    for kind in ("iterate", "csv", "xlsx"):
         (t1, m1), (t2, m2) = results[(kind, small)], results[(kind, large)]
         print(
             json.dumps(

@@ -1,6 +1,10 @@
 """Web latency under load: gunicorn on 127.0.0.1, a bounded load generator, percentiles.
 
-    python bench/web_load.py [--users 10 50] [--requests 400] [--big 100000]
+    python bench/web_load.py [--users 20 50] [--requests 200] [--big 100000] [--postgres]
+
+Production costs: every signing key is sealed with the default scrypt cost (EXPENSES_SCRYPT_N,
+as `flask users add` makes them) and passwords use werkzeug's real hash; --demo-keys uses the
+demo's cheap keys instead (the figures of issue 12). --big 0 skips the table-size part.
 
 Scenarios (each bounded by --requests and by --seconds): the review queue page, submitting a
 request (a signed step), approving one (a signed step), against the bare /healthz endpoint of
@@ -29,8 +33,8 @@ from urllib.parse import urlencode
 from populate import populate
 
 from workflow import journeys
-from workflow.demo import DEMO_PASSWORD, DEMO_SECRET, create_people
-from workflow.keys import InstitutionKey
+from workflow.demo import DEMO_PASSWORD, DEMO_SECRET, PEOPLE, create_people
+from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -120,16 +124,44 @@ def load(
     return samples
 
 
-def prepare(folder: Path, database_url: str, signed: int) -> tuple[Settings, list[str], list[str]]:
+def production_people(runtime: Runtime) -> None:
+    """The demo accounts with keys at the production scrypt cost (what `flask users add` does)."""
+    with runtime.transaction() as session:
+        directory = runtime.directory(session, scrypt_n=DEFAULT_SCRYPT_N)
+        for person in PEOPLE:
+            directory.create_user(
+                login=person.login,
+                name=person.name,
+                email=f"{person.login}@th-demo.edu.vn",
+                roles=person.roles,
+                password=DEMO_PASSWORD,
+                signing_secret=DEMO_SECRET if person.roles != ("auditor",) else None,
+            )
+
+
+def prepare(
+    folder: Path,
+    database_url: str,
+    signed: int,
+    *,
+    demo_keys: bool,
+    submits: bool = True,
+    approvals: bool = True,
+) -> tuple[Settings, list[str], list[str]]:
     keys = folder / "keys"
     InstitutionKey.create(keys)
     settings = replace(Settings(), database_url=database_url, keys_dir=keys)
     runtime = Runtime(settings)
     runtime.init_db()
-    with runtime.transaction() as session:
-        create_people(runtime, session)
+    if demo_keys:
+        with runtime.transaction() as session:
+            create_people(runtime, session)
+    else:
+        production_people(runtime)
     drafts, forwarded = [], []
     for i in range(signed * 2):
+        if (i % 2 and not approvals) or (not i % 2 and not submits):
+            continue
         number = journeys.propose(runtime, **{**journeys.SMALL_REQUEST, "title": f"EnetViet {i}"})
         if i % 2:
             for _event in journeys.walk(runtime, number, DEMO_SECRET, until="forwarded"):
@@ -181,8 +213,12 @@ def emit(**figure: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--users", type=int, nargs="+", default=[10, 50])
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--users", type=int, nargs="+", default=[20, 50])
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--demo-keys", action="store_true", help="the demo's cheap keys")
+    parser.add_argument(
+        "--scenarios", nargs="+", default=["queue_page", "submit_signed", "approve_signed"]
+    )
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument(
@@ -190,7 +226,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.postgres:
-        env = {**os.environ, "PG_TEST_PORT": "54349", "PG_TEST_DIR": "/tmp/expenses-pg-web"}
+        env = {
+            "PG_TEST_PORT": "54349",
+            "PG_TEST_DIR": "/tmp/expenses-pg-web",
+            **os.environ,
+            "PG_FSYNC": "on",  # production durability (synchronous_commit is on by default)
+        }
         pg = PROJECT_ROOT / "scripts" / "pg.sh"
         started = subprocess.run(
             ["bash", str(pg), "start"], env=env, capture_output=True, text=True, check=True
@@ -212,14 +253,31 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
         folder = Path(tmp)
         signed = args.requests * len(args.users)
         database_url = postgres_url or f"sqlite:///{folder / 'web.sqlite'}"
-        emit(figure="database", name="postgresql" if postgres_url else "sqlite")
-        settings, drafts, forwarded = prepare(folder, database_url, signed)
+        emit(
+            figure="database",
+            name="postgresql" if postgres_url else "sqlite",
+            keys="demo" if args.demo_keys else f"scrypt n={DEFAULT_SCRYPT_N}",
+            load=round(os.getloadavg()[0], 2),
+        )
+        settings, drafts, forwarded = prepare(
+            folder,
+            database_url,
+            signed,
+            demo_keys=args.demo_keys,
+            submits="submit_signed" in args.scenarios,
+            approvals="approve_signed" in args.scenarios,
+        )
         runtime = Runtime(settings)
         populate(runtime, 1_000)
         runtime.engine.dispose()
         port = free_port()
         server = gunicorn(settings, port, folder / "gunicorn.log")
         try:
+            # NOTE: warm up every worker (the readiness probe answers once the first is up; the
+            # first requests to a worker still importing the app took seconds).
+            load(
+                port, max(args.users), 200, args.seconds, None, lambda i: ("GET", "/healthz", None)
+            )
             submits, approvals = iter(drafts), iter(forwarded)
             for users in args.users:
                 bare = load(
@@ -231,7 +289,13 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
                     lambda i: ("GET", "/healthz", None),
                 )
                 base = percentiles(bare)
-                emit(figure="bare_healthz", users=users, requests=len(bare), **base)
+                emit(
+                    figure="bare_healthz",
+                    users=users,
+                    requests=len(bare),
+                    **base,
+                    load=round(os.getloadavg()[0], 2),
+                )
                 scenarios = {
                     "queue_page": ("long", lambda i: ("GET", "/review", None)),
                     "submit_signed": (
@@ -252,7 +316,11 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
                     ),
                 }
                 for name, (login, make) in scenarios.items():
+                    if name not in args.scenarios:
+                        continue
+                    started = time.perf_counter()
                     samples = load(port, users, args.requests, args.seconds, login, make)
+                    wall = time.perf_counter() - started
                     figures = percentiles(samples)
                     emit(
                         figure=name,
@@ -260,9 +328,12 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
                         requests=len(samples),
                         **figures,
                         ratio_p50_vs_bare=round(figures["p50_ms"] / max(base["p50_ms"], 0.01), 1),
+                        ratio_p95_vs_bare=round(figures["p95_ms"] / max(base["p95_ms"], 0.01), 1),
+                        per_second=round(len(samples) / max(wall, 1e-9), 1),
+                        load=round(os.getloadavg()[0], 2),
                     )
             pages: dict[tuple[str, int], float] = {}
-            for rows in (1_000, args.big):
+            for rows in (1_000, args.big) if args.big else ():
                 if rows != 1_000:
                     populate(Runtime(settings), rows - 1_000, start=200_000, seed=2)
                 for name, login, path in (
@@ -276,7 +347,7 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
                     emit(
                         figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)]
                     )
-            for name in ("queue_page", "ledger_page"):
+            for name in ("queue_page", "ledger_page") if args.big else ():
                 emit(
                     figure=f"{name}_growth",
                     table_ratio=args.big / 1_000,

@@ -13,6 +13,7 @@ from flask_login import login_required as _login_required
 from sqlalchemy.orm import Session
 
 from workflow import policy
+from workflow.db import read_first
 from workflow.directory import Directory
 from workflow.errors import RequestNotFound
 from workflow.models import User
@@ -20,6 +21,7 @@ from workflow.runtime import Runtime
 from workflow.service import ApprovalService, Current
 
 F = TypeVar("F", bound=Callable[..., Any])
+_READS_FIRST = "expenses_reads_first"
 
 
 @dataclass
@@ -66,11 +68,22 @@ def runtime() -> Runtime:
     return cast(Runtime, current_app.extensions["runtime"])
 
 
+def reads_first(view: F) -> F:
+    """Mark a POST view whose slow checks (passkey assertion, key unlock, password hash) run
+    before the write lock: its session begins as a read (workflow.db.read_first) and the
+    service takes the lock only for the append (workflow.db.begin_write)."""
+    setattr(view, _READS_FIRST, True)
+    return view
+
+
 def db() -> Session:
     """The request's database session (closed in teardown); page loads only read."""
     if "db" not in g:
         reading = request.method in ("GET", "HEAD")
         g.db = (runtime().read_sessions if reading else runtime().sessions)()
+        view = current_app.view_functions.get(request.endpoint or "")
+        if not reading and getattr(view, _READS_FIRST, False):
+            read_first(g.db)
     return cast(Session, g.db)
 
 

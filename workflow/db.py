@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+# An execution option: this transaction only reads (SQLite: deferred, no write lock; both: the
+# database refuses writes in it). See read_first() and begin_write().
+READ_FIRST = "expenses_read_first"
+_TURN = "expenses_write_turn"
+_QUERY_ONLY = "expenses_query_only"
 
 SQLITE_TRIGGERS = [
     """CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
@@ -26,14 +36,89 @@ POSTGRES_TRIGGERS = [
 ]
 
 
+@dataclass
+class WriteTurn:
+    """A writer's place at the head of the queue, held until its transaction has ended."""
+
+    slot: int
+
+    def release(self) -> None:
+        os.close(self.slot)  # closing the file releases its flock
+
+
+class WriteQueue:
+    """First come, first served for SQLite's one writer, across threads and processes.
+
+    SQLite's busy handler sleeps and retries, so whoever polls at the right moment wins and a
+    writer can wait behind later ones for seconds. Writers here queue before BEGIN IMMEDIATE:
+    each takes the next ticket, holds the flock of its own slot file until its transaction has
+    ended, and waits on the flock of the slot before its own, which the kernel releases the
+    moment that writer is done (or dies). NOTE: written here: no library offers a FIFO lock
+    across processes; the slot files are reused modulo SLOTS, so it stays FIFO while fewer
+    than SLOTS writers wait at once (gunicorn workers x threads is far fewer).
+    """
+
+    SLOTS = 256
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def for_url(cls, url: str) -> WriteQueue | None:
+        """The queue beside a SQLite file database (None in memory)."""
+        path = url.removeprefix("sqlite:///")
+        if path == url or not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        return cls(Path(path).with_name(Path(path).name + "-writers"))
+
+    def _open(self, name: str) -> int:
+        return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def tickets(self) -> int:
+        """How many writers have queued so far (the next ticket)."""
+        counter = self._open("ticket")
+        try:
+            raw = os.pread(counter, 8, 0)
+        finally:
+            os.close(counter)
+        return int.from_bytes(raw, "big") if len(raw) == 8 else 0
+
+    def take(self) -> WriteTurn:
+        """Wait for every writer that queued before this one, then hold the turn."""
+        counter = self._open("ticket")
+        try:
+            fcntl.flock(counter, fcntl.LOCK_EX)
+            raw = os.pread(counter, 8, 0)
+            ticket = int.from_bytes(raw, "big") if len(raw) == 8 else 0
+            # NOTE: the own slot is locked before the next ticket can be drawn, so the next
+            # writer always finds it held.
+            own = self._open(f"slot-{ticket % self.SLOTS}")
+            fcntl.flock(own, fcntl.LOCK_EX)
+            os.pwrite(counter, (ticket + 1).to_bytes(8, "big"), 0)
+        finally:
+            os.close(counter)
+        before = self._open(f"slot-{(ticket - 1) % self.SLOTS}")
+        try:
+            fcntl.flock(before, fcntl.LOCK_SH)
+        except BaseException:
+            os.close(own)
+            raise
+        finally:
+            os.close(before)
+        return WriteTurn(own)
+
+
 def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
-    """Create an engine; on SQLite every transaction takes the write lock up front.
+    """Create an engine; on SQLite every transaction takes the write lock up front, in turn.
 
     ``read_only`` engines (page loads) begin deferred transactions instead: in WAL mode they read a
-    consistent snapshot while a writer works, instead of queueing behind it.
+    consistent snapshot while a writer works, instead of queueing behind it. So does a session's
+    transaction begun by read_first().
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        queue = None if read_only else WriteQueue.for_url(url)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -50,10 +135,109 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            if read_only:
+                connection.exec_driver_sql("BEGIN")
+            elif connection.get_execution_options().get(READ_FIRST):
+                connection.info[_QUERY_ONLY] = True
+                connection.exec_driver_sql("PRAGMA query_only=1")
+                connection.exec_driver_sql("BEGIN")
+            else:
+                if connection.info.pop(_QUERY_ONLY, False):
+                    connection.exec_driver_sql("PRAGMA query_only=0")
+                if queue is not None and _TURN not in connection.info:
+                    connection.info[_TURN] = queue.take()
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        if queue is not None:
+            _release_turn_after_each_transaction(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+
+    @event.listens_for(engine, "begin")
+    def _on_pg_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_FIRST):
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
+def _release(holder: Any) -> None:
+    try:
+        info = holder.info
+    except (AttributeError, NotImplementedError):  # the dialect's first connect: no turn
+        return
+    turn = info.pop(_TURN, None)
+    if turn is not None:
+        turn.release()
+
+
+def _release_turn_after_each_transaction(engine: Engine) -> None:
+    """Hand the turn on the moment COMMIT or ROLLBACK has returned (not before, or the next
+    writer would meet SQLite's busy handler after all)."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            _release(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            _release(dbapi_connection)
+
+    # NOTE: SQLAlchemy has no event after a commit at the Core level; wrapping this engine's
+    # dialect instance (not the class) is the narrowest hook.
+    setattr(dialect, "do_commit", do_commit)  # noqa: B010
+    setattr(dialect, "do_rollback", do_rollback)  # noqa: B010
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        _release(record)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(_dbapi_connection: Any, record: Any, _exception: Any) -> None:
+        _release(record)
+
+
+def read_first(session: Session) -> None:
+    """Begin the session's transaction as a read: no write lock, writes refused.
+
+    The slow part of a step (the passkey assertion check, the key unlock, a password hash) runs
+    in it; begin_write() then ends it, and the next transaction takes the write lock in turn.
+    A no-op on a session whose transaction has already begun.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={READ_FIRST: True})
+
+
+def reading_first(session: Session) -> bool:
+    """Whether the session is in a read_first() transaction (begin_write() is still to come)."""
+    return session.in_transaction() and bool(
+        session.connection().get_execution_options().get(READ_FIRST)
+    )
+
+
+def begin_write(session: Session) -> bool:
+    """End a read_first() transaction (nothing was written in it) so that the next query takes
+    the write lock; objects read so far are read again under it. Returns whether it did (a
+    no-op otherwise)."""
+    if reading_first(session):
+        session.rollback()
+        return True
+    return False
+
+
+def write_queue(engine: Engine) -> WriteQueue | None:
+    """The FIFO queue of this engine's writers (SQLite file databases only)."""
+    return (
+        WriteQueue.for_url(engine.url.render_as_string())
+        if engine.dialect.name == "sqlite"
+        else None
+    )
 
 
 def durability_problem(engine: Engine) -> str | None:

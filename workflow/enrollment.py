@@ -423,11 +423,15 @@ class Keyring:
         self.session.flush()
         return event.seq
 
-    def unlock(self, user: User, secret: str) -> tuple[SigningKey, UnlockedKey]:
+    def unlock(
+        self, user: User, secret: str, *, reset_failures: bool = True
+    ) -> tuple[SigningKey, UnlockedKey]:
         """Unlock the person's server-held key for one signature (nothing is locked meanwhile).
 
         Five wrong secrets in a row lock the key until an admin issues a recovery code; each
-        wrong secret is recorded where the owner and the admin see it.
+        wrong secret is recorded where the owner and the admin see it. ``reset_failures``
+        False: the caller writes nothing yet (a read-first transaction) and starts the count
+        again itself once the step is appended.
         """
         key = self.signing_key(user)
         if key.kind != SERVER_HELD or key.encrypted_private is None or key.kdf is None:
@@ -450,7 +454,7 @@ class Keyring:
         except WrongSecret as refusal:
             refusal.details.update(login=user.login, key_id=key.key_id)
             raise
-        if key.failed_attempts:
+        if reset_failures and key.failed_attempts:
             key.failed_attempts = 0
         return key, signer
 

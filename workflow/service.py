@@ -71,14 +71,15 @@ from expense_audit.projection import (
 from . import budget_totals
 from .audit import append_decision, event_view, format_ts, lock_head
 from .clock import Clock, local_time, utcnow
+from .db import begin_write, reading_first
 from .directory import Directory
 from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
 from .mandates import Mandates, signature_line
-from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, User
+from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, SigningKey, User
 from .notify import queue_event_mails
 from .policy import can_edit
-from .signatures import check_signature
+from .signatures import accept_counter, verify_signature
 
 PAPERWORK_LIMITS = {
     "payee": MAX_PAYEE,
@@ -477,7 +478,7 @@ class ApprovalService:
         )
         # The secret is checked before the log head is taken: a wrong one holds nobody up.
         try:
-            _key, signer = self.directory.keyring.unlock(actor, secret)
+            _key, signer = self.directory.keyring.unlock(actor, secret, reset_failures=False)
         except WrongSecret as refusal:
             self._record_failure(actor, refusal)
             raise
@@ -530,23 +531,29 @@ class ApprovalService:
                 en="This decision is not yours.",
                 field="decision",
             )
-        # 2. Serialize: the log head, then the request; someone may have acted first.
+        # 2. In a read_first() session (the web's signing views), steps 3-5 run first without
+        # the write lock, the signature included, and again under it (without the signature).
+        verified = None
+        if reading_first(self.session):
+            self._check_decided(checked, actor, self.current(checked["request"]))
+            verified = verify_signature(
+                self.directory.keyring.signing_key(actor), checked, signature
+            )
+            begin_write(self.session)  # everything read so far is read again under the lock
+        # 3.-4. Serialize: the write lock (in turn), the log head, then the request; checked again.
         self._book_memo = None
         head = lock_head(self.session)
         current = self.current(checked["request"], lock=True)
-        if checked["request_prev"] != self._last_hash(current):
-            raise self._concurrent_change(current)
-        # 3. The step is still allowed, and the decision is exactly what it would be now.
-        key = self.directory.keyring.signing_key(actor)
-        payment = (checked["data"] or {}).get("payment")
-        expected, transition = self._decide(
-            current, checked["action"], actor, checked["comment"], payment, key.key_id
-        )
-        same_except_issued(checked, expected)
-        _check_issued(checked["issued"], self.clock())
-        # 4. The signature: the person's key signed this decision (a passkey's counter rises).
-        check_signature(key, checked, signature)
-        # 5. Write: the event, the projection, the mails; the caller commits all or nothing.
+        key, transition = self._check_decided(checked, actor, current)
+        # 5. The signature: the person's key signed this decision; under the lock, still the
+        # key that verified (not revoked or replaced meanwhile), and a passkey's counter rises;
+        # a server-held key that signed starts its count of wrong secrets again.
+        if verified is None:
+            verified = verify_signature(key, checked, signature)
+        accept_counter(key, verified, signature)
+        if key.failed_attempts:
+            key.failed_attempts = 0
+        # 6. Write: the event, the projection, the mails; the caller commits all or nothing.
         self._record_definitions(
             str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])
         )
@@ -571,6 +578,22 @@ class ApprovalService:
         )
         self.session.flush()
         return event
+
+    def _check_decided(
+        self, checked: Mapping[str, Any], actor: User, current: Current
+    ) -> tuple[SigningKey, TransitionDef]:
+        """Steps 3 and 4 of commit(): nobody acted first, the step is still allowed, and the
+        decision is exactly what it would be now."""
+        if checked["request_prev"] != self._last_hash(current):
+            raise self._concurrent_change(current)
+        key = self.directory.keyring.signing_key(actor)
+        payment = (checked["data"] or {}).get("payment")
+        expected, transition = self._decide(
+            current, checked["action"], actor, checked["comment"], payment, key.key_id
+        )
+        same_except_issued(checked, expected)
+        _check_issued(checked["issued"], self.clock())
+        return key, transition
 
     def _signed_as(self, decision: Mapping[str, Any], actor: User) -> str | None:
         """How a step under a mandate is signed on papers and mails, else None."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from expense_audit.decision import verify_decision_signature
 from expense_audit.errors import Refusal, WorkflowError
-from expense_audit.webauthn import Passkey, b64url_decode
+from expense_audit.webauthn import Passkey, VerifiedAssertion, b64url_decode
 
 from .models import SigningKey
 
@@ -41,10 +42,25 @@ def verification_key(key: SigningKey) -> Passkey | Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(key.public_key))
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A signature checked against a key, before the write lock: the key and its counter."""
+
+    key_id: str
+    assertion: VerifiedAssertion | None
+
+
 def check_signature(
     key: SigningKey, decision: Mapping[str, Any], signature: Mapping[str, Any]
 ) -> None:
     """Verify ``signature`` over ``decision`` with ``key``; a passkey's counter must go up."""
+    accept_counter(key, verify_signature(key, decision, signature), signature)
+
+
+def verify_signature(
+    key: SigningKey, decision: Mapping[str, Any], signature: Mapping[str, Any]
+) -> Verified:
+    """The slow part of check_signature (the cryptography), which needs no lock."""
     try:
         verified = verify_decision_signature(decision, signature, key=verification_key(key))
     except WorkflowError as error:
@@ -54,6 +70,19 @@ def check_signature(
             reason=error.code,
             detail=error.message,
         ) from None
+    return Verified(key.key_id, verified)
+
+
+def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> None:
+    """Under the write lock: the key is still the one that verified, and a passkey's counter
+    went up since its last use (kept for the next)."""
+    if key.key_id != checked.key_id:
+        raise SignatureRefused(
+            "Khóa ký đã thay đổi trong lúc ký. Không có gì được ghi.",
+            en="Your signing key changed while you signed. Nothing was recorded.",
+            reason="key_changed",
+        )
+    verified = checked.assertion
     if verified is None:
         return
     # NOTE: a counter that does not rise points at a cloned authenticator (zero: not kept).

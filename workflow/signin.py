@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from expense_audit.errors import Refusal
 
 from .clock import Clock, utcnow
+from .db import begin_write
 from .models import LoginAttempt, User
 
 KEEP_ATTEMPTS = timedelta(days=30)
@@ -54,7 +55,8 @@ class SignIn:
         1. Refuse (LoginThrottled) when the account or the address has used up its failures.
         2. Hash the password against the user's hash, or a dummy one when there is no such
            active user, so both cost the same time.
-        3. Record the try; the caller commits, whether or not it succeeded.
+        3. Record the try (in a read_first() session: under the write lock, after the limits
+           are checked again); the caller commits, whether or not it succeeded.
         """
         login = login.strip().lower()[:64]
         now = self.clock()
@@ -62,6 +64,9 @@ class SignIn:
         user = self.session.scalars(select(User).where(User.login == login)).first()
         stored = user.password_hash if user is not None and user.active else ""
         valid = check_password_hash(stored or _DUMMY_HASH, password) and bool(stored)
+        # The hash above ran without the write lock; tries recorded meanwhile count as well.
+        if begin_write(self.session):
+            self._check_limits(login, address, now)
         self.session.add(LoginAttempt(at=now, login=login, address=address[:45], succeeded=valid))
         if not valid:
             self.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - KEEP_ATTEMPTS))

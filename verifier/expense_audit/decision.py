@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from .webauthn import (
     Assertion,
     EncodingInvalid,
     Passkey,
+    SignatureCheck,
     SignCounters,
     VerifiedAssertion,
     b64url_decode,
@@ -500,13 +501,15 @@ def verify_decision_signature(
     counters: SignCounters | None = None,
     key_id: str | None = None,
     already_checked: bool = False,
+    defer: Callable[[SignatureCheck], None] | None = None,
 ) -> VerifiedAssertion | None:
     """Check that ``signature`` signs ``decision`` with ``key``; passkey uses feed ``counters``.
 
     ``key_id`` names the key in ``counters`` (default: the decision's ``key``). Returns the
     verified assertion for a passkey, None for a server-held key. ``already_checked``: the
     caller has just run check_decision and check_signature on these very objects (the verifier
-    does, through check_log_body), so they are not checked twice.
+    does, through check_log_body), so they are not checked twice. ``defer``: a passkey's
+    signature cryptography is handed to it instead of checked here (see verify_assertion).
     """
     # 1. Both objects are well formed (the decision is serialized once: JCS costs most here).
     if already_checked:
@@ -537,7 +540,7 @@ def verify_decision_signature(
         )
     own_hash = hashlib.sha256(jcs).hexdigest()
     challenge = _challenge(jcs, own_hash, checked)
-    verified = verify_assertion(_assertion(checked), key=key, challenge=challenge)
+    verified = verify_assertion(_assertion(checked), key=key, challenge=challenge, defer=defer)
     # 4. Its counter went up, or it is the same prompt signing another decision of its batch.
     if counters is not None:
         counters.observe(

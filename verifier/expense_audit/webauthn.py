@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -409,11 +409,41 @@ def _check_es256_encoding(signature: bytes) -> None:
 # --- The check. ----------------------------------------------------------------------------------
 
 
-def verify_assertion(assertion: Assertion, *, key: Passkey, challenge: bytes) -> VerifiedAssertion:
+@dataclass(frozen=True)
+class SignatureCheck:
+    """Step 7 of verify_assertion, apart: the cryptography alone, for a worker process."""
+
+    public_key: bytes  # SPKI DER
+    alg: int
+    signature: bytes
+    signed: bytes  # authenticatorData || sha256(clientDataJSON)
+
+
+def check_assertion_signature(check: SignatureCheck) -> bool:
+    """Whether the assertion's signature verifies (ES256 in strict DER, or Ed25519)."""
+    try:
+        public_key = load_public_key(check.public_key, check.alg)
+        if isinstance(public_key, Ed25519PublicKey):
+            public_key.verify(check.signature, check.signed)
+        else:
+            public_key.verify(check.signature, check.signed, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, WorkflowError):
+        return False
+    return True
+
+
+def verify_assertion(
+    assertion: Assertion,
+    *,
+    key: Passkey,
+    challenge: bytes,
+    defer: Callable[[SignatureCheck], None] | None = None,
+) -> VerifiedAssertion:
     """Check one assertion against a registered passkey and the challenge it must answer.
 
     The signature counter is not judged here (it needs the key's history): pass the result to
-    ``SignCounters.observe``.
+    ``SignCounters.observe``. ``defer``: steps 1-6 here, and the signature (step 7) handed to
+    ``defer`` for the caller to check elsewhere (the verifier's worker processes).
     """
     # 1. The key: ES256 on P-256 or Ed25519, nothing else.
     public_key = load_public_key(key.public_key, key.alg)
@@ -459,6 +489,11 @@ def verify_assertion(assertion: Assertion, *, key: Passkey, challenge: bytes) ->
         raise UserVerificationMissing("UV flag", expected="set", found=f"flags 0x{auth.flags:02x}")
     # 7. The signature over authenticatorData || sha256(clientDataJSON).
     signed = assertion.authenticator_data + hashlib.sha256(assertion.client_data_json).digest()
+    if defer is not None:
+        if not isinstance(public_key, Ed25519PublicKey):
+            _check_es256_encoding(assertion.signature)
+        defer(SignatureCheck(key.public_key, key.alg, assertion.signature, signed))
+        return VerifiedAssertion(sign_count=auth.sign_count, flags=auth.flags, origin=client.origin)
     try:
         if isinstance(public_key, Ed25519PublicKey):
             public_key.verify(assertion.signature, signed)

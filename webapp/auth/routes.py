@@ -41,7 +41,7 @@ from workflow.signatures import PASSKEY, SERVER_HELD, SignatureRefused
 from workflow.signin import Limits, LoginThrottled, SignIn
 
 from .. import passkey, session_identifier
-from ..context import Account, db, directory, login_required, me, runtime
+from ..context import Account, db, directory, login_required, me, reads_first, runtime
 from ..errors import attempt
 from ..extensions import login_manager
 from ..ops.metrics import count_refusal
@@ -129,6 +129,7 @@ def _sign_in() -> SignIn:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@reads_first
 def login() -> str | Response | tuple[str, int]:
     """Sign in with login and password."""
     if current_user.is_authenticated:

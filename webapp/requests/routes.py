@@ -31,6 +31,7 @@ from ..context import (
     directory,
     login_required,
     me,
+    reads_first,
     roles_now,
     roles_required,
     runtime,
@@ -524,6 +525,7 @@ def detail(number: str) -> tuple[str, int]:
 
 
 @bp.post("/requests/<reqno:number>/act")
+@reads_first
 @login_required
 def act(number: str) -> Response | tuple[str, int]:
     """Take a signed step; a refusal writes nothing and says why."""
@@ -642,6 +644,7 @@ def decision(number: str) -> tuple[Response, int] | Response:
 
 
 @bp.post("/requests/<reqno:number>/sign")
+@reads_first
 @login_required
 def sign(number: str) -> tuple[Response, int] | Response:
     """Record a step the user's passkey signed; a refusal writes nothing and says why."""

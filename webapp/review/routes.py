@@ -17,13 +17,14 @@ from expense_audit.decision import (
 from expense_audit.definitions import QueueDef
 from expense_audit.errors import WorkflowError
 from workflow import policy, queries
+from workflow.db import read_first
 from workflow.errors import WrongSecret
 from workflow.service import Current, projection_of
 from workflow.signatures import PASSKEY, SignatureRefused
 
 from .. import passkey
 from ..choices import choices
-from ..context import db, directory, me, roles_required, runtime, service
+from ..context import db, directory, me, reads_first, roles_required, runtime, service
 from ..errors import message_for, reason_for
 from ..requests.routes import signing_summary
 from . import bp
@@ -112,6 +113,7 @@ def approvals() -> str:
 
 
 @bp.post("/approvals")
+@reads_first
 @roles_required("approver", acting=True)
 def approve_many() -> Response | str:
     """Approve several requests with one signing confirmation; each is its own signed event."""
@@ -123,6 +125,7 @@ def approve_many() -> Response | str:
         return redirect(url_for(".approvals"))
     approved, refused = [], []
     for number in form.numbers.data:
+        read_first(db())  # each step unlocks the key before it takes the write lock
         try:
             service().act(
                 number, approvals.trigger, me(), form.secret.data, comment=form.comment.data
@@ -181,6 +184,7 @@ def approval_decisions() -> tuple[Response, int] | Response:
 
 
 @bp.post("/approvals/sign")
+@reads_first
 @roles_required("approver", acting=True)
 def approval_sign() -> tuple[Response, int] | Response:
     """Record each decision of a batch the passkey signed once; each in its own transaction."""
@@ -206,6 +210,7 @@ def approval_sign() -> tuple[Response, int] | Response:
         if signed.get("action") != approvals.trigger:
             refused.append({"number": number, "message": _("This is not an approval.")})
             continue
+        read_first(db())  # each step checks the assertion before it takes the write lock
         try:
             service().commit(signed, signature, user)
             db().commit()

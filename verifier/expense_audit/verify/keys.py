@@ -10,7 +10,7 @@ here in log order (sign counters need the order); v1 signatures go to the pool.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,8 +28,10 @@ from ..webauthn import (
     EDDSA,
     ES256,
     Passkey,
+    SignatureCheck,
     SignCounters,
     b64url_decode,
+    check_assertion_signature,
     load_public_key,
     passkey_key_id,
 )
@@ -500,10 +502,18 @@ class Keyring:
 
     # --- Person decisions (v2). ------------------------------------------------------------------
 
-    def check_decision(self, seq: int, view: dict[str, Any], report: Report) -> bool:
+    def check_decision(
+        self,
+        seq: int,
+        view: dict[str, Any],
+        report: Report,
+        defer: Callable[[SignatureCheck], None] | None = None,
+    ) -> bool:
         """Key and signature of a v2 event; True when the signature verified with a valid key.
 
         Passkey uses feed the per-key sign counters; the step is noted for the people report.
+        ``defer``: a passkey's signature cryptography goes to the worker pool (request steps,
+        whose effect does not depend on it; a bad one is reported when the pool answers).
         """
         before = len(report.problems)
         key = self._check_key(seq, view, report)
@@ -529,6 +539,7 @@ class Keyring:
                 # NOTE: the view comes from decision.check_log_body, which checked this decision
                 # (rebuilt from the same members) and this signature object a moment ago.
                 already_checked=True,
+                defer=defer,
             )
         except WorkflowError as exc:
             kind = _ASSERTION_KINDS.get(exc.code, Kind.ASSERTION_INVALID)
@@ -696,7 +707,18 @@ def _key_problem(key: Key, kid: str) -> str | None:
 
 # (seq, request, exact body bytes, claimed hash, signature, public key that must verify it)
 Crypto = tuple[int, Any, bytes, str, bytes, bytes | None]
+# (seq, request, what the problem says, a v2 passkey signature to check)
+AssertionCrypto = tuple[int, Any, str, SignatureCheck]
 BATCH = 2048
+
+
+def assertion_checks(items: list[AssertionCrypto]) -> list[Problem]:
+    """Passkey signatures of v2 events whose other checks passed in log order (in workers)."""
+    return [
+        Problem(seq, Kind.BAD_SIGNATURE, f"{what}: assertion signature does not verify", request)
+        for seq, request, what, check in items
+        if not check_assertion_signature(check)
+    ]
 
 
 def crypto_checks(items: list[Crypto]) -> list[Problem]:
@@ -763,13 +785,22 @@ class Pool:
         self.pending: deque[Future[list[Problem]]] = deque()
         self.limit = max(2, jobs * 3)
 
-    def submit(self, batch: list[Crypto], report: Report) -> None:
-        if not batch:
-            return
+    def submit(
+        self,
+        batch: list[Crypto],
+        report: Report,
+        assertions: list[AssertionCrypto] | None = None,
+    ) -> None:
+        if batch:
+            self._submit(crypto_checks, batch, report)
+        if assertions:
+            self._submit(assertion_checks, assertions, report)
+
+    def _submit(self, check: Callable[[Any], list[Problem]], batch: Any, report: Report) -> None:
         if self.executor is None:
-            report.problems.extend(crypto_checks(batch))
+            report.problems.extend(check(batch))
             return
-        self.pending.append(self.executor.submit(crypto_checks, batch))
+        self.pending.append(self.executor.submit(check, batch))
         while len(self.pending) > self.limit:
             report.problems.extend(self.pending.popleft().result())
 

@@ -37,7 +37,7 @@ from .format import (
     open_bundle,
     split_line,
 )
-from .keys import BATCH, Crypto, Keyring, Pool
+from .keys import BATCH, AssertionCrypto, Crypto, Keyring, Pool
 from .metadata import (
     check_keys_file,
     check_manifest,
@@ -82,6 +82,7 @@ class _Run:
         self.chain, self.roots = chain, roots
         self.attachments = Attachments()
         self.skipped = 0
+        self.assertions: list[AssertionCrypto] = []  # passkey signatures for the pool
 
     def events(self, *, jobs: int, progress: bool, total: object, skip: int) -> None:
         report = self.report
@@ -102,10 +103,10 @@ class _Run:
                 item = self._line(line)
                 if item is not None:
                     batch.append(item)
-                    if len(batch) >= BATCH:
-                        pool.submit(batch, report)
-                        batch = []
-            pool.submit(batch, report)
+                if len(batch) + len(self.assertions) >= BATCH:
+                    pool.submit(batch, report, self.assertions)
+                    batch, self.assertions = [], []
+            pool.submit(batch, report, self.assertions)
             pool.finish(report)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise BundleUnreadable(f"events.jsonl unreadable: {exc}") from None
@@ -211,8 +212,18 @@ class _Run:
                 f"body hashes to {actual[:16]}…, line claims {claimed[:16]}…",
                 view["request"],
             )
-        # 5./6. The person's key and signature, in log order.
-        verified = self.keyring.check_decision(seq, view, report)
+        # 5./6. The person's key and signature, in log order; a request step's passkey
+        # signature is checked in the pool (its replay does not depend on it).
+        step = view["action"] not in KEY_DECISIONS and view["action"] not in MANDATE_ACTIONS
+        what = f"{view['action']} by {view['actor']}"
+        verified = self.keyring.check_decision(
+            seq,
+            view,
+            report,
+            defer=(lambda check: self.assertions.append((seq, view["request"], what, check)))
+            if step
+            else None,
+        )
         # 7. Key decisions change the keyring; request steps replay.
         if view["action"] in KEY_DECISIONS:
             self.keyring.key_decision(seq, view, verified, report)
