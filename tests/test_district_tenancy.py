@@ -345,3 +345,13 @@ def test_district_password_guessing_is_stopped_per_account(district: District) -
         assert guess is None
     with pytest.raises(LoginThrottled):  # even with the right password, from another address
         district.authenticate("taichinh", INSPECTOR_PASSWORD, address="10.0.0.8", limits=limits)
+
+
+def test_a_schools_metrics_count_its_own_log_only(
+    app: Flask, alpha_request: str, beta_request: str
+) -> None:
+    scraped = app.test_client().get("/s/alpha/metrics")
+    assert scraped.status_code == 200
+    body = scraped.get_data(as_text=True)
+    assert 'origin="th-alpha.edu.vn/expenses"' in body
+    assert "th-beta.edu.vn" not in body
