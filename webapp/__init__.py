@@ -145,6 +145,7 @@ def _register_blueprints(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
+    from .dashboard import bp as dashboard_bp
     from .ledger import bp as ledger_bp
     from .mandates import bp as mandates_bp
     from .ops import bp as ops_bp
@@ -159,6 +160,7 @@ def _register_blueprints(app: Flask) -> None:
         ledger_bp,
         mandates_bp,
         audit_bp,
+        dashboard_bp,
         admin_bp,
         signing_bp,
         ops_bp,

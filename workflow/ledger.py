@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -165,36 +165,41 @@ def rows_from_replay(
     ]
 
 
-def write_csv(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> None:
+Columns = Sequence[tuple[str, str]]
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], out: IO[str], columns: Columns = COLUMNS) -> None:
     """CSV with a UTF-8 BOM (so Excel shows Vietnamese correctly) and a totals row."""
-    for chunk in csv_chunks(rows):
+    for chunk in csv_chunks(rows, columns):
         out.write(chunk)
 
 
-def csv_chunks(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """The CSV as a stream of chunks (for a streamed HTTP response)."""
+def csv_chunks(rows: Iterable[Mapping[str, Any]], columns: Columns = COLUMNS) -> Iterator[str]:
+    """The CSV as a stream of chunks (for a streamed HTTP response); the totals row's label goes
+    in the first column."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     buffer.write("\ufeff")
-    writer.writerow([label for _, label in COLUMNS])
+    writer.writerow([label for _, label in columns])
     sums = dict.fromkeys(MONEY_COLUMNS, 0)
     for count, row in enumerate(rows, 1):
         for name in MONEY_COLUMNS:
             sums[name] += int(row.get(name) or 0)
         writer.writerow(
-            ["" if row.get(name) is None else neutralise(row.get(name)) for name, _ in COLUMNS]
+            ["" if row.get(name) is None else neutralise(row.get(name)) for name, _ in columns]
         )
         if count % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-    writer.writerow(
-        ["Tổng cộng" if name == "number" else sums.get(name, "") for name, _ in COLUMNS]
-    )
+    first = columns[0][0]
+    writer.writerow(["Tổng cộng" if name == first else sums.get(name, "") for name, _ in columns])
     yield buffer.getvalue()
 
 
-def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
+def write_xlsx(
+    rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str, columns: Columns = COLUMNS
+) -> None:
     """XLSX in write-only (streamed) mode, đồng formatted, with a totals row."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -204,7 +209,7 @@ def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
     sheet = workbook.create_sheet("So chi CNTT")
     bold = Font(bold=True)
     header = []
-    for _, label in COLUMNS:
+    for _, label in columns:
         cell = WriteOnlyCell(sheet, value=label)
         cell.font = bold
         header.append(cell)
@@ -215,7 +220,7 @@ def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
         for name in MONEY_COLUMNS:
             sums[name] += int(row.get(name) or 0)
         cells = []
-        for name, _ in COLUMNS:
+        for name, _ in columns:
             value = row.get(name)
             cell = WriteOnlyCell(sheet, value=value)
             if isinstance(value, str):
@@ -227,12 +232,12 @@ def write_xlsx(rows: Iterable[Mapping[str, Any]], out: IO[bytes] | str) -> None:
             cells.append(cell)
         sheet.append(cells)
     total_cells = []
-    for name, _ in COLUMNS:
+    for name, _ in columns:
         if name in MONEY_COLUMNS:
             cell = WriteOnlyCell(sheet, value=sums[name])
             cell.number_format = money_format
         else:
-            cell = WriteOnlyCell(sheet, value="Tổng cộng" if name == "number" else None)
+            cell = WriteOnlyCell(sheet, value="Tổng cộng" if name == columns[0][0] else None)
         cell.font = bold
         total_cells.append(cell)
     sheet.append(total_cells)

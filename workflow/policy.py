@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 LOG_VIEWERS = frozenset({"reviewer", "approver", "accountant", "auditor", "district_finance"})
 # Roles that open the audit page (verification, checkpoints, the bundle).
 AUDIT_READERS = ("auditor", "admin", "approver")
+# Roles that read the spending dashboard (figures per line, waiting requests, time per state):
+# the inspector, and the principal who answers for the spending. Read-only.
+DASHBOARD_READERS = ("auditor", "approver")
 # Roles that read the ledger and export it.
 LEDGER_READERS = ("accountant", "auditor", "approver")
 

@@ -1,0 +1,389 @@
+"""The inspector's dashboard of one school, and the district's over many: read-only figures.
+
+From one school's read-only session and its definitions: per budget line of the plan in force,
+the allocation, what requests in flight ask (committed), what was paid (spent) and what would be
+left if every request in flight went through (remaining); the requests waiting in each state, how
+many, the oldest and the median wait; the time finished requests spent in each state (from the
+signed events' times); the latest checkpoint; the last verification of the log when the deployment
+records one. Nothing here writes.
+
+A district sees many schools: each is a ``SchoolSource`` (code, name, a read-only session factory,
+its definitions), so the same functions serve one school today and every granted school of the
+district deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from statistics import median
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from expense_audit.definitions import BudgetCatalogue, DefinitionSet, Labels, WorkflowDefinition
+from expense_audit.mandates import local_date
+
+from . import ledger, queries
+from .audit import event_view
+from .models import AuditEvent, Request
+
+_TS = "%Y-%m-%dT%H:%M:%SZ"
+DAY = 86400.0
+
+
+def in_flight_states(workflow: WorkflowDefinition) -> tuple[str, ...]:
+    """States a submitted request waits in: neither the first (a draft) nor final."""
+    return tuple(
+        name
+        for name, state in workflow.states.items()
+        if not state.final and name != workflow.initial
+    )
+
+
+@dataclass(frozen=True)
+class LineFigures:
+    """One budget line of the plan in force: allocation, committed, spent, remaining (đồng)."""
+
+    code: str
+    name: Labels
+    allocation_vnd: int
+    committed_vnd: int  # asked by requests in flight (submitted, returned, forwarded, approved)
+    spent_vnd: int  # paid: the amounts actually paid
+    in_flight: int  # how many requests the committed amount sums
+    paid: int  # how many requests the spent amount sums
+
+    @property
+    def remaining_vnd(self) -> int:
+        """What is left if every request in flight goes through (negative: over-committed)."""
+        return self.allocation_vnd - self.spent_vnd - self.committed_vnd
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Requests waiting in one state now: how many, the oldest and the median wait (seconds)."""
+
+    state: str
+    label: Labels
+    count: int
+    oldest_seconds: float
+    median_seconds: float
+    overdue: int  # waiting longer than the state's wait_days in the definition
+    wait_days: int | None
+    oldest_number: str | None
+
+
+@dataclass(frozen=True)
+class StateTime:
+    """How long finished requests stayed in one state (each stay counted once)."""
+
+    state: str
+    label: Labels
+    stays: int
+    median_seconds: float
+    mean_seconds: float
+
+
+@dataclass(frozen=True)
+class CheckpointFigures:
+    size: int
+    created_at: datetime
+    root: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A recorded verification of the log: when, whether it passed, how many events it covered."""
+
+    at: datetime
+    valid: bool
+    events: int
+    problems: int = 0
+
+
+# Where the deployment's last verification comes from: a function of the session, or nothing
+# (the deployment keeps no record of its verifications yet).
+VerificationSource = Callable[[Session], Verification | None]
+
+
+@dataclass(frozen=True)
+class SchoolReport:
+    """Everything the dashboard of one school shows."""
+
+    school: Labels
+    school_year: str  # the plan in force
+    lines: tuple[LineFigures, ...]
+    waiting: tuple[Waiting, ...]
+    time_in_state: tuple[StateTime, ...]
+    finished: int  # requests whose time in each state is measured
+    checkpoint: CheckpointFigures | None
+    events: int
+    verification: Verification | None
+    verification_recorded: bool  # False: this deployment does not record verifications yet
+
+    @property
+    def allocation_vnd(self) -> int:
+        return sum(line.allocation_vnd for line in self.lines)
+
+    @property
+    def committed_vnd(self) -> int:
+        return sum(line.committed_vnd for line in self.lines)
+
+    @property
+    def spent_vnd(self) -> int:
+        return sum(line.spent_vnd for line in self.lines)
+
+    @property
+    def remaining_vnd(self) -> int:
+        return self.allocation_vnd - self.spent_vnd - self.committed_vnd
+
+    @property
+    def stuck(self) -> int:
+        """Requests waiting longer than their state allows."""
+        return sum(w.overdue for w in self.waiting)
+
+    def line(self, code: str) -> LineFigures | None:
+        return next((line for line in self.lines if line.code == code), None)
+
+
+def plan_in_force(definitions: DefinitionSet, now: datetime) -> BudgetCatalogue:
+    """The budget plan in force on the school's calendar date of ``now``."""
+    return definitions.catalogue_on(local_date(now))
+
+
+def school_report(
+    session: Session,
+    definitions: DefinitionSet,
+    *,
+    now: datetime,
+    last_verification: VerificationSource | None = None,
+) -> SchoolReport:
+    """The dashboard figures of one school, read from its session (which is only read)."""
+    catalogue = plan_in_force(definitions, now)
+    workflow = definitions.workflow()
+    checkpoint = queries.latest_checkpoint(session)
+    times, finished = time_in_state(session, workflow, school_year=catalogue.school_year)
+    return SchoolReport(
+        school=catalogue.school,
+        school_year=catalogue.school_year,
+        lines=tuple(line_figures(session, catalogue, workflow)),
+        waiting=tuple(waiting(session, workflow, now=now)),
+        time_in_state=tuple(times),
+        finished=finished,
+        checkpoint=(
+            CheckpointFigures(checkpoint.size, checkpoint.created_at, checkpoint.root)
+            if checkpoint is not None
+            else None
+        ),
+        events=queries.event_count(session),
+        verification=last_verification(session) if last_verification is not None else None,
+        verification_recorded=last_verification is not None,
+    )
+
+
+def line_figures(
+    session: Session, catalogue: BudgetCatalogue, workflow: WorkflowDefinition
+) -> list[LineFigures]:
+    """Allocation, committed and spent of every line of ``catalogue``, in the plan's order."""
+    flying = in_flight_states(workflow)
+    rows = session.execute(
+        select(
+            Request.line,
+            Request.state,
+            func.count(),
+            func.sum(Request.amount_vnd),
+            func.sum(Request.amount_paid_vnd),
+        )
+        .where(Request.school_year == catalogue.school_year)
+        .where(Request.state.in_((*flying, "paid")))
+        .group_by(Request.line, Request.state)
+    ).all()
+    committed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    spent: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for line, state, count, asked, paid in rows:
+        if line is None:
+            continue
+        if state == "paid":
+            spent[line][0] += int(count)
+            spent[line][1] += int(paid or 0)
+        else:
+            committed[line][0] += int(count)
+            committed[line][1] += int(asked or 0)
+    return [
+        LineFigures(
+            code=code,
+            name=line.name,
+            allocation_vnd=line.allocation_vnd,
+            committed_vnd=committed[code][1],
+            spent_vnd=spent[code][1],
+            in_flight=committed[code][0],
+            paid=spent[code][0],
+        )
+        for code, line in catalogue.lines.items()
+    ]
+
+
+def waiting(session: Session, workflow: WorkflowDefinition, *, now: datetime) -> list[Waiting]:
+    """Requests in each in-flight state now, with the oldest and median wait, in workflow order."""
+    flying = in_flight_states(workflow)
+    ages: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for state, updated_at, number in session.execute(
+        select(Request.state, Request.updated_at, Request.number).where(Request.state.in_(flying))
+    ):
+        if updated_at:
+            ages[state].append((queries.seconds_since(updated_at, now), number))
+    result = []
+    for state in flying:
+        definition = workflow.states[state]
+        found = sorted(
+            ages.get(state, []), key=lambda item: (-item[0], item[1])
+        )  # ties: lowest number
+        limit = definition.wait_days * DAY if definition.wait_days else None
+        result.append(
+            Waiting(
+                state=state,
+                label=definition.label,
+                count=len(found),
+                oldest_seconds=found[0][0] if found else 0.0,
+                median_seconds=float(median(age for age, _ in found)) if found else 0.0,
+                overdue=sum(1 for age, _ in found if limit is not None and age > limit),
+                wait_days=definition.wait_days,
+                oldest_number=found[0][1] if found else None,
+            )
+        )
+    return result
+
+
+def time_in_state(
+    session: Session, workflow: WorkflowDefinition, *, school_year: str
+) -> tuple[list[StateTime], int]:
+    """Time finished requests of a plan spent in each state, from their events' signed times.
+
+    A request's stay in a state runs from the event that brought it there to the next one; a
+    final state has no next event, so only the states a request passes through are measured.
+    Returns the figures in workflow order and the number of finished requests measured.
+    """
+    finals = [name for name, state in workflow.states.items() if state.final]
+    query = (
+        select(AuditEvent.request, AuditEvent.ts, AuditEvent.body)
+        .join(Request, Request.number == AuditEvent.request)
+        .where(Request.state.in_(finals), Request.school_year == school_year)
+        .order_by(AuditEvent.request, AuditEvent.seq)
+    )
+    stays: dict[str, list[float]] = defaultdict(list)
+    requests: set[str] = set()
+    previous: tuple[str, str, datetime] | None = None  # request, state entered, when
+    for request, ts, body in session.execute(query.execution_options(yield_per=1000)):
+        number = str(request)
+        moment = datetime.strptime(ts, _TS)
+        to_state = str(event_view(json.loads(body))["to"])
+        requests.add(number)
+        if previous is not None and previous[0] == number:
+            stays[previous[1]].append((moment - previous[2]).total_seconds())
+        previous = (number, to_state, moment)
+    figures = [
+        StateTime(
+            state=state,
+            label=workflow.states[state].label,
+            stays=len(stays[state]),
+            median_seconds=float(median(stays[state])),
+            mean_seconds=sum(stays[state]) / len(stays[state]),
+        )
+        for state in workflow.states
+        if stays.get(state)
+    ]
+    return figures, len(requests)
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    """A request on a budget line, as the line's page lists it."""
+
+    number: str
+    title: str | None
+    state: str
+    amount_vnd: int | None
+    amount_paid_vnd: int | None
+    updated_at: str | None
+
+
+def line_requests(session: Session, school_year: str, line: str) -> list[LineRequest]:
+    """Every request on ``line`` of the plan ``school_year``, newest number first."""
+    rows = session.execute(
+        select(
+            Request.number,
+            Request.title,
+            Request.state,
+            Request.amount_vnd,
+            Request.amount_paid_vnd,
+            Request.updated_at,
+        )
+        .where(Request.school_year == school_year, Request.line == line)
+        .order_by(Request.number.desc())
+    ).all()
+    return [LineRequest(*row) for row in rows]
+
+
+# --- many schools -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchoolSource:
+    """One school a district user may read: its code, name, read-only sessions and definitions."""
+
+    code: str
+    name: str
+    sessions: Callable[[], Session]
+    definitions: DefinitionSet
+    last_verification: VerificationSource | None = None
+
+
+class District(Protocol):
+    """Which schools a signed-in district user may read (the district deployment answers)."""
+
+    def schools_for(self, login: str) -> Sequence[SchoolSource]:
+        """The schools granted to ``login``, in the order the district lists them (none: [])."""
+        ...
+
+
+def district_report(
+    schools: Iterable[SchoolSource], *, now: datetime
+) -> list[tuple[SchoolSource, SchoolReport]]:
+    """The dashboard figures of every school, each read in its own read-only session."""
+    reports = []
+    for school in schools:
+        with school.sessions() as session:
+            reports.append(
+                (
+                    school,
+                    school_report(
+                        session,
+                        school.definitions,
+                        now=now,
+                        last_verification=school.last_verification,
+                    ),
+                )
+            )
+    return reports
+
+
+def find_school(schools: Sequence[SchoolSource], code: str) -> SchoolSource | None:
+    """The granted school with this code, or None (not granted or unknown: the same answer)."""
+    return next((school for school in schools if school.code == code), None)
+
+
+DISTRICT_COLUMNS = (("school", "Mã trường"), ("school_name", "Trường"), *ledger.COLUMNS)
+
+
+def district_ledger_rows(
+    schools: Iterable[SchoolSource], selection: ledger.LedgerFilter
+) -> Iterator[dict[str, Any]]:
+    """The ledger rows of every school, school by school, each row naming its school."""
+    for school in schools:
+        with school.sessions() as session:
+            for row in ledger.rows_from_database(session, selection, school.definitions):
+                yield {"school": school.code, "school_name": school.name, **row}
