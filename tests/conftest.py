@@ -222,6 +222,21 @@ def school(runtime: Runtime) -> factories.School:
     return factories.School(runtime)
 
 
+@pytest.fixture
+def second_school(
+    templates: Templates, settings: Settings, clock: SteppingClock, tmp_path: Path
+) -> Iterator[factories.School]:
+    """Another school with the demo people, in a database of its own (a district's second)."""
+    folder = tmp_path / "second-school"
+    folder.mkdir()
+    for url in templates.copy("school", folder):
+        rt = Runtime(replace(settings, database_url=url), clock=clock)
+        try:
+            yield factories.School(rt)
+        finally:
+            rt.dispose()
+
+
 # ---------------------------------------------------------------------------------------------
 # The web app, flaskr style
 

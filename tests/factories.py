@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from workflow import journeys
 from workflow.demo import DEMO_SECRET, create_people
+from workflow.district_report import SchoolSource
 from workflow.models import AuditEvent, OutboxMail, Request, User
 from workflow.runtime import Runtime
 
@@ -101,3 +102,23 @@ def pay_data(
     amount: int = 1_800_000, voucher: str = "PC-2025-0031", paid_on: str = "2025-01-13"
 ) -> dict[str, Any]:
     return journeys.payment(amount, paid_on=paid_on, voucher=voucher)
+
+
+@dataclass
+class GrantedSchools:
+    """A district's grants for tests (workflow.district_report.District): login -> schools."""
+
+    grants: dict[str, list[SchoolSource]]
+
+    def schools_for(self, login: str) -> list[SchoolSource]:
+        return list(self.grants.get(login, []))
+
+
+def source_of(school: School, code: str, name: str) -> SchoolSource:
+    """A school as the district reads it: read-only sessions of its own database."""
+    return SchoolSource(
+        code=code,
+        name=name,
+        sessions=school.runtime.read_sessions,
+        definitions=school.runtime.definitions,
+    )
