@@ -48,15 +48,18 @@ def bar_chart(
     title: str,
     summary: str,
     legend: Sequence[tuple[str, str]] = (),
+    own_scale: bool = False,
     css_class: str = "chart",
 ) -> Markup:
-    """Horizontal bars on one scale (the largest bar or mark fills the width).
+    """Horizontal bars on one scale (the largest bar or mark fills the width), or with
+    ``own_scale`` each on its own (its mark or its length fills the width: a share of each
+    line's allocation, whatever its size).
 
     ``legend`` pairs a kind ("solid", "hatched", "mark") with its meaning; ``summary`` opens the
     description that screen readers read, followed by each bar's label and figures.
     """
     uid = f"chart{next(_ids)}"
-    scale = max([max(b.solid + b.hatched, b.mark or 0) for b in bars] + [1])
+    common = max([max(b.solid + b.hatched, b.mark or 0) for b in bars] + [1])
     usable = WIDTH - 2 * PAD
     legend_height = 22 if legend else 0
     height = legend_height + ROW * len(bars) + PAD
@@ -75,6 +78,7 @@ def bar_chart(
         parts.append(_legend(legend, uid))
     for index, bar in enumerate(bars):
         top = legend_height + index * ROW
+        scale = max(bar.solid + bar.hatched, bar.mark or 0, 1) if own_scale else common
         solid = usable * bar.solid / scale
         hatched = usable * bar.hatched / scale
         parts.append(

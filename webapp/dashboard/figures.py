@@ -11,19 +11,12 @@ from expense_audit.money import format_vnd
 from workflow.district_report import LineFigures, SchoolReport, StateTime
 
 from ..charts import Bar, bar_chart
-from ..templating import label
-
-DAY = 86400.0
+from ..templating import duration, label
 
 
 def number(amount: int) -> str:
     """Đồng without the sign: 1.800.000 (the chart's figures end with one ₫)."""
     return format_vnd(amount).removesuffix(" ₫")
-
-
-def days(seconds: float) -> str:
-    """Days with one decimal, the Vietnamese way: 2,5."""
-    return f"{seconds / DAY:.1f}".replace(".", ",")
 
 
 def _spending_bar(name: str, spent: int, committed: int, allocation: int) -> Bar:
@@ -58,6 +51,7 @@ def lines_chart(lines: Sequence[LineFigures], school: str) -> Markup:
             "allocation (marked line), in đồng."
         ),
         legend=_legend(),
+        own_scale=True,
     )
 
 
@@ -74,6 +68,7 @@ def schools_chart(reports: Sequence[tuple[str, SchoolReport]]) -> Markup:
             "allocation of the plan in force (marked line), in đồng."
         ),
         legend=_legend(),
+        own_scale=True,
     )
 
 
@@ -85,14 +80,14 @@ def time_chart(times: Sequence[StateTime], school: str) -> Markup:
                 label=label(t.label),
                 solid=t.median_seconds,
                 figures=_(
-                    "median %(median)s days, mean %(mean)s days, %(n)s stays",
-                    median=days(t.median_seconds),
-                    mean=days(t.mean_seconds),
+                    "median %(median)s, mean %(mean)s, %(n)s stays",
+                    median=duration(t.median_seconds),
+                    mean=duration(t.mean_seconds),
                     n=t.stays,
                 ),
             )
             for t in times
         ],
         title=_("Time spent per state by finished requests, %(school)s", school=school),
-        summary=_("Median days a finished request stayed in each state."),
+        summary=_("How long a finished request stayed in each state (the bar: the median)."),
     )
