@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from workflow import journeys
@@ -106,12 +109,20 @@ def pay_data(
 
 @dataclass
 class GrantedSchools:
-    """A district's grants for tests (workflow.district_report.District): login -> schools."""
+    """The district pages' access for tests (webapp.dashboard.district.DistrictAccess): the
+    schools granted to the signed-in account of the school app, by login."""
 
     grants: dict[str, list[SchoolSource]]
+    clock: Callable[[], datetime]
+    layout: str = "base.html"
 
-    def schools_for(self, login: str) -> list[SchoolSource]:
-        return list(self.grants.get(login, []))
+    def granted(self) -> list[SchoolSource] | None:
+        if not current_user.is_authenticated:
+            return None
+        return list(self.grants.get(current_user.login, []))
+
+    def now(self) -> datetime:
+        return self.clock()
 
 
 def source_of(school: School, code: str, name: str) -> SchoolSource:

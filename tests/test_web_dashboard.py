@@ -106,7 +106,9 @@ def district(app: Flask, school: School, second_school: School) -> dict[str, dic
     second_school.act(second["paid"], "pay", "mai", data=pay_data(1_700_000))
     a = source_of(school, "th-a", "Trường Tiểu học A")
     b = source_of(second_school, "th-b", "Trường Tiểu học B")
-    app.extensions["district"] = GrantedSchools({"kiem": [a, b], "toan": [a]})
+    app.extensions["district_access"] = GrantedSchools(
+        {"kiem": [a, b], "toan": [a]}, school.runtime.now
+    )
     return {"th-a": first, "th-b": second}
 
 

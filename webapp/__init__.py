@@ -146,6 +146,7 @@ def _register_blueprints(app: Flask) -> None:
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
     from .dashboard import bp as dashboard_bp
+    from .dashboard import district_bp as district_dashboard_bp
     from .ledger import bp as ledger_bp
     from .mandates import bp as mandates_bp
     from .ops import bp as ops_bp
@@ -161,6 +162,7 @@ def _register_blueprints(app: Flask) -> None:
         mandates_bp,
         audit_bp,
         dashboard_bp,
+        district_dashboard_bp,
         admin_bp,
         signing_bp,
         ops_bp,

@@ -121,7 +121,8 @@ def _catalogue_name(code: str | None, school_year: str | None, kind: str) -> str
     return code
 
 
-def register(app: Flask) -> None:
+def register_filters(app: Flask) -> None:
+    """The filters that need no school's runtime (also for the district deployment's app)."""
     app.add_template_filter(format_vnd, "vnd")
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(vn_date, "vn_date")
@@ -129,6 +130,10 @@ def register(app: Flask) -> None:
     app.add_template_filter(label, "label")
     app.add_template_filter(role_label, "role_label")
     app.add_template_filter(reqno, "reqno")
+
+
+def register(app: Flask) -> None:
+    register_filters(app)
     app.add_template_filter(line_name, "line_name")
     app.add_template_filter(source_name, "source_name")
     app.add_template_global(method_label, "method_label")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import median
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -340,14 +340,6 @@ class SchoolSource:
     sessions: Callable[[], Session]
     definitions: DefinitionSet
     last_verification: VerificationSource | None = None
-
-
-class District(Protocol):
-    """Which schools a signed-in district user may read (the district deployment answers)."""
-
-    def schools_for(self, login: str) -> Sequence[SchoolSource]:
-        """The schools granted to ``login``, in the order the district lists them (none: [])."""
-        ...
 
 
 def district_report(

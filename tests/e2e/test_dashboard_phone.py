@@ -49,13 +49,14 @@ def test_the_dashboards_show_their_charts_on_a_phone_without_scrolling_sideways(
 ) -> None:
     _history(school)
     _history(second_school)
-    app.extensions["district"] = GrantedSchools(
+    app.extensions["district_access"] = GrantedSchools(
         {
             "kiem": [
                 source_of(school, "th-a", "Trường Tiểu học A"),
                 source_of(second_school, "th-b", "Trường Tiểu học B"),
             ]
-        }
+        },
+        school.runtime.now,
     )
     codes = english_codes(school.runtime)
     kiem = phone("kiem")
