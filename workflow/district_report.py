@@ -161,12 +161,21 @@ def school_report(
     *,
     now: datetime,
     last_verification: VerificationSource | None = None,
+    with_times: bool = True,
 ) -> SchoolReport:
-    """The dashboard figures of one school, read from its session (which is only read)."""
+    """The dashboard figures of one school, read from its session (which is only read).
+
+    ``with_times=False`` leaves out the time per state, the one figure that reads every event of
+    the plan's finished requests (the district's overview of many schools does not show it).
+    """
     catalogue = plan_in_force(definitions, now)
     workflow = definitions.workflow()
     checkpoint = queries.latest_checkpoint(session)
-    times, finished = time_in_state(session, workflow, school_year=catalogue.school_year)
+    times, finished = (
+        time_in_state(session, workflow, school_year=catalogue.school_year)
+        if with_times
+        else ([], 0)
+    )
     return SchoolReport(
         school=catalogue.school,
         school_year=catalogue.school_year,
@@ -279,8 +288,10 @@ def time_in_state(
     previous: tuple[str, str, datetime] | None = None  # request, state entered, when
     for request, ts, body in session.execute(query.execution_options(yield_per=1000)):
         number = str(request)
+        to_state = event_view(json.loads(body)).get("to")
+        if not isinstance(to_state, str):
+            continue  # NOTE: not a step of the request's workflow: it moves no state
         moment = datetime.strptime(ts, _TS)
-        to_state = str(event_view(json.loads(body))["to"])
         requests.add(number)
         if previous is not None and previous[0] == number:
             stays[previous[1]].append((moment - previous[2]).total_seconds())
@@ -345,7 +356,8 @@ class SchoolSource:
 def district_report(
     schools: Iterable[SchoolSource], *, now: datetime
 ) -> list[tuple[SchoolSource, SchoolReport]]:
-    """The dashboard figures of every school, each read in its own read-only session."""
+    """The overview figures of every school (no time per state), each read in its own
+    read-only session."""
     reports = []
     for school in schools:
         with school.sessions() as session:
@@ -357,6 +369,7 @@ def district_report(
                         school.definitions,
                         now=now,
                         last_verification=school.last_verification,
+                        with_times=False,
                     ),
                 )
             )
