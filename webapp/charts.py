@@ -23,6 +23,7 @@ PAD = 4
 BAR = 14
 ROW = 56  # label line, bar, figures line
 MAX_LABEL = 46  # characters of a label drawn in the chart (the whole label is in <desc>)
+FIT = 56  # figures longer than this (characters, at 12 px) are fitted to the width
 _ids = itertools.count(1)
 
 
@@ -101,8 +102,15 @@ def bar_chart(
                 f'<path d="M{x:.1f} {top + 17}v{BAR + 6}" class="mark"/>'
                 f'<path d="M{x - 4:.1f} {top + 16}h8l-4 5z" class="mark-head"/>'
             )
+        # NOTE: a long line of figures (amounts of billions) is squeezed to the chart's width
+        # rather than cut off at its edge.
+        fit = (
+            f' textLength="{usable}" lengthAdjust="spacingAndGlyphs"'
+            if len(bar.figures) > FIT
+            else ""
+        )
         parts.append(
-            f'<text x="{PAD}" y="{top + 49}" class="figures">{escape(bar.figures)}</text></g>'
+            f'<text x="{PAD}" y="{top + 49}" class="figures"{fit}>{escape(bar.figures)}</text></g>'
         )
     parts.append("</svg>")
     # NOTE: every text in ``parts`` went through escape(); the rest are numbers and fixed markup.
