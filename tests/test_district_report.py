@@ -76,6 +76,18 @@ def test_requests_waiting_per_state_with_their_oldest_and_median_wait(history: S
         limit = (rt.definitions.workflow().states[waiting.state].wait_days or 0) * 86400
         assert waiting.overdue == sum(1 for age in ages if limit and age > limit)
     assert report.stuck == sum(w.overdue for w in report.waiting) > 0
+    # a district's overview counts the same from aggregates, without the median
+    with rt.read_sessions() as session:
+        overview = school_report(session, rt.definitions, now=now, detail=False)
+    for brief, full in zip(overview.waiting, report.waiting, strict=True):
+        assert (brief.count, brief.oldest_number, brief.overdue) == (
+            full.count,
+            full.oldest_number,
+            full.overdue,
+        )
+        assert brief.oldest_seconds == pytest.approx(full.oldest_seconds)
+        assert brief.median_seconds is None
+    assert overview.lines == report.lines and overview.time_in_state == ()
 
 
 def test_time_per_state_is_what_the_finished_requests_timelines_show(history: School) -> None:

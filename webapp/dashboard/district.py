@@ -109,9 +109,7 @@ def line(code: str, line: str) -> str:
     """One budget line of a granted school and every request on it."""
     source = _school_or_404(code)
     with source.sessions() as session:
-        report = dr.school_report(
-            session, source.definitions, now=_access().now(), with_times=False
-        )
+        report = dr.school_report(session, source.definitions, now=_access().now(), detail=False)
         figures_of = report.line(line)
         if figures_of is None:
             abort(404)

@@ -60,7 +60,7 @@ def school() -> str:
 def line(code: str) -> str:
     """One budget line of the plan in force: its figures and every request on it."""
     rt = runtime()
-    report = dr.school_report(db(), rt.definitions, now=rt.now(), with_times=False)
+    report = dr.school_report(db(), rt.definitions, now=rt.now(), detail=False)
     figures_of = report.line(code)
     if figures_of is None:
         abort(404)
