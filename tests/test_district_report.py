@@ -19,7 +19,8 @@ from workflow.models import Request
 from .conftest import SteppingClock
 from .factories import School, pay_data
 
-IN_FLIGHT = {"submitted", "returned", "forwarded", "approved"}  # decided on or paid: not yet
+# decided on or paid: not yet (district_review: a large amount awaits the district's approval)
+IN_FLIGHT = {"submitted", "returned", "forwarded", "district_review", "approved"}
 
 
 @pytest.fixture
@@ -92,8 +93,7 @@ def test_requests_waiting_per_state_with_their_oldest_and_median_wait(history: S
 
 def test_time_per_state_is_what_the_finished_requests_timelines_show(history: School) -> None:
     rt = history.runtime
-    workflow = rt.definitions.workflow()
-    finals = [name for name, state in workflow.states.items() if state.final]
+    finals = ["paid", "rejected", "withdrawn"]
     with rt.read_sessions() as session:
         report = school_report(session, rt.definitions, now=rt.now())
         numbers = session.scalars(select(Request.number).where(Request.state.in_(finals))).all()

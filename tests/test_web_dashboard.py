@@ -50,8 +50,9 @@ def test_the_inspector_sees_spent_and_in_flight_amounts_that_are_the_sums_of_the
 ) -> None:
     numbers = _spending(school)
     kiem = Browser(app).login("kiem")
-    audit = text(kiem.get("/audit"))
-    assert 'href="/audit/dashboard"' in audit
+    assert 'href="/audit/dashboard"' in text(kiem.get("/audit"))
+    thanh = Browser(app).login("thanh")  # the district finance officer, from his queue
+    assert 'href="/audit/dashboard"' in text(thanh.get("/district"))
     page = kiem.get("/audit/dashboard")
     assert page.status_code == 200
     body = text(page)
@@ -89,9 +90,10 @@ def test_the_dashboard_speaks_english_when_asked(app: Flask, school: School) -> 
         ("admin", 403),  # accounts and keys only
         ("kiem", 200),  # the inspector
         ("toan", 200),  # the principal, who answers for the spending
+        ("thanh", 200),  # the district's finance officer
     ],
 )
-def test_the_dashboard_is_the_inspectors_and_principals_only(
+def test_the_dashboard_is_for_the_inspector_principal_and_district_finance_only(
     app: Flask, school: School, login: str, status: int
 ) -> None:
     person = Browser(app).login(login)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
-from expense_audit.definitions import BudgetCatalogue, DefinitionSet, Labels, WorkflowDefinition
+from expense_audit.definitions import BudgetCatalogue, DefinitionSet, Labels, StateDef
 from expense_audit.mandates import local_date
 
 from . import ledger, queries
@@ -44,13 +44,38 @@ def _moment(ts: str) -> datetime:
     return datetime.fromisoformat(ts.removesuffix("Z"))
 
 
-def in_flight_states(workflow: WorkflowDefinition) -> tuple[str, ...]:
-    """States a submitted request waits in: neither the first (a draft) nor final."""
-    return tuple(
-        name
-        for name, state in workflow.states.items()
-        if not state.final and name != workflow.initial
+@dataclass(frozen=True)
+class States:
+    """Every state a request may be in, whichever workflow it follows (the default one's first,
+    then the states only another has, such as the district's review of large amounts)."""
+
+    of: Mapping[str, StateDef]
+    in_flight: tuple[str, ...]  # a submitted request waits here: neither a draft nor final
+    final: tuple[str, ...]
+
+
+def states_of(definitions: DefinitionSet) -> States:
+    """The states of every workflow of ``definitions``."""
+    default = definitions.workflow()
+    merged = dict(default.states)
+    for other in definitions.workflows.values():
+        for name, state in other.states.items():
+            merged.setdefault(name, state)
+    initials = {w.initial for w in definitions.workflows.values()}
+    return States(
+        of=merged,
+        in_flight=tuple(n for n, st in merged.items() if not st.final and n not in initials),
+        final=tuple(n for n, st in merged.items() if st.final),
     )
+
+
+def action_labels(definitions: DefinitionSet) -> dict[str, Labels]:
+    """The label of every trigger of every workflow (the default one's first)."""
+    labels: dict[str, Labels] = {}
+    for workflow in (definitions.workflow(), *definitions.workflows.values()):
+        for transition in workflow.transitions:
+            labels.setdefault(transition.trigger, transition.label)
+    return labels
 
 
 @dataclass(frozen=True)
@@ -178,19 +203,19 @@ def school_report(
     finished requests).
     """
     catalogue = plan_in_force(definitions, now)
-    workflow = definitions.workflow()
+    states = states_of(definitions)
     checkpoint = queries.latest_checkpoint(session)
     times, finished = (
-        time_in_state(session, workflow, school_year=catalogue.school_year) if detail else ([], 0)
+        time_in_state(session, states, school_year=catalogue.school_year) if detail else ([], 0)
     )
     return SchoolReport(
         school=catalogue.school,
         school_year=catalogue.school_year,
-        lines=tuple(line_figures(session, catalogue, workflow)),
+        lines=tuple(line_figures(session, catalogue, states)),
         waiting=tuple(
-            waiting(session, workflow, now=now)
+            waiting(session, states, now=now)
             if detail
-            else waiting_summary(session, workflow, now=now)
+            else waiting_summary(session, states, now=now)
         ),
         time_in_state=tuple(times),
         finished=finished,
@@ -205,11 +230,9 @@ def school_report(
     )
 
 
-def line_figures(
-    session: Session, catalogue: BudgetCatalogue, workflow: WorkflowDefinition
-) -> list[LineFigures]:
+def line_figures(session: Session, catalogue: BudgetCatalogue, states: States) -> list[LineFigures]:
     """Allocation, committed and spent of every line of ``catalogue``, in the plan's order."""
-    flying = in_flight_states(workflow)
+    flying = states.in_flight
     rows = session.execute(
         select(
             Request.line,
@@ -247,9 +270,9 @@ def line_figures(
     ]
 
 
-def waiting(session: Session, workflow: WorkflowDefinition, *, now: datetime) -> list[Waiting]:
+def waiting(session: Session, states: States, *, now: datetime) -> list[Waiting]:
     """Requests in each in-flight state now, with the oldest and median wait, in workflow order."""
-    flying = in_flight_states(workflow)
+    flying = states.in_flight
     ages: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for state, updated_at, number in session.execute(
         select(Request.state, Request.updated_at, Request.number).where(Request.state.in_(flying))
@@ -258,7 +281,7 @@ def waiting(session: Session, workflow: WorkflowDefinition, *, now: datetime) ->
             ages[state].append(((now - _moment(updated_at)).total_seconds(), number))
     result = []
     for state in flying:
-        definition = workflow.states[state]
+        definition = states.of[state]
         found = sorted(
             ages.get(state, []), key=lambda item: (-item[0], item[1])
         )  # ties: lowest number
@@ -278,14 +301,12 @@ def waiting(session: Session, workflow: WorkflowDefinition, *, now: datetime) ->
     return result
 
 
-def waiting_summary(
-    session: Session, workflow: WorkflowDefinition, *, now: datetime
-) -> list[Waiting]:
+def waiting_summary(session: Session, states: States, *, now: datetime) -> list[Waiting]:
     """``waiting`` without the median, from indexed aggregates (state, updated_at): what a
     district's overview of many schools reads."""
     result = []
-    for state in in_flight_states(workflow):
-        definition = workflow.states[state]
+    for state in states.in_flight:
+        definition = states.of[state]
         here = Request.state == state
         late = _ts(now - timedelta(days=definition.wait_days)) if definition.wait_days else None
         count, overdue = session.execute(
@@ -320,7 +341,7 @@ def _ts(moment: datetime) -> str:
 
 
 def time_in_state(
-    session: Session, workflow: WorkflowDefinition, *, school_year: str
+    session: Session, states: States, *, school_year: str
 ) -> tuple[list[StateTime], int]:
     """Time finished requests of a plan spent in each state, from their events' signed times.
 
@@ -328,7 +349,7 @@ def time_in_state(
     final state has no next event, so only the states a request passes through are measured.
     Returns the figures in workflow order and the number of finished requests measured.
     """
-    finals = [name for name, state in workflow.states.items() if state.final]
+    finals = states.final
     query = (
         select(AuditEvent.request, AuditEvent.ts, AuditEvent.body)
         .join(Request, Request.number == AuditEvent.request)
@@ -351,12 +372,12 @@ def time_in_state(
     figures = [
         StateTime(
             state=state,
-            label=workflow.states[state].label,
+            label=states.of[state].label,
             stays=len(stays[state]),
             median_seconds=float(median(stays[state])),
             mean_seconds=sum(stays[state]) / len(stays[state]),
         )
-        for state in workflow.states
+        for state in states.of
         if stays.get(state)
     ]
     return figures, len(requests)

@@ -22,8 +22,9 @@ LOG_VIEWERS = frozenset({"reviewer", "approver", "accountant", "auditor", "distr
 # Roles that open the audit page (verification, checkpoints, the bundle).
 AUDIT_READERS = ("auditor", "admin", "approver")
 # Roles that read the spending dashboard (figures per line, waiting requests, time per state):
-# the inspector, and the principal who answers for the spending. Read-only.
-DASHBOARD_READERS = ("auditor", "approver")
+# the inspector, the principal who answers for the spending, and the district's finance officer
+# (issue 16: the district inspector and finance officer watch the schools' spending). Read-only.
+DASHBOARD_READERS = ("auditor", "approver", "district_finance")
 # Roles that read the ledger and export it.
 LEDGER_READERS = ("accountant", "auditor", "approver")
 

@@ -123,7 +123,7 @@ def line(code: str, line: str) -> str:
         requests=requests,
         request_url=lambda number: url_for(".request", code=code, number=number),
         back=url_for(".school", code=code),
-        labels={n: s.label for n, s in source.definitions.workflow().states.items()},
+        labels={n: s.label for n, s in dr.states_of(source.definitions).of.items()},
     )
 
 
@@ -131,7 +131,6 @@ def line(code: str, line: str) -> str:
 def request(code: str, number: str) -> str:
     """A request of a granted school with its signed timeline (read-only)."""
     source = _school_or_404(code)
-    workflow = source.definitions.workflow()
     with source.sessions() as session:
         row = session.get(Request, number)
         if row is None:
@@ -144,9 +143,9 @@ def request(code: str, number: str) -> str:
         school=source.name,
         row=row,
         steps=steps,
-        workflow=workflow,
+        actions=dr.action_labels(source.definitions),
         catalogue=source.definitions.catalogues.get(row.school_year),
-        labels={n: s.label for n, s in workflow.states.items()},
+        labels={n: s.label for n, s in dr.states_of(source.definitions).of.items()},
         back=url_for(".school", code=code),
     )
 

@@ -73,5 +73,5 @@ def line(code: str) -> str:
         requests=dr.line_requests(db(), report.school_year, code),
         request_url=lambda number: url_for("requests.detail", number=number),
         back=url_for("dashboard.school"),
-        labels={name: state.label for name, state in rt.definitions.workflow().states.items()},
+        labels={name: state.label for name, state in dr.states_of(rt.definitions).of.items()},
     )
