@@ -88,4 +88,5 @@ def test_the_dashboards_show_their_charts_on_a_phone_without_scrolling_sideways(
     kiem.click("#lines a:has-text('Imas')")
     kiem.click("#line-requests a >> nth=0")
     assert kiem.locator("#timeline li").count() == 4  # submit, forward, approve, pay
-    assert kiem.evaluate("() => document.documentElement.scrollWidth") <= WIDTH
+    kiem.screenshot(path=shots / "dashboard-district-request.png", full_page=True)
+    assert problems_of(kiem, axe_source, codes) == []  # fits the phone, passes axe
