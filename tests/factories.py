@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from workflow import journeys
 from workflow.demo import DEMO_SECRET, create_people
-from workflow.district_report import SchoolSource
+from workflow.district_report import SchoolSource, recorded_verification
 from workflow.models import AuditEvent, OutboxMail, Request, User
 from workflow.runtime import Runtime
 
@@ -132,4 +132,5 @@ def source_of(school: School, code: str, name: str) -> SchoolSource:
         name=name,
         sessions=school.runtime.read_sessions,
         definitions=school.runtime.definitions,
+        last_verification=recorded_verification(school.runtime.settings.origin),
     )

@@ -71,6 +71,19 @@ def test_the_inspector_sees_spent_and_in_flight_amounts_that_are_the_sums_of_the
     assert kiem.get("/audit/dashboard/lines/NO-SUCH-LINE").status_code == 404
 
 
+def test_the_dashboard_shows_when_the_log_was_last_verified_and_the_result(
+    app: Flask, school: School
+) -> None:
+    _spending(school)
+    kiem = Browser(app).login("kiem")
+    before = text(kiem.get("/audit/dashboard"))
+    assert "chưa kiểm tra lần nào" in before  # never verified
+    kiem.get("/audit")
+    assert kiem.post("/audit/verify").status_code == 200
+    after = _main(text(kiem.get("/audit/dashboard")))
+    assert "✓ hợp lệ" in after and "chưa kiểm tra lần nào" not in after
+
+
 def test_the_dashboard_speaks_english_when_asked(app: Flask, school: School) -> None:
     _spending(school)
     kiem = Browser(app).login("kiem")

@@ -31,6 +31,7 @@ from expense_audit.mandates import local_date
 from . import ledger, queries
 from .audit import event_view
 from .models import AuditEvent, Request
+from .verifications import latest_verification
 
 DAY = 86400.0
 
@@ -139,8 +140,21 @@ class Verification:
 
 
 # Where the deployment's last verification comes from: a function of the session, or nothing
-# (the deployment keeps no record of its verifications yet).
+# (the deployment keeps no record of its verifications).
 VerificationSource = Callable[[Session], Verification | None]
+
+
+def recorded_verification(origin: str) -> VerificationSource:
+    """The latest verification of the log ``origin`` kept by workflow.verifications (audit
+    verify on the command line, "Verify now" on the audit page)."""
+
+    def read(session: Session) -> Verification | None:
+        row = latest_verification(session, origin=origin)
+        if row is None:
+            return None
+        return Verification(at=row.at, valid=row.valid, events=row.size, problems=row.problems)
+
+    return read
 
 
 @dataclass(frozen=True)

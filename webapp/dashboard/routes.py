@@ -46,7 +46,12 @@ def school_page(
 def school() -> str:
     """This school's spending per line, waiting requests and time per state (read-only)."""
     rt = runtime()
-    report = dr.school_report(db(), rt.definitions, now=rt.now())
+    report = dr.school_report(
+        db(),
+        rt.definitions,
+        now=rt.now(),
+        last_verification=dr.recorded_verification(rt.settings.origin),
+    )
     return school_page(
         report,
         school=label(report.school),
