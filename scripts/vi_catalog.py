@@ -456,7 +456,6 @@ VI = {
     "District office": "Phòng Giáo dục và Đào tạo",
     "District accounts see the schools they are granted, read-only.": "Tài khoản của Phòng xem các trường được giao, chỉ xem, không sửa.",
     "Schools": "Các trường",
-    "read-only": "chỉ xem",
     "Code": "Mã",
     "School": "Trường",
     "Log origin": "Tên nhật ký",
