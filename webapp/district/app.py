@@ -153,9 +153,17 @@ def create_district_app(
     babel.init_app(app, locale_selector=_district_locale)
     csrf.init_app(app)
 
+    from .. import RequestNumberConverter, templating
+    from ..dashboard import district_bp as dashboard_bp
     from . import bp
+    from .dashboard import DistrictDashboardAccess
 
+    app.url_map.converters["reqno"] = RequestNumberConverter
     app.register_blueprint(bp)
+    # The district dashboard (webapp.dashboard.district): the granted schools, read-only.
+    app.extensions["district_access"] = DistrictDashboardAccess(district)
+    app.register_blueprint(dashboard_bp)
+    templating.register_filters(app)
     _register_district_errors(app)
 
     @app.context_processor
