@@ -220,3 +220,39 @@ def test_district_witness_cosigns_the_checkpoints_of_every_school(
             report = verify_bundle(path, witness_keys=[vkey.group(1)])
             assert report.valid, (code, number, report.problems)
             assert any(c["verified"] for c in report.cosignatures), code
+
+
+def test_import_refuses_attachments_that_link_outside_the_folder(tmp_path: Path) -> None:
+    """A school's server hands over an attachments folder whose file links to another school's key.
+
+    Copied by following the link, the key's bytes would sit in the moved school's attachments,
+    served to its users as an attachment its own (hostile) database names.
+    """
+    own, _ = _own_instance(tmp_path)
+    own.dispose()
+    with deployment(tmp_path / "district", codes=("alpha",)) as district:
+        app = district_app(district, tmp_path)
+        secret = Path(district.get_school("alpha").keys_dir) / "institution.key"  # type: ignore[union-attr]
+        folder = tmp_path / "handed-over"
+        sha = "ab" * 32
+        (folder / sha[:2]).mkdir(parents=True)
+        (folder / sha[:2] / sha).symlink_to(secret)
+        result = app.test_cli_runner().invoke(
+            args=[
+                "school",
+                "import",
+                "omega",
+                "--name",
+                "Omega",
+                "--from",
+                own.settings.database_url,
+                "--keys",
+                str(own.settings.keys_dir),
+                "--attachments",
+                str(folder),
+            ]
+        )
+        assert result.exit_code == 1 and "link" in result.output
+        assert [school.code for school in district.schools()] == ["alpha"]
+        copies = [p for p in tmp_path.rglob(sha) if p.is_file() and not p.is_symlink()]
+        assert copies == []

@@ -49,6 +49,9 @@ def import_school(
     attachments_to: Path | None = None,
 ) -> ImportedSchool:
     """Copy the single-school database at ``source_url`` into the new school ``code``."""
+    if attachments_from is not None:
+        _refuse_links(attachments_from)
+    _refuse_links(keys_from)
     source = make_engine(source_url, read_only=True)
     try:
         # 1. the same schema revision on both sides
@@ -83,6 +86,14 @@ def import_school(
         return ImportedSchool(code, origin, key.fingerprint, counts["audit_events"], counts)
     finally:
         source.dispose()
+
+
+def _refuse_links(folder: Path) -> None:
+    """Refuse a handed-over folder holding a symbolic link: copied, it would bring in the bytes of
+    whatever it points to (another school's key or attachments), served as this school's own."""
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            raise TenancyError(f"{path} is a symbolic link: copy the real files, not links")
 
 
 def _copy_keys(source: Path, target: Path, passphrase: str | None) -> InstitutionKey:
