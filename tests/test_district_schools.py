@@ -256,3 +256,33 @@ def test_import_refuses_attachments_that_link_outside_the_folder(tmp_path: Path)
         assert [school.code for school in district.schools()] == ["alpha"]
         copies = [p for p in tmp_path.rglob(sha) if p.is_file() and not p.is_symlink()]
         assert copies == []
+
+
+def test_moved_attachments_land_where_the_school_app_serves_them(tmp_path: Path) -> None:
+    own, _ = _own_instance(tmp_path)
+    own.dispose()
+    with deployment(tmp_path / "district", codes=()) as district:
+        app = district_app(district, tmp_path)
+        folder = tmp_path / "handed-over"
+        sha = "cd" * 32
+        (folder / sha[:2]).mkdir(parents=True)
+        (folder / sha[:2] / sha).write_bytes(b"%PDF-1.4 invoice")
+        result = app.test_cli_runner().invoke(
+            args=[
+                "school",
+                "import",
+                "omega",
+                "--name",
+                "Omega",
+                "--from",
+                own.settings.database_url,
+                "--keys",
+                str(own.settings.keys_dir),
+                "--attachments",
+                str(folder),
+            ]
+        )
+        assert result.exit_code == 0, result.output
+        school_app = app.extensions["schools"].school_app("omega")
+        served = Path(school_app.config["ATTACHMENTS_DIR"]) / sha[:2] / sha
+        assert served.read_bytes() == b"%PDF-1.4 invoice"

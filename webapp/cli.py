@@ -642,7 +642,8 @@ def school_import(
     from workflow.school_import import import_school
 
     district = _district()
-    target = Path(current_app.config.get("ATTACHMENTS_DIR") or Path(current_app.instance_path))
+    from .district.app import school_attachments
+
     try:
         district.init()
         moved = import_school(
@@ -652,7 +653,7 @@ def school_import(
             source_url=source,
             keys_from=keys_dir,
             attachments_from=attachments,
-            attachments_to=target / "schools" / code / "attachments" if attachments else None,
+            attachments_to=school_attachments(current_app, code) if attachments else None,
         )
     except WorkflowError as exc:
         _fail(exc.message)

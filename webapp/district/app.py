@@ -78,6 +78,14 @@ class SchoolDispatcher:
         return app(environ, start_response)
 
 
+def school_attachments(district_app: Flask, code: str) -> Path:
+    """The school's attachments folder (its app serves from it, `school import` copies into it)."""
+    root = (
+        district_app.config.get("ATTACHMENTS_DIR") or Path(district_app.instance_path) / "schools"
+    )
+    return Path(root) / code / "attachments"
+
+
 def school_config(
     district_app: Flask, district: District, code: str, overrides: Mapping[str, Any]
 ) -> dict[str, Any] | None:
@@ -85,9 +93,6 @@ def school_config(
     if district.get_school(code) is None:
         return None
     master = str(district_app.config.get("MASTER_SECRET_KEY") or district_app.config["SECRET_KEY"])
-    attachments = Path(
-        district_app.config.get("ATTACHMENTS_DIR") or Path(district_app.instance_path) / "schools"
-    )
     return {
         **overrides,
         "RUNTIME": district.runtime(code),
@@ -96,7 +101,7 @@ def school_config(
         "SESSION_COOKIE_PATH": f"/s/{code}/",
         "REMEMBER_COOKIE_NAME": f"remember_{code}",
         "REMEMBER_COOKIE_PATH": f"/s/{code}/",
-        "ATTACHMENTS_DIR": str(attachments / code / "attachments"),
+        "ATTACHMENTS_DIR": str(school_attachments(district_app, code)),
     }
 
 
