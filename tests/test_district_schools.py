@@ -286,3 +286,81 @@ def test_moved_attachments_land_where_the_school_app_serves_them(tmp_path: Path)
         school_app = app.extensions["schools"].school_app("omega")
         served = Path(school_app.config["ATTACHMENTS_DIR"]) / sha[:2] / sha
         assert served.read_bytes() == b"%PDF-1.4 invoice"
+
+
+def _tampered_import(tmp_path: Path, tamper: str) -> tuple[Any, list[str]]:
+    """Import an own instance whose SQLite file was edited by ``tamper`` (raw SQL); the result."""
+    import sqlite3
+
+    own, _ = _own_instance(tmp_path)
+    own.dispose()
+    path = own.settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+            connection.execute(f'DROP TRIGGER "{name}"')
+        connection.executescript(tamper)
+    with deployment(tmp_path / "district", codes=()) as district:
+        result = (
+            district_app(district, tmp_path)
+            .test_cli_runner()
+            .invoke(
+                args=[
+                    "school",
+                    "import",
+                    "omega",
+                    "--name",
+                    "Omega",
+                    "--from",
+                    own.settings.database_url,
+                    "--keys",
+                    str(own.settings.keys_dir),
+                ]
+            )
+        )
+        return result, [school.code for school in district.schools()]
+
+
+def test_import_refuses_a_log_whose_past_event_was_rewritten(tmp_path: Path) -> None:
+    result, schools = _tampered_import(
+        tmp_path,
+        "UPDATE audit_events SET body = CAST(replace(CAST(body AS TEXT), 'mai', 'lan') AS BLOB) "
+        "WHERE seq = (SELECT max(seq) FROM audit_events WHERE action = 'pay');",
+    )
+    assert result.exit_code == 1 and "does not verify" in result.output, result.output
+    assert schools == []
+
+
+def test_import_refuses_request_rows_that_differ_from_the_log(tmp_path: Path) -> None:
+    result, schools = _tampered_import(tmp_path, "UPDATE requests SET state = 'paid';")
+    assert result.exit_code == 1 and "does not verify" in result.output, result.output
+    assert schools == []
+
+
+def test_import_refuses_a_log_signed_by_another_key_than_the_one_handed_over(
+    tmp_path: Path,
+) -> None:
+    own, _ = _own_instance(tmp_path)
+    own.dispose()
+    other = tmp_path / "other-keys"
+    InstitutionKey.create(other)
+    with deployment(tmp_path / "district", codes=()) as district:
+        result = (
+            district_app(district, tmp_path)
+            .test_cli_runner()
+            .invoke(
+                args=[
+                    "school",
+                    "import",
+                    "omega",
+                    "--name",
+                    "Omega",
+                    "--from",
+                    own.settings.database_url,
+                    "--keys",
+                    str(other),
+                ]
+            )
+        )
+        assert result.exit_code == 1 and "does not verify" in result.output, result.output
+        assert district.schools() == []
+        assert not (tmp_path / "district" / "keys" / "omega").exists()

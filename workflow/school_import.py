@@ -5,9 +5,11 @@
    school keeps signing checkpoints a witness or auditor already recognises.
 3. The institution key folder is copied to keys/<code>/ and must load and match the public key
    the source's folder names; nothing is written if it does not.
-4. Every table is copied in one transaction into the new schema, in foreign-key order and in
+4. The source's log verifies with that key and its rows equal their replay (`audit verify`):
+   the district's witness trusts the log it first sees, so it must be the school's true one.
+5. Every table is copied in one transaction into the new schema, in foreign-key order and in
    primary-key order; audit_events rows (body and signature bytes, hashes, times) unchanged.
-5. The identity sequences are moved past the copied ids, then the school enters the registry.
+6. The identity sequences are moved past the copied ids, then the school enters the registry.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy.orm import Session
+
+from expense_audit.errors import WorkflowError
 
 from .db import create_schema, make_engine
 from .keys import InstitutionKey
+from .livecheck import verify_live
 from .migrate import current_revision, head_revision
 from .models import Base, LogHead
 from .tenancy import District, TenancyError
@@ -68,9 +74,17 @@ def import_school(
         origin = str(head.origin)
         # 2. a registry row for the school, checked before anything is written
         record = district.new_record(code, name=name, origin=origin)
-        # 3. the institution key, loaded from its new place
+        # 3. the log verifies with the key handed over, and every row equals its replay
+        _verify_source(
+            source,
+            InstitutionKey.from_directory(
+                keys_from, passphrase=district.settings.institution_passphrase
+            ),
+            district,
+        )
+        # 4. the institution key, loaded from its new place
         key = _copy_keys(keys_from, Path(record.keys_dir), district.settings.institution_passphrase)
-        # 4. every table, in one transaction
+        # 5. every table, in one transaction
         create_schema(district.engine, schema=record.schema_name)
         counts: dict[str, int] = {}
         with source.connect() as reader, district.engine.begin() as writer:
@@ -78,7 +92,7 @@ def import_school(
             writer.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
             for table in Base.metadata.sorted_tables:
                 counts[table.name] = _copy_table(table, reader, writer)
-                # 5. identities past the copied ids
+                # 6. identities past the copied ids
                 _advance_identity(table, writer)
         district.save_record(record)
         if attachments_from is not None and attachments_to is not None:
@@ -86,6 +100,32 @@ def import_school(
         return ImportedSchool(code, origin, key.fingerprint, counts["audit_events"], counts)
     finally:
         source.dispose()
+
+
+def _verify_source(source: Engine, key: InstitutionKey, district: District) -> None:
+    """Refuse a source whose log does not verify with ``key`` or whose rows differ from it.
+
+    NOTE: the witness trusts a school's log on first use: without this a hostile file (events
+    rewritten, signed by another key, request rows changed) would be cosigned from then on. The
+    check's own writes (a fresh head checkpoint) are rolled back: the source is left as it was.
+    """
+    with Session(source) as session:
+        try:
+            report = verify_live(session, institution=key, now=district.clock())
+        except WorkflowError as exc:  # e.g. its checkpoints are signed by another key
+            raise TenancyError(
+                f"the source's log does not verify with the key handed over ({exc.message}): "
+                "nothing was imported"
+            ) from None
+        finally:
+            session.rollback()
+    if not report.valid:
+        first = report.problems[0]
+        raise TenancyError(
+            f"the source's log does not verify with the key handed over "
+            f"({len(report.problems)} problem(s); seq {first.seq}: {first.kind} {first.detail:.200}): "
+            "nothing was imported"
+        )
 
 
 def _refuse_links(folder: Path) -> None:
