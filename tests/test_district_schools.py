@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,41 @@ def test_import_refuses_a_log_signed_by_another_key_than_the_one_handed_over(
         assert result.exit_code == 1 and "does not verify" in result.output, result.output
         assert district.schools() == []
         assert not (tmp_path / "district" / "keys" / "omega").exists()
+
+
+def test_import_refuses_a_rewritten_log_that_forks_from_the_old_witness_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """The school's server rebuilt its log from scratch, signed by its own key, dropping the
+    old witness's cosignatures: it verifies on its own, but not from the checkpoint the
+    witness cosigned before the move (--trust)."""
+    own, _ = _own_instance(tmp_path)
+    _, checkpoints = _log(own)
+    cosigned = tmp_path / "witness-checkpoint.txt"
+    cosigned.write_text(checkpoints[-1][2], encoding="utf-8")
+    own.dispose()
+    rewritten = Runtime(
+        replace(own.settings, database_url=f"sqlite:///{tmp_path / 'rewritten.sqlite'}"),
+        clock=SteppingClock(datetime(2025, 1, 12)),  # dated before the district's clock
+    )
+    rewritten.init_db()
+    School.create(rewritten).to_state("approved", amount="900.000")
+    rewritten.dispose()
+    with deployment(tmp_path / "district", codes=()) as district:
+        runner = district_app(district, tmp_path).test_cli_runner()
+        args = [
+            "school",
+            "import",
+            "omega",
+            "--name",
+            "Omega",
+            "--keys",
+            str(own.settings.keys_dir),
+        ]
+        trust = ["--trust", str(cosigned)]
+        forged = runner.invoke(args=[*args, "--from", rewritten.settings.database_url, *trust])
+        assert forged.exit_code == 1 and "does not verify" in forged.output, forged.output
+        assert district.schools() == []
+        true = runner.invoke(args=[*args, "--from", own.settings.database_url, *trust])
+        assert true.exit_code == 0, true.output
+        assert [school.code for school in district.schools()] == ["omega"]

@@ -635,8 +635,19 @@ def school_list() -> None:
     default=None,
     help="The school's attachments folder, copied beside the moved school.",
 )
+@click.option(
+    "--trust",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A checkpoint the school's log must extend: the last one its witness cosigned.",
+)
 def school_import(
-    code: str, name: str, source: str, keys_dir: Path, attachments: Path | None
+    code: str,
+    name: str,
+    source: str,
+    keys_dir: Path,
+    attachments: Path | None,
+    trust: Path | None,
 ) -> None:
     """Move a school's own instance into this deployment, its log intact."""
     from workflow.school_import import import_school
@@ -654,6 +665,7 @@ def school_import(
             keys_from=keys_dir,
             attachments_from=attachments,
             attachments_to=school_attachments(current_app, code) if attachments else None,
+            trusted_checkpoint=trust.read_text(encoding="utf-8") if trust else None,
         )
     except WorkflowError as exc:
         _fail(exc.message)

@@ -21,17 +21,25 @@ from .verifications import record_verification
 
 
 def verify_live(
-    session: Session, *, institution: InstitutionKey, now: datetime, source: str | None = None
+    session: Session,
+    *,
+    institution: InstitutionKey,
+    now: datetime,
+    source: str | None = None,
+    trusted_checkpoint: str | None = None,
 ) -> Report:
     """Export the log to a temporary bundle, verify it, and compare the request tables to it.
 
     With ``source`` ("cli", "web") the outcome is kept (workflow.verifications) in the caller's
     transaction, for the audit page, the district's dashboard and the metrics.
+    ``trusted_checkpoint``: a checkpoint kept elsewhere (a witness's) the log must extend.
     """
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "live.zip"
         export_bundle(session, path, institution=institution, now=now)
-        report = verify_bundle(path, institution_key=institution.fingerprint)
+        report = verify_bundle(
+            path, institution_key=institution.fingerprint, trusted_checkpoint=trusted_checkpoint
+        )
     replayed = report.requests
     stored = {row.number: projection_of(row) for row in session.scalars(select(Request))}
     for number in sorted(set(replayed) | set(stored)):

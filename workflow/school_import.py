@@ -5,8 +5,9 @@
    school keeps signing checkpoints a witness or auditor already recognises.
 3. The institution key folder is copied to keys/<code>/ and must load and match the public key
    the source's folder names; nothing is written if it does not.
-4. The source's log verifies with that key and its rows equal their replay (`audit verify`):
-   the district's witness trusts the log it first sees, so it must be the school's true one.
+4. The source's log verifies with that key and its rows equal their replay (`audit verify`),
+   and extends the checkpoint given with --trust (the old witness's last cosigned one): the
+   district's witness trusts the log it first sees, so it must be the school's true one.
 5. Every table is copied in one transaction into the new schema, in foreign-key order and in
    primary-key order; audit_events rows (body and signature bytes, hashes, times) unchanged.
 6. The identity sequences are moved past the copied ids, then the school enters the registry.
@@ -53,8 +54,13 @@ def import_school(
     keys_from: Path,
     attachments_from: Path | None = None,
     attachments_to: Path | None = None,
+    trusted_checkpoint: str | None = None,
 ) -> ImportedSchool:
-    """Copy the single-school database at ``source_url`` into the new school ``code``."""
+    """Copy the single-school database at ``source_url`` into the new school ``code``.
+
+    ``trusted_checkpoint``: the last checkpoint a witness cosigned before the move (or one an
+    auditor kept); the source's log must extend it.
+    """
     if attachments_from is not None:
         _refuse_links(attachments_from)
     _refuse_links(keys_from)
@@ -81,6 +87,7 @@ def import_school(
                 keys_from, passphrase=district.settings.institution_passphrase
             ),
             district,
+            trusted_checkpoint,
         )
         # 4. the institution key, loaded from its new place
         key = _copy_keys(keys_from, Path(record.keys_dir), district.settings.institution_passphrase)
@@ -102,7 +109,9 @@ def import_school(
         source.dispose()
 
 
-def _verify_source(source: Engine, key: InstitutionKey, district: District) -> None:
+def _verify_source(
+    source: Engine, key: InstitutionKey, district: District, trusted: str | None
+) -> None:
     """Refuse a source whose log does not verify with ``key`` or whose rows differ from it.
 
     NOTE: the witness trusts a school's log on first use: without this a hostile file (events
@@ -111,7 +120,9 @@ def _verify_source(source: Engine, key: InstitutionKey, district: District) -> N
     """
     with Session(source) as session:
         try:
-            report = verify_live(session, institution=key, now=district.clock())
+            report = verify_live(
+                session, institution=key, now=district.clock(), trusted_checkpoint=trusted
+            )
         except WorkflowError as exc:  # e.g. its checkpoints are signed by another key
             raise TenancyError(
                 f"the source's log does not verify with the key handed over ({exc.message}): "
