@@ -243,6 +243,17 @@ def test_school_pages_links_and_cookies_stay_under_its_prefix(app: Flask) -> Non
     assert cookie is not None and cookie.path == "/s/alpha/"
 
 
+def test_installed_school_app_stays_in_its_school(app: Flask) -> None:
+    """Installed from school A, the app's scope, start page and identity are A's alone: with
+    "/" it opened the district page, kept other schools' pages in A's window, and installing
+    school B's app replaced A's (one id for every school)."""
+    client = app.test_client()
+    alpha = client.get("/s/alpha/manifest.webmanifest").get_json(force=True)
+    beta = client.get("/s/beta/manifest.webmanifest").get_json(force=True)
+    assert (alpha["scope"], alpha["start_url"], alpha["id"]) == ("/s/alpha/",) * 3
+    assert beta["id"] == "/s/beta/"
+
+
 def test_each_school_is_ready_at_its_own_migration_head(app: Flask) -> None:
     client = app.test_client()
     for code in ("alpha", "beta"):

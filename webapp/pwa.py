@@ -83,9 +83,10 @@ def register(app: Flask) -> None:
             "description": "Đề xuất, duyệt và chi mua sắm CNTT của trường",
             "lang": "vi",
             "dir": "ltr",
-            "start_url": "/",
-            "scope": "/",
-            "id": "/",
+            # Under a multi-school deployment the app is the school's: /s/<code>/.
+            "start_url": request.script_root + "/",
+            "scope": request.script_root + "/",
+            "id": request.script_root + "/",
             "display": "standalone",
             "background_color": "#ffffff",
             "theme_color": "#0b5cab",
