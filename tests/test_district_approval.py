@@ -299,3 +299,26 @@ def test_demo_history_shows_one_large_request_through_the_district(school: Schoo
         row = session.get(Request, number)
         assert row is not None and row.state == "paid" and (row.amount_vnd or 0) > 30_000_000
     assert verify(school.runtime) == []
+
+
+def test_returned_request_raised_above_the_limit_is_resubmitted_into_the_district_workflow(
+    school: School,
+) -> None:
+    """Submitted at the limit (ordinary chain), returned, raised to 40,500,000 ₫ and sent again:
+    the new submission chooses again, so the principal's approval is not the last word."""
+    number = school.draft(**AT_LIMIT)
+    school.act(number, "submit", "hanh")
+    assert definition_of(school.runtime, number) == "expense_approval"
+    school.act(number, "return", "long", comment="Thiếu số lượng")
+    raised = {k: v for k, v in LARGE.items() if k != "attachments"}
+    with school.runtime.transaction() as session:
+        service = school.runtime.service(session)
+        service.update_draft(number, school.user("hanh"), **raised)
+    for trigger, login in (("submit", "hanh"), ("forward", "long"), ("approve", "toan")):
+        school.act(number, trigger, login)
+    row = school.request(number)
+    assert row is not None and row.state == "district_review"
+    assert definition_of(school.runtime, number) == DISTRICT
+    with pytest.raises(TransitionNotAllowed):
+        school.act(number, "pay", "mai", data=pay_data(40_500_000))
+    assert verify(school.runtime) == []
