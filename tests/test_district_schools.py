@@ -400,6 +400,7 @@ def test_import_refuses_a_rewritten_log_that_forks_from_the_old_witness_checkpoi
         forged = runner.invoke(args=[*args, "--from", rewritten.settings.database_url, *trust])
         assert forged.exit_code == 1 and "does not verify" in forged.output, forged.output
         assert district.schools() == []
+        assert _log(rewritten)[1] == []  # the check's own checkpoint was not left in the source
         true = runner.invoke(args=[*args, "--from", own.settings.database_url, *trust])
         assert true.exit_code == 0, true.output
         assert [school.code for school in district.schools()] == ["omega"]

@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import Connection, Table, func, select, text
 from sqlalchemy.orm import Session
 
 from expense_audit.errors import WorkflowError
@@ -73,34 +73,39 @@ def import_school(
                 f"the source database is at migration {found}, this code at {wanted}: "
                 "upgrade it first (flask init-db with its DATABASE_URL)"
             )
-        with source.connect() as connection:
-            head = connection.execute(select(LogHead.origin, LogHead.seq)).first()
-        if head is None:
-            raise TenancyError("the source database has no log (no genesis event)")
-        origin = str(head.origin)
-        # 2. a registry row for the school, checked before anything is written
-        record = district.new_record(code, name=name, origin=origin)
-        # 3. the log verifies with the key handed over, and every row equals its replay
-        _verify_source(
-            source,
-            InstitutionKey.from_directory(
+        # NOTE: one read transaction of the source for the checks and the copy: what was
+        # verified is what is copied, even if the file changes meanwhile.
+        with source.connect() as reader, reader.begin():
+            head = reader.execute(select(LogHead.origin, LogHead.seq)).first()
+            if head is None:
+                raise TenancyError("the source database has no log (no genesis event)")
+            origin = str(head.origin)
+            # 2. a registry row for the school, checked before anything is written
+            record = district.new_record(code, name=name, origin=origin)
+            # 3. the log verifies with the key handed over, and every row equals its replay
+            verified = InstitutionKey.from_directory(
                 keys_from, passphrase=district.settings.institution_passphrase
-            ),
-            district,
-            trusted_checkpoint,
-        )
-        # 4. the institution key, loaded from its new place
-        key = _copy_keys(keys_from, Path(record.keys_dir), district.settings.institution_passphrase)
-        # 5. every table, in one transaction
-        create_schema(district.engine, schema=record.schema_name)
-        counts: dict[str, int] = {}
-        with source.connect() as reader, district.engine.begin() as writer:
-            quoted = writer.dialect.identifier_preparer.quote_identifier(record.schema_name)
-            writer.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
-            for table in Base.metadata.sorted_tables:
-                counts[table.name] = _copy_table(table, reader, writer)
-                # 6. identities past the copied ids
-                _advance_identity(table, writer)
+            )
+            _verify_source(reader, verified, district, trusted_checkpoint)
+            # 4. the institution key, loaded from its new place: the one the log verified with
+            key = _copy_keys(
+                keys_from, Path(record.keys_dir), district.settings.institution_passphrase
+            )
+            if key.fingerprint != verified.fingerprint:
+                shutil.rmtree(record.keys_dir)
+                raise TenancyError(
+                    "the keys folder changed during the import: nothing was imported"
+                )
+            # 5. every table, in one transaction
+            create_schema(district.engine, schema=record.schema_name)
+            counts: dict[str, int] = {}
+            with district.engine.begin() as writer:
+                quoted = writer.dialect.identifier_preparer.quote_identifier(record.schema_name)
+                writer.exec_driver_sql(f"SET LOCAL search_path TO {quoted}")
+                for table in Base.metadata.sorted_tables:
+                    counts[table.name] = _copy_table(table, reader, writer)
+                    # 6. identities past the copied ids
+                    _advance_identity(table, writer)
         district.save_record(record)
         if attachments_from is not None and attachments_to is not None:
             shutil.copytree(attachments_from, attachments_to, dirs_exist_ok=True)
@@ -110,15 +115,16 @@ def import_school(
 
 
 def _verify_source(
-    source: Engine, key: InstitutionKey, district: District, trusted: str | None
+    reader: Connection, key: InstitutionKey, district: District, trusted: str | None
 ) -> None:
     """Refuse a source whose log does not verify with ``key`` or whose rows differ from it.
 
     NOTE: the witness trusts a school's log on first use: without this a hostile file (events
     rewritten, signed by another key, request rows changed) would be cosigned from then on. The
-    check's own writes (a fresh head checkpoint) are rolled back: the source is left as it was.
+    check's own writes (a fresh head checkpoint) are in a savepoint rolled back at the end: the
+    source is left as it was.
     """
-    with Session(source) as session:
+    with Session(bind=reader, join_transaction_mode="create_savepoint") as session:
         try:
             report = verify_live(
                 session, institution=key, now=district.clock(), trusted_checkpoint=trusted
