@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,30 @@ def test_verifier_replays_a_revocation_and_flags_a_form_recorded_after_it(
     assert "revoked at" in problem.detail and problem.request == number
     (listed,) = report.people["toan"]["certificates"]
     assert listed["revoked_by"] == "admin" and listed["revoke_reason"].startswith("mất token")
+
+
+def test_verifier_flags_a_form_entered_after_the_revocation_that_states_an_earlier_time(
+    school: School, toan_cert: Person, tmp_path: Path
+) -> None:
+    """A server that took a backdated signature from whoever holds the lost token."""
+    sha = register(school, "toan", toan_cert)
+    number = school.to_state("approved")
+    backdated = (now_utc(school) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    revoke_in_log(school, sha)
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        registry = runtime.certificates(session)
+        cert = registry.get(sha)
+        assert cert is not None and cert.revoked_at is not None and backdated < cert.revoked_at
+        registry.record_signed_form(
+            number=number,
+            login="toan",
+            cert=cert,
+            form_sha256="a" * 64,
+            pdf_sha256="b" * 64,
+            signing_time=backdated,
+        )
+    bundle = _bundle(school, tmp_path / "b.zip", tmp_path / "none")
+    report = verify_bundle(bundle, institution_key=runtime.institution.fingerprint)
+    (problem,) = [p for p in report.problems if p.kind == Kind.KEY_NOT_VALID]
+    assert "already revoked" in problem.detail and backdated in problem.detail

@@ -362,12 +362,32 @@ class CertificateRegistry:
                 en="The file is signed with someone else's certificate.",
                 field="pdf",
             )
-        if cert.revoked_at is not None and cert.revoked_at <= checked.signing_time:
+        # NOTE: the signing time is the signer's own claim (no timestamp authority): whoever
+        # holds a lost token can state any time before its revocation. So once a certificate is
+        # revoked, here or by its CA, no form it signed is accepted any more, whatever time it
+        # states; the person signs again with their new certificate.
+        if cert.revoked_at is not None:
             raise SignedFormRefused(
-                f"Chứng thư số đã bị thu hồi trong hệ thống lúc {cert.revoked_at}, trước thời "
-                f"điểm ký ({checked.signing_time}).",
-                en=f"The certificate was revoked here at {cert.revoked_at}, before the signing "
-                f"time ({checked.signing_time}).",
+                f"Chứng thư số đã bị thu hồi trong hệ thống lúc {cert.revoked_at} (thời điểm ký "
+                f"ghi trong tệp: {checked.signing_time}). Thời điểm ký do người ký tự ghi nên "
+                "không chứng minh được chữ ký có trước khi thu hồi: hãy ký lại bằng chứng thư "
+                "số mới.",
+                en=f"The certificate was revoked here at {cert.revoked_at} (signing time stated "
+                f"in the file: {checked.signing_time}). The signer states the signing time "
+                "themselves, so it cannot prove the signature came before the revocation: sign "
+                "again with the new certificate.",
+                field="pdf",
+            )
+        if checked.ca_revoked_at is not None:
+            raise SignedFormRefused(
+                f"Tổ chức chứng thực đã thu hồi chứng thư số lúc {checked.ca_revoked_at} (thời "
+                f"điểm ký ghi trong tệp: {checked.signing_time}). Thời điểm ký do người ký tự "
+                "ghi nên không chứng minh được chữ ký có trước khi thu hồi: hãy ký lại bằng "
+                "chứng thư số mới.",
+                en=f"The CA revoked the certificate at {checked.ca_revoked_at} (signing time "
+                f"stated in the file: {checked.signing_time}). The signer states the signing "
+                "time themselves, so it cannot prove the signature came before the revocation: "
+                "sign again with the new certificate.",
                 field="pdf",
             )
         return self.record_signed_form(

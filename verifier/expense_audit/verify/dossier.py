@@ -218,6 +218,7 @@ def _check_events(
     projection: Projection | None = None
     last_hash: str | None = None
     proofs = manifest.get("proofs") or {}
+    previous_seq = 0
     for line in files[EVENTS].splitlines():
         try:
             body_bytes, hash_hex, sig = split_line(line)
@@ -226,6 +227,11 @@ def _check_events(
             return forms
         body = json.loads(body_bytes)
         seq = body.get("seq")
+        # NOTE: in log order, so what an event is checked against (a revocation, a key) came first.
+        if not isinstance(seq, int) or seq <= previous_seq:
+            report.problems.append(f"seq {seq}: events are not in log order")
+            return forms
+        previous_seq = seq
         # 4. Hash and inclusion.
         if sha256_hex(body_bytes) != hash_hex:
             report.problems.append(f"seq {seq}: hash-mismatch")
@@ -327,10 +333,12 @@ def _certificate_event(
             f"seq {seq}: the form is signed with a certificate not registered to {data.get('signer')}"
         )
         return
-    if cert["revoked_at"] is not None and str(cert["revoked_at"]) <= str(data.get("signing_time")):
+    # NOTE: events come in log order, so a revocation seen already came before this form; the
+    # signing time is the signer's claim and cannot prove the signature predates it.
+    if cert["revoked_at"] is not None or data.get("ca_revoked_at"):
         report.problems.append(
-            f"seq {seq}: the form was signed at {data.get('signing_time')}, after its certificate "
-            f"was revoked ({cert['revoked_at']})"
+            f"seq {seq}: the form (signing time stated: {data.get('signing_time')}) was entered "
+            f"after its certificate was revoked ({cert['revoked_at'] or data.get('ca_revoked_at')})"
         )
         return
     forms.append({"seq": seq, **{k: data.get(k) for k in _FORM_FIELDS}})

@@ -348,16 +348,19 @@ class Keyring:
             (c for c in self.person(signer).certificates if c["sha256"] == data["certificate"]),
             None,
         )
-        if (
-            cert is not None
-            and cert.get("revoked_at")
-            and cert["revoked_at"] <= data["signing_time"]
-        ):
+        # NOTE: the signing time is the signer's claim; a form entered after the revocation
+        # (later in the log) or carrying the CA's revocation is not proven to predate it.
+        if cert is not None and (cert.get("revoked_seq") is not None or data.get("ca_revoked_at")):
+            revoked = (
+                f"revoked at {cert['revoked_at']} (seq {cert['revoked_seq']})"
+                if cert.get("revoked_seq") is not None
+                else f"revoked by its CA at {data['ca_revoked_at']}"
+            )
             report.add(
                 seq,
                 Kind.KEY_NOT_VALID,
-                f"form of {data['request']} signed at {data['signing_time']} with certificate "
-                f"{data['certificate'][:16]}, revoked at {cert['revoked_at']} (seq {cert['revoked_seq']})",
+                f"form of {data['request']} (signing time stated: {data['signing_time']}) entered "
+                f"with certificate {data['certificate'][:16]} already {revoked}",
                 data["request"],
             )
             return
