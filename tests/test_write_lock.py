@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy import select, text
 
 from workflow.audit import lock_head
-from workflow.db import read_first, write_queue
+from workflow.db import NestedWrite, read_first, write_queue
 from workflow.enrollment import Keyring
 from workflow.models import AuditEvent, User
 from workflow.runtime import Runtime
@@ -188,3 +188,18 @@ def test_writers_append_in_the_order_they_came(school: School) -> None:
             .order_by(AuditEvent.seq)
         ).all()
     assert list(order) == numbers
+
+
+def test_a_second_write_transaction_in_the_same_thread_is_refused_not_left_waiting(
+    school: School,
+) -> None:
+    """Queued behind its own first transaction it would wait forever, and every writer after it."""
+    runtime = school.runtime
+    if runtime.engine.dialect.name != "sqlite":
+        pytest.skip("the writers' queue is SQLite's (PostgreSQL queues on its own locks)")
+    with runtime.transaction() as first:
+        first.execute(text("SELECT 1"))
+        with pytest.raises(NestedWrite), runtime.transaction() as second:
+            second.execute(text("SELECT 1"))
+    number = school.to_state("submitted")  # the queue goes on: the refused one took no ticket
+    assert school.request(number).state == "submitted"  # type: ignore[union-attr]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,23 @@ class WriteTurn:
     """A writer's place at the head of the queue, held until its transaction has ended."""
 
     slot: int
+    holder: tuple[Path, int] | None = None  # the queue's folder and the thread that took it
 
     def release(self) -> None:
         os.close(self.slot)  # closing the file releases its flock
+        if self.holder is not None:
+            with _HELD_LOCK:
+                _HELD.discard(self.holder)
+
+
+class NestedWrite(RuntimeError):
+    """A thread that holds the write turn asked for another: it would wait for itself forever."""
+
+
+# The queues (by folder) whose turn each thread holds: a second turn taken by the same thread
+# would queue behind its own first one, and every writer after it (in every process) with it.
+_HELD: set[tuple[Path, int]] = set()
+_HELD_LOCK = threading.Lock()
 
 
 class WriteQueue:
@@ -86,6 +101,13 @@ class WriteQueue:
 
     def take(self) -> WriteTurn:
         """Wait for every writer that queued before this one, then hold the turn."""
+        holder = (self.folder, threading.get_ident())
+        with _HELD_LOCK:
+            if holder in _HELD:
+                raise NestedWrite(
+                    "this thread already has a write transaction open on this database; a second "
+                    "one would wait for the first forever (finish or roll back the first)"
+                )
         counter = self._open("ticket")
         try:
             fcntl.flock(counter, fcntl.LOCK_EX)
@@ -106,7 +128,9 @@ class WriteQueue:
             raise
         finally:
             os.close(before)
-        return WriteTurn(own)
+        with _HELD_LOCK:
+            _HELD.add(holder)
+        return WriteTurn(own, holder)
 
 
 def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
