@@ -127,18 +127,11 @@ def test_school_moved_from_sqlite_keeps_log_checkpoints_and_key(tmp_path: Path) 
     with deployment(tmp_path / "district", codes=()) as district:
         district.init()
         runner = district_app(district, tmp_path).test_cli_runner()
-        result = runner.invoke(
-            args=[
-                "school",
-                "import",
-                "omega",
-                "--name",
-                "Trường Tiểu học Omega",
-                "--from",
-                own.settings.database_url,
-                "--keys",
-                str(own.settings.keys_dir),
-            ]
+        result = _import(
+            runner,
+            own.settings.database_url,
+            own.settings.keys_dir,
+            name="Trường Tiểu học Omega",
         )
         assert result.exit_code == 0, result.output
         assert f"{len(events)} events" in result.output and fingerprint in result.output
@@ -238,20 +231,12 @@ def test_import_refuses_attachments_that_link_outside_the_folder(tmp_path: Path)
         sha = "ab" * 32
         (folder / sha[:2]).mkdir(parents=True)
         (folder / sha[:2] / sha).symlink_to(secret)
-        result = app.test_cli_runner().invoke(
-            args=[
-                "school",
-                "import",
-                "omega",
-                "--name",
-                "Omega",
-                "--from",
-                own.settings.database_url,
-                "--keys",
-                str(own.settings.keys_dir),
-                "--attachments",
-                str(folder),
-            ]
+        result = _import(
+            app.test_cli_runner(),
+            own.settings.database_url,
+            own.settings.keys_dir,
+            "--attachments",
+            str(folder),
         )
         assert result.exit_code == 1 and "link" in result.output
         assert [school.code for school in district.schools()] == ["alpha"]
@@ -268,25 +253,23 @@ def test_moved_attachments_land_where_the_school_app_serves_them(tmp_path: Path)
         sha = "cd" * 32
         (folder / sha[:2]).mkdir(parents=True)
         (folder / sha[:2] / sha).write_bytes(b"%PDF-1.4 invoice")
-        result = app.test_cli_runner().invoke(
-            args=[
-                "school",
-                "import",
-                "omega",
-                "--name",
-                "Omega",
-                "--from",
-                own.settings.database_url,
-                "--keys",
-                str(own.settings.keys_dir),
-                "--attachments",
-                str(folder),
-            ]
+        result = _import(
+            app.test_cli_runner(),
+            own.settings.database_url,
+            own.settings.keys_dir,
+            "--attachments",
+            str(folder),
         )
         assert result.exit_code == 0, result.output
         school_app = app.extensions["schools"].school_app("omega")
         served = Path(school_app.config["ATTACHMENTS_DIR"]) / sha[:2] / sha
         assert served.read_bytes() == b"%PDF-1.4 invoice"
+
+
+def _import(runner: Any, source_url: str, keys: Path, *extra: str, name: str = "Omega") -> Any:
+    """`school import omega` of the single-school database at ``source_url`` with ``keys``."""
+    args = ["school", "import", "omega", "--name", name, "--from", source_url, "--keys", str(keys)]
+    return runner.invoke(args=[*args, *extra])
 
 
 def _tampered_import(tmp_path: Path, tamper: str) -> tuple[Any, list[str]]:
@@ -301,22 +284,10 @@ def _tampered_import(tmp_path: Path, tamper: str) -> tuple[Any, list[str]]:
             connection.execute(f'DROP TRIGGER "{name}"')
         connection.executescript(tamper)
     with deployment(tmp_path / "district", codes=()) as district:
-        result = (
-            district_app(district, tmp_path)
-            .test_cli_runner()
-            .invoke(
-                args=[
-                    "school",
-                    "import",
-                    "omega",
-                    "--name",
-                    "Omega",
-                    "--from",
-                    own.settings.database_url,
-                    "--keys",
-                    str(own.settings.keys_dir),
-                ]
-            )
+        result = _import(
+            district_app(district, tmp_path).test_cli_runner(),
+            own.settings.database_url,
+            own.settings.keys_dir,
         )
         return result, [school.code for school in district.schools()]
 
@@ -345,22 +316,8 @@ def test_import_refuses_a_log_signed_by_another_key_than_the_one_handed_over(
     other = tmp_path / "other-keys"
     InstitutionKey.create(other)
     with deployment(tmp_path / "district", codes=()) as district:
-        result = (
-            district_app(district, tmp_path)
-            .test_cli_runner()
-            .invoke(
-                args=[
-                    "school",
-                    "import",
-                    "omega",
-                    "--name",
-                    "Omega",
-                    "--from",
-                    own.settings.database_url,
-                    "--keys",
-                    str(other),
-                ]
-            )
+        result = _import(
+            district_app(district, tmp_path).test_cli_runner(), own.settings.database_url, other
         )
         assert result.exit_code == 1 and "does not verify" in result.output, result.output
         assert district.schools() == []
@@ -387,20 +344,11 @@ def test_import_refuses_a_rewritten_log_that_forks_from_the_old_witness_checkpoi
     rewritten.dispose()
     with deployment(tmp_path / "district", codes=()) as district:
         runner = district_app(district, tmp_path).test_cli_runner()
-        args = [
-            "school",
-            "import",
-            "omega",
-            "--name",
-            "Omega",
-            "--keys",
-            str(own.settings.keys_dir),
-        ]
-        trust = ["--trust", str(cosigned)]
-        forged = runner.invoke(args=[*args, "--from", rewritten.settings.database_url, *trust])
+        keys, trust = own.settings.keys_dir, ("--trust", str(cosigned))
+        forged = _import(runner, rewritten.settings.database_url, keys, *trust)
         assert forged.exit_code == 1 and "does not verify" in forged.output, forged.output
         assert district.schools() == []
         assert _log(rewritten)[1] == []  # the check's own checkpoint was not left in the source
-        true = runner.invoke(args=[*args, "--from", own.settings.database_url, *trust])
+        true = _import(runner, own.settings.database_url, keys, *trust)
         assert true.exit_code == 0, true.output
         assert [school.code for school in district.schools()] == ["omega"]
