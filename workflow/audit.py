@@ -150,19 +150,37 @@ def event_view(body: Mapping[str, Any]) -> dict[str, Any]:
     return dict(body)
 
 
+def append_institution_event(
+    session: Session,
+    *,
+    signer: Signer,
+    ts: datetime,
+    action: str,
+    data: Mapping[str, Any],
+) -> AuditEvent:
+    """An event the institution key signs about the log's people, keys and certificates."""
+    return append_event(
+        session,
+        signer=signer,
+        ts=ts,
+        action=action,
+        actor=INSTITUTION_ACTOR,
+        role=INSTITUTION_ACTOR,
+        data=data,
+    )
+
+
 def init_log(
     session: Session, *, origin: str, institution: InstitutionKey, ts: datetime
 ) -> AuditEvent:
     """Create the head and the genesis event that names the institution key."""
     session.add(LogHead(id=1, origin=origin, seq=0, hash=GENESIS_PREV))
     session.flush()
-    return append_event(
+    return append_institution_event(
         session,
         signer=institution,
         ts=ts,
         action="log.init",
-        actor=INSTITUTION_ACTOR,
-        role=INSTITUTION_ACTOR,
         data={
             "institution_key": institution.public_raw.hex(),
             "fingerprint": institution.fingerprint,

@@ -35,10 +35,10 @@ from expense_audit.certificates import (
 from expense_audit.errors import DataInvalid, NotPermitted
 
 from . import queries
-from .audit import append_event, format_ts
+from .audit import append_institution_event, format_ts
 from .clock import Clock, utcnow
 from .enrollment import _require_admin
-from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
+from .keys import InstitutionKey, require_loaded
 from .models import CaCertificate, CertificateChallenge, Request, SignedForm, User
 from .pades import SignedFormRefused, check_signed_form
 
@@ -205,13 +205,11 @@ class CertificateRegistry:
                 field="certificate",
             )
         facts = facts_of(pending.der)
-        event = append_event(
+        event = append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="cert.register",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={
                 "owner": user.login,
                 "by": pending.issued_by,
@@ -257,13 +255,11 @@ class CertificateRegistry:
                 "Hãy ghi lý do thu hồi.", en="Give the reason for the revocation.", field="reason"
             )
         now = self.clock()
-        event = append_event(
+        event = append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=now,
             action="cert.revoke",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={
                 "owner": cert.login,
                 "certificate": cert.sha256,
@@ -302,13 +298,11 @@ class CertificateRegistry:
                 en="This signed file was already uploaded.",
                 field="pdf",
             )
-        event = append_event(
+        event = append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="form.sign",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={
                 "request": number,
                 "signer": login,

@@ -15,7 +15,7 @@ from expense_audit.errors import DataInvalid, NotPermitted
 from expense_audit.limits import MAX_LOGIN
 from expense_audit.vocabulary import CHAIN_ROLES, LANGUAGES, ROLES
 
-from .audit import append_event
+from .audit import append_institution_event
 from .clock import Clock, utcnow
 from .enrollment import SETUP, Keyring
 from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
@@ -147,13 +147,11 @@ class Directory:
                 en="An admin account cannot hold a role in the approval chain.",
                 field="roles",
             )
-        append_event(
+        append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="user.roles",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={"login": user.login, "roles": wanted, "by": by},
         )
         user.roles = ",".join(wanted)
@@ -196,13 +194,11 @@ class Directory:
             )
         if user.active == active:
             return
-        append_event(
+        append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="user.active",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={"login": user.login, "active": active, "by": by.login},
         )
         user.active = active

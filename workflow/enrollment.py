@@ -30,12 +30,11 @@ from expense_audit.decision import make_decision, server_signature
 from expense_audit.errors import DataInvalid, NotPermitted
 from expense_audit.vocabulary import CHAIN_ROLES
 
-from .audit import append_decision, append_event, format_ts
+from .audit import append_decision, append_institution_event, format_ts
 from .clock import Clock, utcnow
 from .errors import KeyLocked, NoSigningKey, WrongSecret
 from .keys import (
     DEFAULT_SCRYPT_N,
-    INSTITUTION_ACTOR,
     MAX_FAILED_SIGNATURES,
     InstitutionKey,
     UnlockedKey,
@@ -239,13 +238,11 @@ class Keyring:
             raise DataInvalid(
                 "Khóa này đã được đăng ký.", en="This key is already registered.", field="key"
             )
-        event = append_event(
+        event = append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="key.enroll",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={
                 "key_id": new_key_id,
                 "owner": user.login,
@@ -470,13 +467,11 @@ class Keyring:
 
     def revoke(self, key: SigningKey, *, reason: str, by: str) -> None:
         """Revoke a key from now on; events it signed before stay valid."""
-        event = append_event(
+        event = append_institution_event(
             self.session,
             signer=require_loaded(self.institution),
             ts=self.clock(),
             action="key.revoke",
-            actor=INSTITUTION_ACTOR,
-            role=INSTITUTION_ACTOR,
             data={"key_id": key.key_id, "owner": key.login, "reason": reason, "by": by},
         )
         key.revoked_seq = event.seq
