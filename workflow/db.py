@@ -5,6 +5,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,6 +291,20 @@ def create_schema(engine: Engine, *, schema: str | None = None) -> None:
     from .migrate import upgrade
 
     upgrade(engine, schema=schema)
+
+
+@contextmanager
+def transaction_of(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose work commits at the end, or rolls back on any exception."""
+    session = sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

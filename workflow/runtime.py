@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -26,7 +26,13 @@ from .bookkeeping import BookkeepingMap, load_map_file
 from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
 from .cosigning import HttpWitness, WitnessClient, submit_checkpoint
-from .db import create_schema, make_engine, schema_session_factory, session_factory
+from .db import (
+    create_schema,
+    make_engine,
+    schema_session_factory,
+    session_factory,
+    transaction_of,
+)
 from .directory import Directory
 from .enrollment import Keyring
 from .errors import InstitutionKeyMissing
@@ -176,18 +182,9 @@ class Runtime:
             )
         return True
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> AbstractContextManager[Session]:
         """A session whose work commits at the end, or rolls back on any exception."""
-        session = self.sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return transaction_of(self.sessions)
 
     def _institution_or_none(self) -> InstitutionKey | None:
         if self._institution is not None:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +31,7 @@ from expense_audit.vocabulary import ROLES
 
 from .clock import Clock, utcnow
 from .cosigning import LocalWitness
-from .db import is_postgres, make_engine, schema_session_factory
+from .db import is_postgres, make_engine, schema_session_factory, transaction_of
 from .district_models import (
     DISTRICT_ROLES,
     DISTRICT_SCHEMA,
@@ -188,18 +187,9 @@ class District:
             if self.read_engine is not self.engine:
                 self.read_engine.dispose()
 
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> AbstractContextManager[Session]:
         """A session of the district schema, committed at the end or rolled back."""
-        session = self.sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        return transaction_of(self.sessions)
 
     # --- schools ------------------------------------------------------------------------------
 
