@@ -17,6 +17,7 @@ from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 from .errors import LogNotInitialised
 from .keys import INSTITUTION_ACTOR, InstitutionKey, Signer
 from .models import AuditEvent, CheckpointRow, LogHead
+from .step_writes import Head
 
 EVENT_VERSION = 1
 
@@ -39,14 +40,35 @@ def lock_head(session: Session) -> LogHead:
     row lock. NOTE: the row lock alone is not fair: each append writes a new version of the
     head row, and waiters that followed the update chain race for the new version.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(func.pg_advisory_xact_lock(APPEND_LOCK, func.hashtext(func.current_schema())))
-        )
+    _queue_for_append(session)
     head = session.scalars(select(LogHead).where(LogHead.id == 1).with_for_update()).first()
     if head is None:
         raise LogNotInitialised("The audit log is not initialised: run `flask --app wsgi init-db`.")
     return head
+
+
+def locked_head(session: Session) -> Head:
+    """lock_head() for the step's Core statements: the head's number and hash, locked."""
+    _queue_for_append(session)
+    row = (
+        session.connection()
+        .execute(
+            select(LogHead.__table__.c.seq, LogHead.__table__.c.hash)
+            .where(LogHead.__table__.c.id == 1)
+            .with_for_update()
+        )
+        .first()
+    )
+    if row is None:
+        raise LogNotInitialised("The audit log is not initialised: run `flask --app wsgi init-db`.")
+    return Head(int(row.seq), str(row.hash))
+
+
+def _queue_for_append(session: Session) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(func.pg_advisory_xact_lock(APPEND_LOCK, func.hashtext(func.current_schema())))
+        )
 
 
 def append_event(

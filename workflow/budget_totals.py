@@ -5,48 +5,64 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from expense_audit.budget import COMMITTED_STATES, BudgetBook, Commitment, commitment_of
+from expense_audit.budget import COMMITTED_STATES, BudgetBook, commitment_of
 
 from .models import BudgetTotal, Request
 
 Key = tuple[str, str, int]  # school year, line, budget year
+_TOTALS = cast(Table, BudgetTotal.__table__)
 
 
-def record_change(
-    session: Session, before: Mapping[str, Any] | None, after: Mapping[str, Any]
+def move_commitment(
+    connection: Connection, before: Mapping[str, Any] | None, after: Mapping[str, Any]
 ) -> None:
-    """Move a request's commitment from what it held before this step to what it holds now."""
+    """Move the request's commitment on its budget line: an increment, no read."""
     old = commitment_of(dict(before)) if before is not None else None
     new = commitment_of(dict(after))
     if old == new:
         return
     for commitment, sign in ((old, -1), (new, 1)):
-        if commitment is not None:
-            _add(session, commitment, sign * commitment.amount_vnd)
-
-
-def _add(session: Session, commitment: Commitment, amount: int) -> None:
-    key = (commitment.school_year, commitment.line, commitment.budget_year)
-    row = session.get(BudgetTotal, key, with_for_update=True)
-    if row is None:
-        session.add(
-            BudgetTotal(school_year=key[0], line=key[1], budget_year=key[2], amount_vnd=amount)
+        if commitment is None:
+            continue
+        key = (
+            _TOTALS.c.school_year == commitment.school_year,
+            _TOTALS.c.line == commitment.line,
+            _TOTALS.c.budget_year == commitment.budget_year,
         )
-        session.flush()
-    else:
-        row.amount_vnd += amount
+        amount = sign * commitment.amount_vnd
+        moved = connection.execute(
+            update(_TOTALS).where(*key).values(amount_vnd=_TOTALS.c.amount_vnd + amount)
+        )
+        if moved.rowcount == 0:
+            connection.execute(
+                insert(_TOTALS),
+                {
+                    "school_year": commitment.school_year,
+                    "line": commitment.line,
+                    "budget_year": commitment.budget_year,
+                    "amount_vnd": amount,
+                },
+            )
 
 
 def book_for_line(session: Session, line: str) -> BudgetBook:
     """What the norm and allocation guards need about one line, across plans and years."""
     book = BudgetBook()
-    for row in session.scalars(select(BudgetTotal).where(BudgetTotal.line == line)):
-        book.add_total(row.school_year, row.line, row.budget_year, row.amount_vnd)
+    rows = session.execute(
+        select(
+            BudgetTotal.school_year,
+            BudgetTotal.line,
+            BudgetTotal.budget_year,
+            BudgetTotal.amount_vnd,
+        ).where(BudgetTotal.line == line)
+    )
+    for school_year, code, budget_year, amount_vnd in rows:
+        book.add_total(school_year, code, budget_year, amount_vnd)
     return book
 
 

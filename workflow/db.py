@@ -182,7 +182,8 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_pg_begin(connection: Any) -> None:
         if connection.get_execution_options().get(READ_FIRST):
-            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # One snapshot for the whole read, as SQLite's deferred transaction reads.
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
     return engine
 
@@ -237,6 +238,9 @@ def read_first(session: Session) -> None:
     A no-op on a session whose transaction has already begun.
     """
     if not session.in_transaction():
+        # Objects loaded in earlier transactions are read again in this one: a step checked
+        # in it relies on everything it read coming from one snapshot (ApprovalService.commit).
+        session.expire_all()
         session.connection(execution_options={READ_FIRST: True})
 
 
@@ -247,12 +251,16 @@ def reading_first(session: Session) -> bool:
     )
 
 
-def begin_write(session: Session) -> bool:
+def begin_write(session: Session, *, keep_read: bool = False) -> bool:
     """End a read_first() transaction (nothing was written in it) so that the next query takes
-    the write lock; objects read so far are read again under it. Returns whether it did (a
-    no-op otherwise)."""
+    the write lock; objects read so far are read again under it, unless ``keep_read``: then
+    they keep what the read saw, and the caller decides what to read again. Returns whether it
+    did (a no-op otherwise)."""
     if reading_first(session):
-        session.rollback()
+        if keep_read:
+            session.commit()  # sessions here do not expire their objects at commit
+        else:
+            session.rollback()
         return True
     return False
 

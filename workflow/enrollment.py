@@ -421,16 +421,22 @@ class Keyring:
         return event.seq
 
     def unlock(
-        self, user: User, secret: str, *, reset_failures: bool = True
+        self,
+        user: User,
+        secret: str,
+        *,
+        reset_failures: bool = True,
+        key: SigningKey | None = None,
     ) -> tuple[SigningKey, UnlockedKey]:
         """Unlock the person's server-held key for one signature (nothing is locked meanwhile).
 
         Five wrong secrets in a row lock the key until an admin issues a recovery code; each
         wrong secret is recorded where the owner and the admin see it. ``reset_failures``
         False: the caller writes nothing yet (a read-first transaction) and starts the count
-        again itself once the step is appended.
+        again itself once the step is appended. ``key``: the person's signing key, if the
+        caller has just read it.
         """
-        key = self.signing_key(user)
+        key = key or self.signing_key(user)
         if key.kind != SERVER_HELD or key.encrypted_private is None or key.kdf is None:
             raise NoSigningKey(
                 "Khóa ký của bạn là passkey: hãy ký bằng vân tay hoặc khuôn mặt trên điện thoại.",

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any
 
+from .db import read_first
 from .models import AuditEvent, User
 from .runtime import Runtime
 from .service import ApprovalService
@@ -71,10 +72,9 @@ def take_step(
 ) -> AuditEvent:
     """``login`` fires ``trigger`` on the request, signed with ``secret``; returns the event."""
     with runtime.transaction() as session:
+        read_first(session)  # the checks and the key's unlock before the write lock
         service = runtime.service(session)
-        event = service.act(number, trigger, _user(service, login), secret, **kwargs)
-        session.expunge(event)
-        return event
+        return service.act(number, trigger, _user(service, login), secret, **kwargs)
 
 
 def _user(service: ApprovalService, login: str) -> User:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
@@ -25,16 +26,45 @@ RECIPIENT_ROLES = {
 }
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """Who a mail goes to: what the outbox needs of an active account (read in one query)."""
+
+    login: str
+    name: str
+    email: str
+    language: str
+    digest: bool
+    roles: tuple[str, ...]
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
 def resolve_recipients(
     session: Session, names: Iterable[str], projection: Mapping[str, Any], *, actor: str | None
-) -> list[User]:
+) -> list[Recipient]:
     """Who a recipient list means for one request: never the actor, never someone who cannot act."""
-    users = {u.login: u for u in session.scalars(select(User).where(User.active.is_(True)))}
+    users = {
+        row.login: Recipient(
+            row.login,
+            row.name,
+            row.email,
+            row.language,
+            bool(row.digest),
+            tuple(r for r in row.roles.split(",") if r),
+        )
+        for row in session.execute(
+            select(User.login, User.name, User.email, User.language, User.digest, User.roles).where(
+                User.active.is_(True)
+            )
+        )
+    }
     owner = projection.get("owner")
-    chosen: dict[str, User] = {}
+    chosen: dict[str, Recipient] = {}
     for name in names:
         if name == "proposer":
-            candidates: Iterable[User] = [users[owner]] if owner in users else []
+            candidates: Iterable[Recipient] = [users[owner]] if owner in users else []
         else:
             role = RECIPIENT_ROLES[name]
             excluded = {owner}  # nobody acts on their own request
@@ -56,7 +86,7 @@ def message_id(origin: str, kind: str, ref: str, login: str) -> str:
 def _queue(
     session: Session,
     *,
-    to: User | str,
+    to: User | Recipient | str,
     kind: str,
     mid: str,
     content: tuple[str, str, str],
@@ -65,50 +95,75 @@ def _queue(
     request: str | None = None,
 ) -> OutboxMail:
     """One outbox row for a user (their address and language) or a bare address (in Vietnamese)."""
-    user = to if isinstance(to, User) else None
-    email, language = (user.email, user.language) if user else (str(to), "vi")
-    subject, text, html = content
     mail = OutboxMail(
-        message_id=mid,
-        kind=kind,
-        event_seq=event_seq,
-        request=request,
-        recipient=user.login if user else email,
-        email=email,
-        language=language,
-        subject=subject,
-        body_text=text,
-        body_html=html,
-        status="held" if user is not None and user.digest and kind == "event" else "pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
+        **outbox_row(
+            to=to,
+            kind=kind,
+            mid=mid,
+            content=content,
+            now=now,
+            event_seq=event_seq,
+            request=request,
+        )
     )
     session.add(mail)
     return mail
 
 
-def queue_event_mails(
+def outbox_row(
+    *,
+    to: User | Recipient | str,
+    kind: str,
+    mid: str,
+    content: tuple[str, str, str],
+    now: datetime,
+    event_seq: int | None = None,
+    request: str | None = None,
+) -> dict[str, Any]:
+    """The outbox row's values for one mail (see _queue)."""
+    user = None if isinstance(to, str) else to
+    email, language = (user.email, user.language) if user else (str(to), "vi")
+    subject, text, html = content
+    return {
+        "message_id": mid,
+        "kind": kind,
+        "event_seq": event_seq,
+        "request": request,
+        "recipient": user.login if user else email,
+        "email": email,
+        "language": language,
+        "subject": subject,
+        "body_text": text,
+        "body_html": html,
+        "status": "held" if user is not None and user.digest and kind == "event" else "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def event_mails(
     session: Session,
     *,
     origin: str,
     event_seq: int,
     transition: TransitionDef,
     projection: Mapping[str, Any],
-    actor: User,
+    actor: str,
+    actor_name: str,
     comment: str | None,
     base_url: str,
     now: datetime,
-    signed_as: str | None = None,
-) -> list[OutboxMail]:
-    """Queue the mails of one committed transition (same transaction as the event).
+) -> list[dict[str, Any]]:
+    """The outbox rows of one transition, to be written in the same transaction as its event.
 
-    ``signed_as`` is how a step under a mandate is signed ("KT. HIỆU TRƯỞNG / ... Long").
+    ``actor_name`` is how the step is signed: the person's name, or under a mandate the
+    signature line ("KT. HIỆU TRƯỞNG / ... Long").
     """
     number = str(projection["number"])
-    mails = []
+    rows = []
     subject_words = transition.mail or transition.label
-    for user in resolve_recipients(session, transition.notify, projection, actor=actor.login):
+    for user in resolve_recipients(session, transition.notify, projection, actor=actor):
         content = render(
             kind="event",
             headline=subject_words.get(user.language) or subject_words["vi"],
@@ -117,14 +172,13 @@ def queue_event_mails(
             number=number,
             title=str(projection.get("title") or ""),
             amount_vnd=projection.get("amount_vnd"),
-            actor_name=signed_as or actor.name,
+            actor_name=actor_name,
             action_label=transition.label.get(user.language, transition.label["vi"]),
             comment=comment,
             link=request_link(base_url, number),
         )
-        mails.append(
-            _queue(
-                session,
+        rows.append(
+            outbox_row(
                 to=user,
                 kind="event",
                 mid=message_id(origin, "event", str(event_seq), user.login),
@@ -134,7 +188,7 @@ def queue_event_mails(
                 request=number,
             )
         )
-    return mails
+    return rows
 
 
 def request_link(base_url: str, number: str) -> str:

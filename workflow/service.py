@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
-from expense_audit.decision import check_decision, make_decision, server_signature
+from expense_audit.canonical import canonical_json, event_hash
+from expense_audit.decision import check_decision, make_decision, make_log_body, server_signature
 from expense_audit.definitions import (
     DEFAULT_WORKFLOW,
     BudgetCatalogue,
@@ -69,7 +69,7 @@ from expense_audit.projection import (
 )
 
 from . import budget_totals
-from .audit import append_decision, event_view, format_ts, lock_head
+from .audit import event_view, format_ts, locked_head
 from .clock import Clock, local_time, utcnow
 from .db import begin_write, reading_first
 from .directory import Directory
@@ -77,9 +77,10 @@ from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
 from .mandates import Mandates, signature_line
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, SigningKey, User
-from .notify import queue_event_mails
+from .notify import event_mails
 from .policy import can_edit
-from .signatures import accept_counter, verify_signature
+from .signatures import Verified, accept_counter, verify_signature
+from .step_writes import EVENTS, REQUESTS, Head, StepWrites, draft_row, seen_head, write_step
 
 PAPERWORK_LIMITS = {
     "payee": MAX_PAYEE,
@@ -108,10 +109,7 @@ class Current:
     owner: str
     projection: Projection | None
     draft: Draft | None
-    # NOTE: kept so that a step reads the request row and its latest event once: the session's
-    # identity map holds objects weakly, and a dropped row was read again by the next get().
-    row: Request | None = None
-    last_hash: str | None = None
+    last_hash: str | None = None  # the hash of the request's latest event (None before it)
 
 
 @dataclass(frozen=True)
@@ -121,6 +119,17 @@ class Prepared:
     decision: dict[str, Any]
     key_kind: str
     transition: TransitionDef
+    basis: _Basis | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What a step's checks read (in one snapshot) and when: the request, the key, the step."""
+
+    current: Current
+    key: SigningKey
+    transition: TransitionDef
+    at: datetime
 
 
 def _check_issued(issued: str, now: datetime) -> None:
@@ -345,17 +354,21 @@ class ApprovalService:
             raise RequestNotFound(
                 "Không tìm thấy đề xuất.", en="No such request.", number=str(number)[:32]
             )
-        request_query = select(Request).where(Request.number == number)
+        # The request row and its latest event's hash in one Core query (no ORM object).
+        request_query = (
+            select(REQUESTS, EVENTS.c.hash.label("last_event_hash"))
+            .outerjoin(EVENTS, EVENTS.c.seq == REQUESTS.c.last_seq)
+            .where(REQUESTS.c.number == number)
+        )
         draft_query = select(Draft).where(Draft.number == number)
         if lock:
-            request_query = request_query.with_for_update()
+            request_query = request_query.with_for_update(of=REQUESTS)
             draft_query = draft_query.with_for_update()
-        row = self.session.scalars(request_query).first()
+        row = self.session.connection().execute(request_query).first()
         draft = self.session.scalars(draft_query).first()
         if row is not None:
-            projection = projection_of(row)
-            last_hash = _event_hash(self.session, projection.get("last_seq"))
-            return Current(number, row.state, row.owner, projection, draft, row, last_hash)
+            projection: Projection = {name: row._mapping[name] for name in PROJECTION_FIELDS}
+            return Current(number, row.state, row.owner, projection, draft, row.last_event_hash)
         if draft is not None:
             return Current(number, self.workflow.initial, draft.owner, None, draft)
         raise RequestNotFound(
@@ -478,13 +491,20 @@ class ApprovalService:
         )
         # The secret is checked before the log head is taken: a wrong one holds nobody up.
         try:
-            _key, signer = self.directory.keyring.unlock(actor, secret, reset_failures=False)
+            _key, signer = self.directory.keyring.unlock(
+                actor,
+                secret,
+                reset_failures=False,
+                key=prepared.basis.key if prepared.basis is not None else None,
+            )
         except WrongSecret as refusal:
             self._record_failure(actor, refusal)
             raise
-        return self.commit(
-            prepared.decision, server_signature(prepared.decision, signer.private), actor
-        )
+        signature = server_signature(prepared.decision, signer.private)
+        # NOTE: in a read_first() session prepare() read in the snapshot commit() works in, so
+        # what it checked is not read and checked a second time before the lock.
+        basis = prepared.basis if reading_first(self.session) else None
+        return self._commit(dict(prepared.decision), signature, actor, basis)
 
     def prepare(
         self,
@@ -506,7 +526,8 @@ class ApprovalService:
             raise self._concurrent_change(current)
         key = self.directory.keyring.signing_key(actor)
         decision, transition = self._decide(current, trigger, actor, comment, data, key.key_id)
-        return Prepared(decision, key.kind, transition)
+        basis = _Basis(current, key, transition, self.clock())
+        return Prepared(decision, key.kind, transition, basis)
 
     def commit(
         self, decision: Mapping[str, Any], signature: Mapping[str, Any], actor: User
@@ -516,7 +537,10 @@ class ApprovalService:
         A refusal raises a WorkflowError and the caller rolls back, so request, log and outbox
         stay exactly as they were.
         """
-        # 1. Well formed, and the actor's own decision.
+        return self._commit(self._well_formed(decision, actor), signature, actor)
+
+    def _well_formed(self, decision: Mapping[str, Any], actor: User) -> dict[str, Any]:
+        """1. Well formed, and the actor's own decision."""
         try:
             checked = check_decision(decision)
         except WorkflowError:
@@ -531,53 +555,125 @@ class ApprovalService:
                 en="This decision is not yours.",
                 field="decision",
             )
-        # 2. In a read_first() session (the web's signing views), steps 3-5 run first without
-        # the write lock, the signature included, and again under it (without the signature).
-        verified = None
-        if reading_first(self.session):
-            self._check_decided(checked, actor, self.current(checked["request"]))
-            verified = verify_signature(
-                self.directory.keyring.signing_key(actor), checked, signature
-            )
-            begin_write(self.session)  # everything read so far is read again under the lock
-        # 3.-4. Serialize: the write lock (in turn), the log head, then the request; checked again.
+        return checked
+
+    def _commit(
+        self,
+        checked: dict[str, Any],
+        signature: Mapping[str, Any],
+        actor: User,
+        basis: _Basis | None = None,
+    ) -> AuditEvent:
+        """Steps 2-6 of commit(); ``basis``: what prepare() read in this same snapshot."""
         self._book_memo = None
-        head = lock_head(self.session)
-        current = self.current(checked["request"], lock=True)
-        key, transition = self._check_decided(checked, actor, current)
+        if reading_first(self.session):
+            # 2. In a read_first() session (the web's signing views, act()) everything is
+            # checked and worked out before the write lock, the signature included, in one
+            # snapshot of the database. Under the lock, a log head that has not moved since
+            # means nothing the step depends on has (every change of a request, person, role,
+            # key, mandate or budget total is an event): the step is written as worked out.
+            seen = seen_head(self.session)
+            basis = basis or self._basis(checked, actor, self.current(checked["request"]))
+            verified = verify_signature(basis.key, checked, signature)
+            step = self._plan(checked, signature, actor, basis, verified, seen)
+            begin_write(self.session, keep_read=True)
+            head = locked_head(self.session)
+            if head == seen and self._still_as_planned(checked, basis):
+                return write_step(self.session, step)
+            # Someone appended meanwhile: read everything again under the lock and check again.
+            self.session.expire_all()
+            self._book_memo = None
+        else:
+            # 3.-4. Serialize: the write lock (in turn), the log head, then the request.
+            head = locked_head(self.session)
+            verified = None
+        basis = self._basis(checked, actor, self.current(checked["request"], lock=True))
         # 5. The signature: the person's key signed this decision; under the lock, still the
-        # key that verified (not revoked or replaced meanwhile), and a passkey's counter rises;
-        # a server-held key that signed starts its count of wrong secrets again.
+        # key that verified (not revoked or replaced meanwhile), and a passkey's counter rises.
         if verified is None:
-            verified = verify_signature(key, checked, signature)
-        accept_counter(key, verified, signature)
-        if key.failed_attempts:
-            key.failed_attempts = 0
-        # 6. Write: the event, the projection, the mails; the caller commits all or nothing.
-        self._record_definitions(
-            str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])
+            verified = verify_signature(basis.key, checked, signature)
+        return write_step(
+            self.session, self._plan(checked, signature, actor, basis, verified, head)
         )
-        event = append_decision(
-            self.session, decision=checked, signature=signature, ts=self.clock(), head=head
+
+    def _basis(self, checked: Mapping[str, Any], actor: User, current: Current) -> _Basis:
+        key, transition = self._check_decided(checked, actor, current)
+        return _Basis(current, key, transition, self.clock())
+
+    def _still_as_planned(self, checked: Mapping[str, Any], basis: _Basis) -> bool:
+        """Under the lock, with the head unchanged: what is not in the log is unchanged too (the
+        draft a submission binds, the day the guards and mandates were judged on)."""
+        now = self.clock()
+        _check_issued(checked["issued"], now)
+        if local_date(now) != local_date(basis.at) or now.date() != basis.at.date():
+            return False
+        current = basis.current
+        if basis.transition.binds_content and current.draft is not None:
+            row = draft_row(self.session, current.number)
+            return row is not None and draft_content(row) == draft_content(current.draft)
+        return True
+
+    def _plan(
+        self,
+        checked: Mapping[str, Any],
+        signature: Mapping[str, Any],
+        actor: User,
+        basis: _Basis,
+        verified: Verified,
+        head: Head,
+    ) -> StepWrites:
+        """6. What the step writes: the event chained to ``head``, the projection, the key's
+        counter, the mails (the caller writes it all or nothing)."""
+        sign_count = accept_counter(basis.key, verified, signature)
+        if sign_count == basis.key.sign_count:
+            sign_count = None  # unchanged (an authenticator without a counter, a batch)
+        current, transition = basis.current, basis.transition
+        ts = format_ts(self.clock())
+        body = make_log_body(
+            seq=head.seq + 1, prev=head.hash, ts=ts, decision=checked, signature=signature
         )
-        view = event_view(json.loads(event.body))
-        projection = apply_event(current.projection, view, event.hash, transition.effects)
-        self._store_projection(projection, current.row)
-        budget_totals.record_change(self.session, current.projection, projection)
-        queue_event_mails(
+        body_bytes = canonical_json(body)
+        digest = event_hash(body_bytes)
+        event = {
+            "seq": head.seq + 1,
+            "hash": digest,
+            "prev": head.hash,
+            "request": checked["request"],
+            "action": checked["action"],
+            "actor": checked["actor"],
+            "key_id": checked["key"],
+            "ts": ts,
+            "body": body_bytes,
+            "sig": b"",
+        }
+        projection = apply_event(current.projection, event_view(body), digest, transition.effects)
+        hashes = [str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])]
+        mails = event_mails(
             self.session,
             origin=str(checked["origin"]),
-            event_seq=event.seq,
+            event_seq=head.seq + 1,
             transition=transition,
             projection=projection,
-            actor=actor,
+            actor=actor.login,
+            actor_name=self._signed_as(checked, actor) or actor.name,
             comment=checked["comment"],
             base_url=self.base_url,
             now=self.clock(),
-            signed_as=self._signed_as(checked, actor),
         )
-        self.session.flush()
-        return event
+        return StepWrites(
+            head=head,
+            event=event,
+            before=current.projection,
+            after=projection,
+            key_id=basis.key.key_id,
+            sign_count=sign_count,
+            reset_failures=bool(basis.key.failed_attempts),
+            definitions=[
+                (sha256, self.definitions.paths[sha256], self.definitions.files[sha256])
+                for sha256 in hashes
+            ],
+            mails=mails,
+        )
 
     def _check_decided(
         self, checked: Mapping[str, Any], actor: User, current: Current
@@ -750,9 +846,7 @@ class ApprovalService:
 
     def _last_hash(self, current: Current) -> str | None:
         """Hash of the request's latest event (None before its first)."""
-        if current.row is not None:
-            return current.last_hash
-        return _event_hash(self.session, (current.projection or {}).get("last_seq"))
+        return current.last_hash if current.projection is not None else None
 
     def _record_failure(self, actor: User, refusal: WorkflowError) -> None:
         """Count a wrong secret apart from the step, which is refused and rolled back.
@@ -824,38 +918,6 @@ class ApprovalService:
             action=last.action,
             at=last.ts,
         )
-
-    def _store_projection(self, projection: Projection, row: Request | None) -> None:
-        row = row if row is not None else self.session.get(Request, projection["number"])
-        if row is None:
-            row = Request(number=projection["number"])
-            self.session.add(row)
-        for name in PROJECTION_FIELDS:
-            setattr(row, name, projection[name])
-
-    def _record_definitions(self, *hashes: str) -> None:
-        """Keep every definition file an event names (one query; inserted in this transaction)."""
-        known = set(
-            self.session.scalars(
-                select(DefinitionFile.sha256).where(DefinitionFile.sha256.in_(hashes))
-            )
-        )
-        for sha256 in hashes:
-            if sha256 not in known:
-                self.session.add(
-                    DefinitionFile(
-                        sha256=sha256,
-                        path=self.definitions.paths[sha256],
-                        content=self.definitions.files[sha256],
-                    )
-                )
-
-
-def _event_hash(session: Session, seq: Any) -> str | None:
-    """The hash of event ``seq`` (one column, not the row and its body), or None."""
-    if seq is None:
-        return None
-    return session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
 
 
 def _parse_quantity(value: Any) -> int:

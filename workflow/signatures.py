@@ -54,7 +54,9 @@ def check_signature(
     key: SigningKey, decision: Mapping[str, Any], signature: Mapping[str, Any]
 ) -> None:
     """Verify ``signature`` over ``decision`` with ``key``; a passkey's counter must go up."""
-    accept_counter(key, verify_signature(key, decision, signature), signature)
+    count = accept_counter(key, verify_signature(key, decision, signature), signature)
+    if count is not None:
+        key.sign_count = count
 
 
 def verify_signature(
@@ -73,9 +75,9 @@ def verify_signature(
     return Verified(key.key_id, verified)
 
 
-def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> None:
+def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> int | None:
     """Under the write lock: the key is still the one that verified, and a passkey's counter
-    went up since its last use (kept for the next)."""
+    went up since its last use. Returns the counter to keep for the next (None: no passkey)."""
     if key.key_id != checked.key_id:
         raise SignatureRefused(
             "Khóa ký đã thay đổi trong lúc ký. Không có gì được ghi.",
@@ -84,7 +86,7 @@ def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, A
         )
     verified = checked.assertion
     if verified is None:
-        return
+        return None
     # NOTE: a counter that does not rise points at a cloned authenticator (zero: not kept).
     # One assertion signs a whole batch, whose events are committed one by one: the same
     # counter again is that batch's next decision (its challenge is bound to the list).
@@ -100,7 +102,7 @@ def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, A
             "Nothing was recorded.",
             reason="sign_count",
         )
-    key.sign_count = verified.sign_count
+    return verified.sign_count
 
 
 def b64url(data: bytes) -> str:
