@@ -1,0 +1,125 @@
+"""A step is worked out in one snapshot before the write lock and written as worked out only if
+nothing it depends on changed meanwhile: the log head (every change of a request, person, role,
+key or mandate is an event), the draft a submission binds (not an event) and the day.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from expense_audit.errors import WorkflowError
+from workflow.db import read_first
+from workflow.errors import AccountLocked
+
+from .factories import SECRET, School
+from .test_write_lock import WAIT, _in_thread, unlock_held_for
+from .web import AuthActions
+
+
+def test_a_draft_edited_while_its_submission_unlocks_is_not_submitted_unseen(
+    app: Flask, auth: AuthActions, school: School, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hanh submits in one tab and changes the title in another while the key unlocks. Editing a
+    draft appends no event, so the head has not moved; the submission, which signed the old
+    title, is still refused under the lock and writes nothing."""
+    number = school.draft("hanh")
+    tab = auth.session("hanh")
+    tab.get(f"/requests/{number}")
+    with unlock_held_for("hanh", monkeypatch) as held:
+        thread, result = _in_thread(
+            lambda: tab.post(f"/requests/{number}/act", {"trigger": "submit", "secret": SECRET})
+        )
+        assert held["entered"].wait(WAIT)
+        with school.runtime.transaction() as session:
+            service = school.runtime.service(session)
+            owner = service.directory.get_user("hanh")
+            assert owner is not None
+            service.update_draft(number, owner, title="Gia hạn phần mềm tài sản (sửa)")
+        before = school.snapshot(number)
+        held["go"].set()
+        thread.join(WAIT * 2)
+    page = result["value"].get_data(as_text=True)
+    assert "Nội dung được ký khác với bước này. Không có gì được ghi." in page
+    assert school.snapshot(number) == before
+    assert school.request(number) is None  # still a draft: nothing was submitted
+    with school.runtime.transaction() as session:
+        draft = school.runtime.service(session).current(number).draft
+        assert draft is not None and draft.title == "Gia hạn phần mềm tài sản (sửa)"
+
+
+def test_an_account_locked_while_its_step_unlocks_signs_nothing(
+    app: Flask, auth: AuthActions, school: School, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin locks hanh's account while her submission's key unlocks: refused under the lock."""
+    number = school.draft("hanh")
+    tab = auth.session("hanh")
+    tab.get(f"/requests/{number}")
+    with unlock_held_for("hanh", monkeypatch) as held:
+        thread, result = _in_thread(
+            lambda: tab.post(f"/requests/{number}/act", {"trigger": "submit", "secret": SECRET})
+        )
+        assert held["entered"].wait(WAIT)
+        with school.runtime.transaction() as session:
+            directory = school.runtime.directory(session)
+            hanh, admin = directory.get_user("hanh"), directory.get_user("admin")
+            assert hanh is not None and admin is not None
+            directory.set_active(hanh, False, by=admin)
+        before = school.snapshot(number)
+        held["go"].set()
+        thread.join(WAIT * 2)
+    assert "error" not in result, result
+    assert school.snapshot(number) == before
+    assert school.request(number) is None
+
+
+def test_a_session_that_signs_again_reads_the_signer_again(school: School) -> None:
+    """Like the approval queue's batch: one session, one transaction per step. The account is
+    locked between two steps; the second step sees it, not what the first transaction read."""
+    first, second = school.draft("hanh"), school.draft("hanh")
+    runtime = school.runtime
+    session = runtime.sessions()
+    try:
+        read_first(session)
+        hanh = runtime.directory(session).get_user("hanh")
+        assert hanh is not None
+        runtime.service(session).act(first, "submit", hanh, SECRET)
+        session.commit()
+        with runtime.transaction() as other:
+            directory = runtime.directory(other)
+            admin, again = directory.get_user("admin"), directory.get_user("hanh")
+            assert admin is not None and again is not None
+            directory.set_active(again, False, by=admin)
+        read_first(session)
+        with pytest.raises(AccountLocked):
+            runtime.service(session).act(second, "submit", hanh, SECRET)
+        session.rollback()
+    finally:
+        session.close()
+    assert school.request(first) is not None
+    assert school.request(second) is None
+
+
+def test_a_step_after_an_unrelated_one_is_checked_again_and_recorded(school: School) -> None:
+    """Another request's step moves the head between the read and the lock: the step is read
+    and checked again under the lock, and recorded."""
+    mine, theirs = school.draft("hanh"), school.draft("nga")
+    runtime = school.runtime
+    session = runtime.sessions()
+    try:
+        read_first(session)
+        hanh = runtime.directory(session).get_user("hanh")
+        assert hanh is not None
+        service = runtime.service(session)
+        prepared = service.prepare(mine, "submit", hanh)
+        school.act(theirs, "submit", "nga")  # committed while this step was being worked out
+        try:
+            event = service.act(mine, "submit", hanh, SECRET)
+        except WorkflowError as refusal:  # pragma: no cover - the failure this test is about
+            pytest.fail(f"refused: {refusal}")
+        session.commit()
+    finally:
+        session.close()
+    assert prepared.decision["request"] == mine
+    row = school.request(mine)
+    assert row is not None and row.state == "submitted" and row.last_seq == event.seq
