@@ -24,7 +24,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_en
 from workflow import journeys
 from workflow.audit import append_event
 from workflow.demo import PEOPLE
-from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey, seal_new_key, unlock
+from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey, UnlockedKey, seal_new_key, unlock
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
 SECRET = "ky-demo-2024"
@@ -53,13 +53,16 @@ def fresh_runtime(url: str, keys: Path) -> Runtime:
     return runtime
 
 
-def raw_appends(runtime: Runtime, count: int) -> float:
-    """Events/s: one signed event per transaction, key already unlocked."""
+def _unlocked(runtime: Runtime) -> UnlockedKey:
     with runtime.transaction() as session:
         key = runtime.directory(session).active_key("hanh")
         assert key is not None
         assert key.encrypted_private is not None and key.kdf is not None
-        signer = unlock(key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=runtime.pepper)
+        return unlock(key.key_id, key.encrypted_private, key.kdf, SECRET, pepper=runtime.pepper)
+
+
+def raw_appends(runtime: Runtime, count: int, signer: UnlockedKey) -> float:
+    """Seconds for ``count`` signed events, one per transaction, key already unlocked."""
     start = time.perf_counter()
     for i in range(count):
         with runtime.transaction() as session:
@@ -72,18 +75,19 @@ def raw_appends(runtime: Runtime, count: int) -> float:
                 role="proposer",
                 data={"i": i, "note": "raw append baseline"},
             )
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def full_chain(runtime: Runtime, count: int) -> float:
-    """Requests/s: draft, then submit, forward, approve, pay, each its own transaction."""
+    """Seconds for ``count`` requests: draft, then submit, forward, approve, pay, each its own
+    transaction."""
     start = time.perf_counter()
     for _ in range(count):
         number = journeys.propose(runtime, **journeys.SMALL_REQUEST)
         paid = journeys.payment(15_000, paid_on=runtime.now().date(), voucher="PC-1")
         for _event in journeys.walk(runtime, number, SECRET, paid=paid):
             pass
-    return count / (time.perf_counter() - start)
+    return time.perf_counter() - start
 
 
 def spiff(url: str, count: int) -> float:
@@ -140,11 +144,21 @@ def spiff(url: str, count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def measure(label: str, url: str, keys: Path, count: int) -> None:
+def measure(label: str, url: str, keys: Path, count: int, rounds: int) -> None:
+    """The raw append and the full chain in alternating blocks of one run, so that a change of
+    the machine's load (other people's runs) weighs on both alike."""
     runtime = fresh_runtime(url, keys)
-    raw = raw_appends(runtime, count * 4)
+    signer = _unlocked(runtime)
+    full_chain(runtime, 2)  # warm up: definitions recorded, statements compiled
+    raw_appends(runtime, 8, signer)
+    raw_seconds = chain_seconds = 0.0
+    block = max(1, count // rounds)
+    for _ in range(rounds):
+        raw_seconds += raw_appends(runtime, block * 4, signer)
+        chain_seconds += full_chain(runtime, block)
+    raw = rounds * block * 4 / raw_seconds
+    chain = rounds * block / chain_seconds
     emit(figure="raw_signed_append", database=label, events_per_second=round(raw, 1))
-    chain = full_chain(runtime, count)
     emit(
         figure="full_chain",
         database=label,
@@ -174,6 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--rounds", type=int, default=10, help="alternating blocks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         keys = Path(folder) / "keys"
@@ -186,7 +201,13 @@ def main() -> None:
             scrypt_n=DEFAULT_SCRYPT_N,
             seconds=round((time.perf_counter() - start) / 2, 3),
         )
-        measure("sqlite", f"sqlite:///{Path(folder) / 'bench.sqlite'}", keys, args.requests)
+        measure(
+            "sqlite",
+            f"sqlite:///{Path(folder) / 'bench.sqlite'}",
+            keys,
+            args.requests,
+            args.rounds,
+        )
         if args.postgres:
             env = {
                 **os.environ,
@@ -206,7 +227,9 @@ def main() -> None:
                 with admin.connect() as connection:
                     connection.exec_driver_sql("CREATE DATABASE bench")
                 admin.dispose()
-                measure("postgresql", url.rsplit("/", 1)[0] + "/bench", keys, args.requests)
+                measure(
+                    "postgresql", url.rsplit("/", 1)[0] + "/bench", keys, args.requests, args.rounds
+                )
             finally:
                 subprocess.run(
                     ["bash", str(PROJECT_ROOT / "scripts" / "pg.sh"), "stop"], env=env, check=False

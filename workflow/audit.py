@@ -17,7 +17,7 @@ from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 from .errors import LogNotInitialised
 from .keys import INSTITUTION_ACTOR, InstitutionKey, Signer
 from .models import AuditEvent, CheckpointRow, LogHead
-from .step_writes import Head
+from .step_writes import Head, locked_head_row
 
 EVENT_VERSION = 1
 
@@ -50,15 +50,7 @@ def lock_head(session: Session) -> LogHead:
 def locked_head(session: Session) -> Head:
     """lock_head() for the step's Core statements: the head's number and hash, locked."""
     _queue_for_append(session)
-    row = (
-        session.connection()
-        .execute(
-            select(LogHead.__table__.c.seq, LogHead.__table__.c.hash)
-            .where(LogHead.__table__.c.id == 1)
-            .with_for_update()
-        )
-        .first()
-    )
+    row = locked_head_row(session)
     if row is None:
         raise LogNotInitialised("The audit log is not initialised: run `flask --app wsgi init-db`.")
     return Head(int(row.seq), str(row.hash))

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import COMMITTED_STATES, BudgetBook, commitment_of
@@ -16,6 +16,17 @@ from .models import BudgetTotal, Request
 
 Key = tuple[str, str, int]  # school year, line, budget year
 _TOTALS = cast(Table, BudgetTotal.__table__)
+# Built once: read at every step (see workflow/step_writes.py).
+_LINE_TOTALS = select(
+    _TOTALS.c.school_year, _TOTALS.c.line, _TOTALS.c.budget_year, _TOTALS.c.amount_vnd
+).where(_TOTALS.c.line == bindparam("line"))
+_MOVE = update(_TOTALS).where(
+    _TOTALS.c.school_year == bindparam("key_school_year"),
+    _TOTALS.c.line == bindparam("key_line"),
+    _TOTALS.c.budget_year == bindparam("key_budget_year"),
+)
+_MOVE = _MOVE.values(amount_vnd=_TOTALS.c.amount_vnd + bindparam("amount"))
+_INSERT = insert(_TOTALS)
 
 
 def move_commitment(
@@ -29,18 +40,19 @@ def move_commitment(
     for commitment, sign in ((old, -1), (new, 1)):
         if commitment is None:
             continue
-        key = (
-            _TOTALS.c.school_year == commitment.school_year,
-            _TOTALS.c.line == commitment.line,
-            _TOTALS.c.budget_year == commitment.budget_year,
-        )
         amount = sign * commitment.amount_vnd
         moved = connection.execute(
-            update(_TOTALS).where(*key).values(amount_vnd=_TOTALS.c.amount_vnd + amount)
+            _MOVE,
+            {
+                "key_school_year": commitment.school_year,
+                "key_line": commitment.line,
+                "key_budget_year": commitment.budget_year,
+                "amount": amount,
+            },
         )
         if moved.rowcount == 0:
             connection.execute(
-                insert(_TOTALS),
+                _INSERT,
                 {
                     "school_year": commitment.school_year,
                     "line": commitment.line,
@@ -53,14 +65,7 @@ def move_commitment(
 def book_for_line(session: Session, line: str) -> BudgetBook:
     """What the norm and allocation guards need about one line, across plans and years."""
     book = BudgetBook()
-    rows = session.execute(
-        select(
-            BudgetTotal.school_year,
-            BudgetTotal.line,
-            BudgetTotal.budget_year,
-            BudgetTotal.amount_vnd,
-        ).where(BudgetTotal.line == line)
-    )
+    rows = session.connection().execute(_LINE_TOTALS, {"line": line})
     for school_year, code, budget_year, amount_vnd in rows:
         book.add_total(school_year, code, budget_year, amount_vnd)
     return book

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -24,6 +24,8 @@ from .passwords import check_password_policy
 
 _LOGIN = re.compile(rf"^[a-z0-9][a-z0-9._-]{{1,{MAX_LOGIN - 1}}}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+_USER = select(User).where(User.login == bindparam("login"))  # built once: read at every request
 
 
 class Directory:
@@ -45,7 +47,7 @@ class Directory:
     # --- queries ------------------------------------------------------------------------------
 
     def get_user(self, login: str) -> User | None:
-        return self.session.scalars(select(User).where(User.login == login)).first()
+        return self.session.scalars(_USER, {"login": login}).first()
 
     def users_with_role(self, role: str) -> list[User]:
         users = self.session.scalars(select(User).where(User.active.is_(True))).all()

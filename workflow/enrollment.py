@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from expense_audit.decision import make_decision, server_signature
@@ -67,6 +67,14 @@ def _code_hash(code: str) -> str:
     return hashlib.sha256(normal.encode()).hexdigest()
 
 
+# Built once: read at every signed step.
+_ACTIVE_KEY = (
+    select(SigningKey)
+    .where(SigningKey.login == bindparam("login"), SigningKey.revoked_seq.is_(None))
+    .order_by(SigningKey.registered_seq.desc())
+)
+
+
 class Keyring:
     """Every person's keys; the institution key signs enrollments and revocations."""
 
@@ -93,11 +101,7 @@ class Keyring:
 
     def active_key(self, login: str) -> SigningKey | None:
         """The person's key that is not revoked (confirmed or not), or None."""
-        return self.session.scalars(
-            select(SigningKey)
-            .where(SigningKey.login == login, SigningKey.revoked_seq.is_(None))
-            .order_by(SigningKey.registered_seq.desc())
-        ).first()
+        return self.session.scalars(_ACTIVE_KEY, {"login": login}).first()
 
     def signing_key(self, user: User) -> SigningKey:
         """The key the person signs steps with: active and confirmed."""

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from expense_audit.decision import check_decision, make_decision, server_signature
@@ -73,6 +73,15 @@ def signature_line(mandate: Mandate, signer: User, language: str = "vi") -> str:
     return f"{mandate.kind}. {head} / {own + ' ' if own else ''}{signer.name}"
 
 
+# Built once: read at the steps the definition keeps apart from acting for someone.
+_HELD = (
+    select(MandateRow)
+    .where(MandateRow.delegate == bindparam("login"), MandateRow.revoked_seq.is_(None))
+    .order_by(MandateRow.seq)
+)
+_HELD_FOR = _HELD.where(MandateRow.role.in_(bindparam("roles", expanding=True)))
+
+
 class Mandates:
     """Grant, revoke and look up mandates; every change is a decision the delegator signs."""
 
@@ -98,12 +107,11 @@ class Mandates:
 
     def held_by(self, login: str, roles: Collection[str] | None = None) -> list[Mandate]:
         """Mandates given to ``login`` and not revoked (any date), for ``roles`` if given."""
-        query = select(MandateRow).where(
-            MandateRow.delegate == login, MandateRow.revoked_seq.is_(None)
-        )
-        if roles is not None:
-            query = query.where(MandateRow.role.in_(list(roles)))
-        return [to_mandate(r) for r in self.session.scalars(query.order_by(MandateRow.seq))]
+        if roles is None:
+            rows = self.session.scalars(_HELD, {"login": login})
+        else:
+            rows = self.session.scalars(_HELD_FOR, {"login": login, "roles": list(roles)})
+        return [to_mandate(r) for r in rows]
 
     def granted_by(self, login: str) -> list[Mandate]:
         """Every mandate ``login`` granted (revoked ones too), newest first."""

@@ -25,6 +25,11 @@ RECIPIENT_ROLES = {
     "district_officers": "district_finance",
 }
 
+# Built once: read at every step.
+_ACTIVE_USERS = select(
+    User.login, User.name, User.email, User.language, User.digest, User.roles
+).where(User.active.is_(True))
+
 
 @dataclass(frozen=True)
 class Recipient:
@@ -54,11 +59,7 @@ def resolve_recipients(
             bool(row.digest),
             tuple(r for r in row.roles.split(",") if r),
         )
-        for row in session.execute(
-            select(User.login, User.name, User.email, User.language, User.digest, User.roles).where(
-                User.active.is_(True)
-            )
-        )
+        for row in session.connection().execute(_ACTIVE_USERS)
     }
     owner = projection.get("owner")
     chosen: dict[str, Recipient] = {}

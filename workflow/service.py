@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
@@ -80,7 +80,16 @@ from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, Signing
 from .notify import event_mails
 from .policy import can_edit
 from .signatures import Verified, accept_counter, verify_signature
-from .step_writes import EVENTS, REQUESTS, Head, StepWrites, draft_row, seen_head, write_step
+from .step_writes import (
+    EVENTS,
+    REQUESTS,
+    Head,
+    StepWrites,
+    draft_row,
+    seen_head,
+    unrecorded_definitions,
+    write_step,
+)
 
 PAPERWORK_LIMITS = {
     "payee": MAX_PAYEE,
@@ -97,6 +106,16 @@ _WORKFLOW_NAMES: dict[str, str] = {}
 DECISION_LIFETIME = timedelta(hours=24)  # a prepared step may wait this long for its signature
 CLOCK_TOLERANCE = timedelta(minutes=5)
 _NUMBER = re.compile(r"\d{4}-\d{4}/\d{4,6}")
+# A request's row and its latest event's hash in one Core query (no ORM object), and its draft:
+# built once (see workflow/step_writes.py).
+_REQUEST = (
+    select(REQUESTS, EVENTS.c.hash.label("last_event_hash"))
+    .outerjoin(EVENTS, EVENTS.c.seq == REQUESTS.c.last_seq)
+    .where(REQUESTS.c.number == bindparam("number"))
+)
+_LOCKED_REQUEST = _REQUEST.with_for_update(of=REQUESTS)
+_DRAFT = select(Draft).where(Draft.number == bindparam("number"))
+_LOCKED_DRAFT = _DRAFT.with_for_update()
 CLIENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -354,18 +373,12 @@ class ApprovalService:
             raise RequestNotFound(
                 "Không tìm thấy đề xuất.", en="No such request.", number=str(number)[:32]
             )
-        # The request row and its latest event's hash in one Core query (no ORM object).
-        request_query = (
-            select(REQUESTS, EVENTS.c.hash.label("last_event_hash"))
-            .outerjoin(EVENTS, EVENTS.c.seq == REQUESTS.c.last_seq)
-            .where(REQUESTS.c.number == number)
+        row = (
+            self.session.connection()
+            .execute(_LOCKED_REQUEST if lock else _REQUEST, {"number": number})
+            .first()
         )
-        draft_query = select(Draft).where(Draft.number == number)
-        if lock:
-            request_query = request_query.with_for_update(of=REQUESTS)
-            draft_query = draft_query.with_for_update()
-        row = self.session.connection().execute(request_query).first()
-        draft = self.session.scalars(draft_query).first()
+        draft = self.session.scalars(_LOCKED_DRAFT if lock else _DRAFT, {"number": number}).first()
         if row is not None:
             projection: Projection = {name: row._mapping[name] for name in PROJECTION_FIELDS}
             return Current(number, row.state, row.owner, projection, draft, row.last_event_hash)
@@ -647,7 +660,7 @@ class ApprovalService:
             "sig": b"",
         }
         projection = apply_event(current.projection, event_view(body), digest, transition.effects)
-        hashes = [str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])]
+        named = [str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])]
         mails = event_mails(
             self.session,
             origin=str(checked["origin"]),
@@ -670,7 +683,7 @@ class ApprovalService:
             reset_failures=bool(basis.key.failed_attempts),
             definitions=[
                 (sha256, self.definitions.paths[sha256], self.definitions.files[sha256])
-                for sha256 in hashes
+                for sha256 in unrecorded_definitions(self.session, named)
             ],
             mails=mails,
         )
