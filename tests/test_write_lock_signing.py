@@ -17,14 +17,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from expense_audit.webauthn import b64url_decode
+from expense_audit.webauthn import EDDSA, b64url_decode
+from workflow import enrollment
 from workflow import mandates as mandates_module
 from workflow.models import MandateRow, SigningKey
 
 from .conftest import SteppingClock
 from .factories import SECRET, School
 from .test_web_mandates import KT, at, grant_on_page, mandates
-from .test_web_passkeys import _with_passkey
+from .test_web_passkeys import _phone, _register, _with_passkey
 from .test_write_lock import WAIT, _in_thread, unlock_held_for
 from .web import AuthActions, text
 
@@ -151,3 +152,61 @@ def test_a_passkey_signed_grant_whose_key_was_revoked_during_the_check_writes_no
     assert _everything(school) == after_revocation
     assert mandates(school) == []
     assert school.request(quick).state == "submitted"  # type: ignore[union-attr]
+
+
+@contextmanager
+def key_check_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The next signature check of a key change (passkey assertion) stops half-way."""
+    state: dict[str, Any] = {"entered": threading.Event(), "go": threading.Event()}
+    original = enrollment.verify_signature
+
+    def verify(key: SigningKey, decision: Any, signature: Any) -> Any:
+        if not state["entered"].is_set():
+            state["entered"].set()
+            state["released"] = state["go"].wait(WAIT)
+        return original(key, decision, signature)
+
+    monkeypatch.setattr(enrollment, "verify_signature", verify)
+    yield state
+
+
+def test_a_hand_over_signed_by_a_passkey_revoked_during_the_check_writes_nothing(
+    app: Flask, auth: AuthActions, school: School, monkeypatch: Any
+) -> None:
+    """Hạnh's old phone signs the hand-over to a new one; while the assertion is being checked
+    Ngà submits a request and the admin revokes Hạnh's key (the phone was stolen): both are
+    recorded, and the hand-over is refused under the lock: no new key, nothing written."""
+    hanh, old_phone = _with_passkey(auth, "hanh")
+    quick = school.draft("nga")
+    nga, admin = auth.session("nga"), auth.session("admin")
+    nga.get(f"/requests/{quick}")
+    admin.get("/admin/users")
+    handover = _register(hanh, _phone(EDDSA))["rotate"]
+    signed = old_phone.get(b64url_decode(handover["publicKey"]["challenge"]))
+    with key_check_held(monkeypatch) as held:
+        thread, result = _in_thread(
+            lambda: hanh.post_json(
+                "/signing-key/passkey/rotate",
+                {"decision": handover["decision"], "credential": signed},
+            )
+        )
+        assert held["entered"].wait(WAIT)
+        submitted = nga.post(f"/requests/{quick}/act", {"trigger": "submit", "secret": SECRET})
+        assert submitted.status_code == 302
+        assert admin.post("/admin/users/hanh/revoke-key", {}).status_code == 302
+        after_revocation = _everything(school)
+        held["go"].set()
+        thread.join(WAIT * 2)
+    assert held["released"], "Ngà's step or the revocation waited for the assertion check"
+    refused = result["value"]
+    assert refused.status_code == 422 and refused.get_json()["ok"] is False, text(refused)
+    assert _everything(school) == after_revocation
+    with school.runtime.transaction() as session:
+        assert (
+            session.scalar(
+                select(func.count()).where(
+                    SigningKey.login == "hanh", SigningKey.revoked_seq.is_(None)
+                )
+            )
+            == 0
+        )
