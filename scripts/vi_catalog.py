@@ -26,6 +26,8 @@ VI = {
     "Please go back and try again.": "Vui lòng quay lại và thử lại.",
     "The form expired. Go back, reload the page and try again.": "Biểu mẫu đã hết hạn. Hãy quay lại, tải lại trang và thử lại.",
     "Nothing was recorded. Please try again.": "Chưa có gì được ghi lại. Vui lòng thử lại.",
+    "Busy": "Hệ thống đang bận",
+    "The system is busy. Nothing was recorded: please try again in a moment.": "Hệ thống đang bận. Chưa có gì được ghi lại: vui lòng thử lại sau ít phút.",
     "Over the norm of line %(line)s: %(norm)s for the period, %(left)s left, %(amount)s asked.": "Vượt định mức dòng %(line)s: %(norm)s cho kỳ, còn %(left)s, đề nghị %(amount)s.",
     "Over the norm of line %(line)s: at most %(norm)s, %(amount)s asked.": "Vượt định mức dòng %(line)s: tối đa %(norm)s, đề nghị %(amount)s.",
     "Over the allocation of line %(line)s: %(left)s left of %(allocation)s, %(amount)s asked.": "Vượt phân bổ dòng %(line)s: còn %(left)s trên %(allocation)s, đề nghị %(amount)s.",

@@ -175,7 +175,10 @@ def _register_errors(app: Flask) -> None:
     from flask import jsonify, render_template
     from flask_babel import gettext as _
     from flask_wtf.csrf import CSRFError
+    from sqlalchemy.exc import OperationalError
     from werkzeug.exceptions import HTTPException
+
+    from workflow.db import WriteBusy
 
     titles = {
         400: lambda: _("Bad request"),
@@ -210,6 +213,31 @@ def _register_errors(app: Flask) -> None:
         if request.is_json:  # the page scripts' posts (passkey signing) read a JSON answer
             return jsonify(ok=False, code="csrf", message=message), 400
         return render_template("error.html", code=400, title=titles[400](), message=message), 400
+
+    def busy() -> tuple[Any, int]:
+        db = g.pop("db", None)
+        if db is not None:
+            db.rollback()
+            db.close()
+        # The page itself only reads (the user's language): not in the writers' queue again.
+        g.db = app.extensions["runtime"].read_sessions()
+        message = _("The system is busy. Nothing was recorded: please try again in a moment.")
+        if request.is_json:  # the page scripts' posts (passkey signing) read a JSON answer
+            return jsonify(ok=False, code="busy", message=message), 503
+        return render_template("error.html", code=503, title=_("Busy"), message=message), 503
+
+    @app.errorhandler(WriteBusy)
+    def write_busy(_error: WriteBusy) -> tuple[Any, int]:
+        """A writer waited longer than EXPENSES_WRITE_TIMEOUT for its turn (workflow.db)."""
+        return busy()
+
+    @app.errorhandler(OperationalError)
+    def database_locked(error: OperationalError) -> tuple[Any, int]:
+        """SQLite's own lock wait ran out ("database is locked"): busy too; anything else is
+        a 500."""
+        if "database is locked" not in str(error.orig):
+            raise error
+        return busy()
 
     @app.errorhandler(500)
     def server_error(error: Exception) -> tuple[str, int]:

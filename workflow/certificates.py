@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,12 +36,13 @@ from expense_audit.certificates import (
 from expense_audit.errors import DataInvalid, NotPermitted
 
 from . import queries
-from .audit import append_institution_event, format_ts
+from .audit import append_institution_event, format_ts, lock_head
 from .clock import Clock, utcnow
+from .db import begin_write
 from .enrollment import _require_admin
 from .keys import InstitutionKey, require_loaded
 from .models import CaCertificate, CertificateChallenge, Request, SignedForm, User
-from .pades import SignedFormRefused, check_signed_form
+from .pades import CheckedForm, SignedFormRefused, check_signed_form
 
 CHALLENGE_LIFETIME = timedelta(hours=72)
 # Whose form is signed with a CA certificate: the principal's approval, the accountant's payment.
@@ -189,7 +191,11 @@ class CertificateRegistry:
         return row
 
     def complete(self, user: User, nonce: str, signature: bytes) -> CaCertificate:
-        """The person proves possession: check the signature and enter `cert.register`."""
+        """The person proves possession: check the signature and enter `cert.register`.
+
+        In a read_first() session the signature is checked before the write lock; under it the
+        registration is read again (not used, expired or replaced meanwhile).
+        """
         pending = self._pending(user, nonce)
         message = self._message(user.login, pending.sha256, nonce, pending.issued_by)
         if not check_possession(pending.der, message, signature):
@@ -198,6 +204,9 @@ class CertificateRegistry:
                 en="The signature does not verify with this certificate: sign with its own token.",
                 field="signature",
             )
+        if begin_write(self.session):
+            lock_head(self.session)
+            pending = self._pending(user, nonce)  # not used or expired meanwhile
         if self.get(pending.sha256) is not None:
             raise DataInvalid(
                 "Chứng thư số này đã được đăng ký.",
@@ -336,13 +345,43 @@ class CertificateRegistry:
         form: bytes,
         trust_roots: Sequence[bytes],
     ) -> SignedForm:
-        """Check an uploaded PAdES-signed form of ``number`` by ``user`` and enter it in the log."""
+        """Check an uploaded PAdES-signed form of ``number`` by ``user`` and enter it in the log.
+
+        In a read_first() session the PDF is validated before the write lock; under it the
+        request (its last step: the form signed is the form of now) and the certificate (still
+        the person's, not revoked meanwhile) are read and checked again.
+        """
         now = self.clock()
         steps = queries.timeline(self.session, number)
+        last = _last_step(steps)
         form_time = _parse_ts(steps[-1].ts) if steps else None
         checked = check_signed_form(
             pdf, form=form, trust_roots=trust_roots, now=now, form_time=form_time
         )
+        cert = self._signer(user, checked)
+        if begin_write(self.session):
+            lock_head(self.session)
+            if _last_step(queries.timeline(self.session, number)) != last:
+                raise SignedFormRefused(
+                    "Đề xuất vừa có bước mới trong lúc kiểm tra tệp: hãy tải và ký lại biểu mẫu.",
+                    en="The request took a new step while the file was checked: download the "
+                    "form and sign it again.",
+                    field="pdf",
+                )
+            cert = self._signer(user, checked)
+        return self.record_signed_form(
+            number=number,
+            login=user.login,
+            cert=cert,
+            form_sha256=checked.form_sha256,
+            pdf_sha256=checked.pdf_sha256,
+            signing_time=checked.signing_time,
+            ca_revoked_at=checked.ca_revoked_at,
+        )
+
+    def _signer(self, user: User, checked: CheckedForm) -> CaCertificate:
+        """The registered certificate that signed: the person's own, not revoked (here or by
+        its CA)."""
         cert = self.get(checked.cert_sha256)
         if cert is None:
             raise SignedFormRefused(
@@ -384,15 +423,12 @@ class CertificateRegistry:
                 "sign again with the new certificate.",
                 field="pdf",
             )
-        return self.record_signed_form(
-            number=number,
-            login=user.login,
-            cert=cert,
-            form_sha256=checked.form_sha256,
-            pdf_sha256=checked.pdf_sha256,
-            signing_time=checked.signing_time,
-            ca_revoked_at=checked.ca_revoked_at,
-        )
+        return cert
+
+
+def _last_step(steps: Sequence[Any]) -> tuple[int, str] | None:
+    """How far the request's timeline went: the form it renders changes with each step."""
+    return (len(steps), str(steps[-1].ts)) if steps else None
 
 
 def _parse_ts(text: str) -> datetime:

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from expense_audit.errors import Refusal
+
 # An execution option: this transaction only reads (SQLite: deferred, no write lock; both: the
 # database refuses writes in it). See read_first() and begin_write().
 READ_FIRST = "expenses_read_first"
@@ -57,10 +59,65 @@ class NestedWrite(RuntimeError):
     """A thread that holds the write turn asked for another: it would wait for itself forever."""
 
 
+class WriteBusy(Refusal):
+    """A writer waited longer than the write timeout for its turn; nothing was written."""
+
+    code = "write_busy"
+
+
 # The queues (by folder) whose turn each thread holds: a second turn taken by the same thread
 # would queue behind its own first one, and every writer after it (in every process) with it.
 _HELD: set[tuple[Path, int]] = set()
 _HELD_LOCK = threading.Lock()
+
+DEFAULT_WRITE_TIMEOUT = 30.0  # seconds; SQLite's busy_timeout is set to the same
+
+
+class _Wait:
+    """Waiting for the writer before, in a thread of its own, so the wait can end at a deadline.
+
+    The thread blocks on the flock of the slot before (the kernel wakes it the moment that
+    writer is done or dies). If the writer who queued gives up first, the thread goes on
+    holding the writer's own slot until the one before is done, and only then lets it go: the
+    writer behind still gets its turn exactly after the one before, never alongside it.
+    """
+
+    def __init__(self, own: int, before: int) -> None:
+        self.own, self.before = own, before
+        self.outcome: str | BaseException | None = None  # "held", "abandoned", or the error
+        self.changed = threading.Condition()
+        threading.Thread(target=self._run, name="write-queue-wait", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            fcntl.flock(self.before, fcntl.LOCK_SH)
+            error: BaseException | None = None
+        except BaseException as failure:  # reported to the writer, or the slot let go
+            error = failure
+        with self.changed:
+            if self.outcome == "abandoned" or error is not None:
+                os.close(self.before)
+                if self.outcome == "abandoned":
+                    os.close(self.own)  # hand the turn on: the one before is done
+            if self.outcome is None:
+                self.outcome = error if error is not None else "held"
+            self.changed.notify_all()
+
+    def until(self, seconds: float) -> bool:
+        """Whether the turn came within ``seconds``; if not, the wait is abandoned."""
+        with self.changed:
+            try:
+                self.changed.wait_for(lambda: self.outcome is not None, timeout=seconds)
+            finally:  # given up, or interrupted: either way the thread hands the turn on
+                if self.outcome is None:
+                    self.outcome = "abandoned"
+            if self.outcome == "abandoned":
+                return False
+            if isinstance(self.outcome, BaseException):
+                os.close(self.own)
+                raise self.outcome
+            os.close(self.before)
+            return True
 
 
 class WriteQueue:
@@ -68,26 +125,38 @@ class WriteQueue:
 
     SQLite's busy handler sleeps and retries, so whoever polls at the right moment wins and a
     writer can wait behind later ones for seconds. Writers here queue before BEGIN IMMEDIATE:
-    each takes the next ticket, holds the flock of its own slot file until its transaction has
-    ended, and waits on the flock of the slot before its own, which the kernel releases the
-    moment that writer is done (or dies). NOTE: written here: no library offers a FIFO lock
-    across processes; the slot files are reused modulo SLOTS, so it stays FIFO while fewer
-    than SLOTS writers wait at once (gunicorn workers x threads is far fewer).
+
+    1. Each takes the next ticket k and, before the next ticket can be drawn, the flock of its
+       own slot file k, held until its transaction has ended.
+    2. It waits on the flock of slot k-1, which the kernel releases the moment that writer is
+       done (or its process dies). Uncontended, the lock is free at once and nothing else runs.
+    3. NOTE: a writer that waits longer than ``timeout`` gives up with WriteBusy, but its slot
+       must not come free before the writer it was waiting for is done, or the writer behind
+       it would run alongside that one. So the wait runs in a thread (_Wait) that, once given
+       up, keeps holding slot k until slot k-1 comes free and then lets both go: the chain
+       k-1 -> k -> k+1 stays whole, and k+1 gets its turn as soon as k-1 ends. If the process
+       that gave up dies meanwhile, its slot comes free early; the writer behind then meets
+       SQLite's own busy handler (same timeout), which still keeps writes one at a time.
+
+    Written here: no library offers a FIFO lock across processes with a timeout; the slot
+    files are reused modulo SLOTS, so it stays FIFO while fewer than SLOTS writers wait at once
+    (gunicorn workers x threads is far fewer).
     """
 
     SLOTS = 256
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, timeout: float = DEFAULT_WRITE_TIMEOUT) -> None:
         self.folder = folder
+        self.timeout = timeout
         folder.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def for_url(cls, url: str) -> WriteQueue | None:
+    def for_url(cls, url: str, *, timeout: float = DEFAULT_WRITE_TIMEOUT) -> WriteQueue | None:
         """The queue beside a SQLite file database (None in memory)."""
         path = url.removeprefix("sqlite:///")
         if path == url or not path or path == ":memory:" or path.startswith("file:"):
             return None
-        return cls(Path(path).with_name(Path(path).name + "-writers"))
+        return cls(Path(path).with_name(Path(path).name + "-writers"), timeout=timeout)
 
     def _open(self, name: str) -> int:
         return os.open(self.folder / name, os.O_RDWR | os.O_CREAT, 0o600)
@@ -102,7 +171,10 @@ class WriteQueue:
         return int.from_bytes(raw, "big") if len(raw) == 8 else 0
 
     def take(self) -> WriteTurn:
-        """Wait for every writer that queued before this one, then hold the turn."""
+        """Wait for every writer that queued before this one, then hold the turn.
+
+        Raises WriteBusy when that takes longer than the queue's timeout.
+        """
         holder = (self.folder, threading.get_ident())
         with _HELD_LOCK:
             if holder in _HELD:
@@ -110,41 +182,57 @@ class WriteQueue:
                     "this thread already has a write transaction open on this database; a second "
                     "one would wait for the first forever (finish or roll back the first)"
                 )
+        # 1. The ticket, and the own slot locked before the next ticket can be drawn.
         counter = self._open("ticket")
         try:
             fcntl.flock(counter, fcntl.LOCK_EX)
             raw = os.pread(counter, 8, 0)
             ticket = int.from_bytes(raw, "big") if len(raw) == 8 else 0
-            # NOTE: the own slot is locked before the next ticket can be drawn, so the next
-            # writer always finds it held.
             own = self._open(f"slot-{ticket % self.SLOTS}")
             fcntl.flock(own, fcntl.LOCK_EX)
             os.pwrite(counter, (ticket + 1).to_bytes(8, "big"), 0)
         finally:
             os.close(counter)
+        # 2. The writer before: free at once, or waited for until the timeout (3.).
         before = self._open(f"slot-{(ticket - 1) % self.SLOTS}")
         try:
-            fcntl.flock(before, fcntl.LOCK_SH)
+            fcntl.flock(before, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _Wait(own, before).until(self.timeout):
+                raise WriteBusy(
+                    "Hệ thống đang bận ghi. Chưa có gì được ghi lại: vui lòng thử lại sau ít phút.",
+                    en="The system is busy writing. Nothing was recorded: please try again in "
+                    "a moment.",
+                    waited=self.timeout,
+                ) from None
         except BaseException:
+            os.close(before)
             os.close(own)
             raise
-        finally:
+        else:
             os.close(before)
         with _HELD_LOCK:
             _HELD.add(holder)
         return WriteTurn(own, holder)
 
 
-def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    read_only: bool = False,
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+    **kwargs: Any,
+) -> Engine:
     """Create an engine; on SQLite every transaction takes the write lock up front, in turn.
 
     ``read_only`` engines (page loads) begin deferred transactions instead: in WAL mode they read a
     consistent snapshot while a writer works, instead of queueing behind it. So does a session's
-    transaction begun by read_first().
+    transaction begun by read_first(). ``write_timeout``: seconds a SQLite writer waits for its
+    turn (then WriteBusy) and for SQLite's lock (then "database is locked").
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        queue = None if read_only else WriteQueue.for_url(url)
+        engine = create_engine(url, connect_args={"timeout": write_timeout}, **kwargs)
+        queue = None if read_only else WriteQueue.for_url(url, timeout=write_timeout)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -152,7 +240,7 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(write_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys=ON")
             # NOTE: FULL, not NORMAL: in WAL mode NORMAL may lose transactions that were
             # committed (and whose steps the person was told were signed) at a power loss.

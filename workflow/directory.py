@@ -17,7 +17,9 @@ from expense_audit.vocabulary import CHAIN_ROLES, LANGUAGES, ROLES
 
 from .audit import append_institution_event
 from .clock import Clock, utcnow
+from .db import begin_write
 from .enrollment import SETUP, Keyring
+from .errors import ConcurrentChange
 from .keys import INSTITUTION_ACTOR, InstitutionKey, require_loaded
 from .models import SigningKey, User
 from .passwords import check_password_policy
@@ -78,9 +80,12 @@ class Directory:
 
         An admin-created account changes its admin-chosen password at first sign-in. Only the
         set-up (CLI, demo) issues a server-held key with ``signing_secret``; anyone else gets
-        their key by enrollment.
+        their key by enrollment. The password is hashed before the write lock (read_first()).
         """
         login = login.strip().lower()
+        check_password_policy(password, user_inputs=(login, name, email))
+        hashed = generate_password_hash(password)
+        begin_write(self.session)
         if not _LOGIN.match(login) or login == INSTITUTION_ACTOR:
             raise DataInvalid(
                 "Tên đăng nhập chỉ gồm chữ thường, số, dấu chấm, gạch.",
@@ -97,7 +102,6 @@ class Directory:
             raise DataInvalid(
                 "Địa chỉ e-mail không hợp lệ.", en="The e-mail address is not valid.", field="email"
             )
-        check_password_policy(password, user_inputs=(login, name, email))
         if language not in LANGUAGES:
             raise DataInvalid(
                 "Ngôn ngữ không hỗ trợ.", en="This language is not supported.", field="language"
@@ -108,7 +112,7 @@ class Directory:
             email=email.strip(),
             roles="",
             language=language,
-            password_hash=generate_password_hash(password),
+            password_hash=hashed,
             active=True,
             created_at=self.clock(),
             must_change_password=by != SETUP,
@@ -158,10 +162,22 @@ class Directory:
         )
         user.roles = ",".join(wanted)
 
-    def set_password(self, user: User, password: str) -> None:
-        """Replace the password (hashed); every session of the account ends (a new epoch)."""
+    def set_password(self, user: User, password: str, *, checked_hash: str | None = None) -> None:
+        """Replace the password (hashed); every session of the account ends (a new epoch).
+
+        The hash runs before the write lock (read_first()); ``checked_hash``: the hash the
+        person's current password was checked against, refused if it changed meanwhile.
+        """
         check_password_policy(password, user_inputs=(user.login, user.name, user.email))
-        user.password_hash = generate_password_hash(password)
+        hashed = generate_password_hash(password)
+        begin_write(self.session)  # ``user`` is read again under the write lock
+        if checked_hash is not None and user.password_hash != checked_hash:
+            raise ConcurrentChange(
+                "Mật khẩu vừa được đổi ở nơi khác. Không có gì được ghi.",
+                en="The password was changed elsewhere meanwhile. Nothing was recorded.",
+                login=user.login,
+            )
+        user.password_hash = hashed
         user.session_epoch += 1
         user.must_change_password = False
 

@@ -30,8 +30,9 @@ from expense_audit.decision import make_decision, server_signature
 from expense_audit.errors import DataInvalid, NotPermitted
 from expense_audit.vocabulary import CHAIN_ROLES
 
-from .audit import append_decision, append_institution_event, format_ts
+from .audit import append_decision, append_institution_event, format_ts, lock_head
 from .clock import Clock, utcnow
+from .db import begin_write
 from .errors import KeyLocked, NoSigningKey, WrongSecret
 from .keys import (
     DEFAULT_SCRYPT_N,
@@ -44,7 +45,7 @@ from .keys import (
 )
 from .models import EnrollmentCode, SigningFailure, SigningKey, User
 from .passkeys import RegisteredPasskey
-from .signatures import PASSKEY, SERVER_HELD, b64url, check_signature
+from .signatures import PASSKEY, SERVER_HELD, accept_counter, b64url, verify_signature
 
 CODE_LIFETIME = timedelta(hours=72)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or from paper
@@ -177,6 +178,7 @@ class Keyring:
 
     def enroll_passkey(self, user: User, passkey: RegisteredPasskey, *, code: str) -> Enrolled:
         """Enter a passkey the person registered with their one-time code (unconfirmed yet)."""
+        _write_now(self.session)  # the registration was checked before (webapp.auth)
         grant = self._redeem(user, code)
         return self._enroll(
             user,
@@ -192,7 +194,13 @@ class Keyring:
         """A server-held key under ``secret`` (the fallback), confirmed at once.
 
         ``setup`` is the server operator's CLI and the demo (no code; the log says "setup").
+        The key is sealed and unlocked (scrypt, slow by design) before the write lock.
         """
+        sealed = seal_new_key(secret, scrypt_n=self.scrypt_n, pepper=self.pepper)
+        signer = unlock(
+            sealed.key_id, sealed.encrypted_private, sealed.kdf, secret, pepper=self.pepper
+        )
+        _write_now(self.session)
         if setup:
             method, by = ENROLLMENT, SETUP
         elif code is None:
@@ -204,7 +212,6 @@ class Keyring:
         else:
             grant = self._redeem(user, code)
             method, by = grant.purpose, grant.issued_by
-        sealed = seal_new_key(secret, scrypt_n=self.scrypt_n, pepper=self.pepper)
         enrolled = self._enroll(
             user,
             sealed.key_id,
@@ -212,9 +219,6 @@ class Keyring:
             method=method,
             by=by,
             sealed=(sealed.encrypted_private, sealed.kdf),
-        )
-        signer = unlock(
-            sealed.key_id, sealed.encrypted_private, sealed.kdf, secret, pepper=self.pepper
         )
         self.confirm(user, enrolled.key, server_signer=signer)
         return enrolled
@@ -286,7 +290,7 @@ class Keyring:
 
     def rotate_server_key(self, user: User, old_secret: str, new_secret: str) -> Enrolled:
         """A new server-held key while the old one is valid: the old key signs `key.rotate`."""
-        old, old_signer = self.unlock(user, old_secret)
+        old, old_signer = self.unlock(user, old_secret, reset_failures=False)
         sealed = seal_new_key(new_secret, scrypt_n=self.scrypt_n, pepper=self.pepper)
         return self._rotate(
             user,
@@ -304,7 +308,7 @@ class Keyring:
         self, user: User, old_secret: str, passkey: RegisteredPasskey
     ) -> Enrolled:
         """Move from a server-held key to a passkey: the old key signs `key.rotate`."""
-        old, old_signer = self.unlock(user, old_secret)
+        old, old_signer = self.unlock(user, old_secret, reset_failures=False)
         return self._rotate(
             user,
             old,
@@ -352,7 +356,13 @@ class Keyring:
             signature = server_signature_of(expected)
         else:  # pragma: no cover - one of the two is always given
             raise DataInvalid("Thiếu chữ ký.", en="The signature is missing.", field="signature")
-        check_signature(old, expected, signature)
+        # The old key's signature is checked (and the new key sealed, by the callers) before
+        # the write lock; under it the old key must still be the person's signing key (not
+        # revoked or rotated meanwhile), and a passkey's counter must rise.
+        verified = verify_signature(old, expected, signature)
+        if _write_now(self.session):
+            old = self.signing_key(user)
+        accept_counter(old, verified, signature)
         rotation = append_decision(
             self.session, decision=expected, signature=signature, ts=self.clock()
         )
@@ -401,11 +411,13 @@ class Keyring:
         decision: Mapping[str, Any] | None = None,
         server_signer: UnlockedKey | None = None,
     ) -> int:
-        """Record the new key's first signature, a `key.confirm` decision; returns its seq."""
-        if key.login != user.login or key.revoked_seq is not None:
-            raise NotPermitted(
-                "Khóa này không phải của bạn.", en="This key is not yours.", field="key"
-            )
+        """Record the new key's first signature, a `key.confirm` decision; returns its seq.
+
+        In a read_first() session the signature is checked before the write lock; under it
+        the key is read and checked again (still the person's, not revoked, not confirmed
+        meanwhile) and the passkey's counter must rise.
+        """
+        _check_own(user, key)
         if key.confirmed_seq is not None:
             return key.confirmed_seq
         expected = self.key_decision(user, key, "key.confirm", {"key_id": key.key_id})
@@ -416,7 +428,12 @@ class Keyring:
             signature = server_signature(expected, server_signer.private)
         if signature is None:
             raise DataInvalid("Thiếu chữ ký.", en="The signature is missing.", field="signature")
-        check_signature(key, expected, signature)
+        verified = verify_signature(key, expected, signature)
+        if _write_now(self.session):
+            _check_own(user, key)
+            if key.confirmed_seq is not None:
+                return key.confirmed_seq
+        accept_counter(key, verified, signature)
         event = append_decision(
             self.session, decision=expected, signature=signature, ts=self.clock()
         )
@@ -493,6 +510,20 @@ class Keyring:
         key = self.active_key(user.login)
         if key is not None:
             self.revoke(key, reason="revoked by admin", by=by.login)
+
+
+def _write_now(session: Session) -> bool:
+    """End a read_first() transaction, its slow checks done, and take the write lock (the log
+    head) at once; objects read so far are read again under it. Whether it did."""
+    if not begin_write(session):
+        return False
+    lock_head(session)
+    return True
+
+
+def _check_own(user: User, key: SigningKey) -> None:
+    if key.login != user.login or key.revoked_seq is not None:
+        raise NotPermitted("Khóa này không phải của bạn.", en="This key is not yours.", field="key")
 
 
 def _require_admin(by: User, user: User) -> None:

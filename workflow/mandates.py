@@ -35,10 +35,11 @@ from expense_audit.mandates import (
 
 from .audit import append_decision, format_ts, lock_head
 from .clock import Clock, utcnow
+from .db import begin_write, reading_first
 from .directory import Directory
 from .enrollment import same_except_issued
-from .models import AuditEvent, MandateRow, User
-from .signatures import check_signature
+from .models import AuditEvent, MandateRow, SigningKey, User
+from .signatures import accept_counter, verify_signature
 
 # Titles of the roles on papers and mails ("KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long").
 ROLE_TITLES: Mapping[str, Mapping[str, str]] = {
@@ -211,7 +212,11 @@ class Mandates:
     def commit(
         self, decision: Mapping[str, Any], signature: Mapping[str, Any], actor: User
     ) -> AuditEvent:
-        """Append a signed grant or revocation: checked again under the head lock."""
+        """Append a signed grant or revocation: every check again under the write lock.
+
+        A refusal raises a WorkflowError and the caller rolls back: nothing is written.
+        """
+        # 1. Well formed, and the actor's own grant or revocation.
         checked = check_decision(decision)
         if checked["actor"] != actor.login or checked["action"] not in (GRANT, REVOKE):
             raise NotPermitted(
@@ -219,20 +224,27 @@ class Mandates:
                 en="This decision is not yours.",
                 field="decision",
             )
+        # 2. In a read_first() session (the web's signing views), steps 3-4 run first without
+        # the write lock, the signature included, and again under it (without the signature).
+        verified = None
+        if reading_first(self.session):
+            key = self._check_signed(checked, actor, seq=0)
+            verified = verify_signature(key, checked, signature)
+            begin_write(self.session)  # everything read so far is read again under the lock
+        # 3. The write lock (in turn) and the log head; then the decision is still the one the
+        # server would prepare now (the mandate not revoked meanwhile, the delegate still
+        # active ...), signed with the actor's key of now.
         head = lock_head(self.session)
-        key = self.directory.keyring.signing_key(actor)
-        expected = self._decision(
-            actor, checked["action"], checked["role"], checked["data"], checked["comment"]
-        )
-        same_except_issued(checked, expected)
-        self._check(checked, seq=head.seq + 1, event_hash="0" * 64)
-        if checked["key"] != key.key_id:
-            raise DataInvalid(
-                "Khóa ký đã thay đổi: hãy ký lại.",
-                en="Your signing key changed: sign again.",
-                field="key",
-            )
-        check_signature(key, checked, signature)
+        key = self._check_signed(checked, actor, seq=head.seq + 1)
+        # 4. The signature: verified before the lock by the same key (not revoked or replaced
+        # meanwhile), or now; a passkey's counter rises; a server-held key that signed starts
+        # its count of wrong secrets again.
+        if verified is None:
+            verified = verify_signature(key, checked, signature)
+        accept_counter(key, verified, signature)
+        if key.failed_attempts:
+            key.failed_attempts = 0
+        # 5. Append, and keep the index of mandates.
         event = append_decision(
             self.session, decision=checked, signature=signature, ts=self.clock(), head=head
         )
@@ -259,10 +271,27 @@ class Mandates:
         self.session.flush()
         return event
 
+    def _check_signed(self, checked: Mapping[str, Any], actor: User, *, seq: int) -> SigningKey:
+        """Step 3 of commit(): the decision as it would be prepared now, the rules, the key."""
+        key = self.directory.keyring.signing_key(actor)
+        expected = self._decision(
+            actor, checked["action"], checked["role"], checked["data"], checked["comment"]
+        )
+        same_except_issued(checked, expected)
+        self._check(checked, seq=seq, event_hash="0" * 64)
+        if checked["key"] != key.key_id:
+            raise DataInvalid(
+                "Khóa ký đã thay đổi: hãy ký lại.",
+                en="Your signing key changed: sign again.",
+                field="key",
+            )
+        return key
+
     def grant(self, delegator: User, secret: str, **mandate: Any) -> AuditEvent:
-        """Grant a mandate signed with the delegator's server-held key (CLI, demo, tests)."""
+        """Grant a mandate signed with the delegator's server-held key (the web's form, CLI,
+        demo); in a read_first() session the key unlocks before the write lock."""
         decision = self.prepare_grant(delegator, **mandate)
-        _key, signer = self.directory.keyring.unlock(delegator, secret)
+        _key, signer = self.directory.keyring.unlock(delegator, secret, reset_failures=False)
         return self.commit(decision, server_signature(decision, signer.private), delegator)
 
     def revoke(
@@ -270,7 +299,7 @@ class Mandates:
     ) -> AuditEvent:
         """Revoke a mandate early, signed with the delegator's server-held key."""
         decision = self.prepare_revoke(delegator, seq, comment)
-        _key, signer = self.directory.keyring.unlock(delegator, secret)
+        _key, signer = self.directory.keyring.unlock(delegator, secret, reset_failures=False)
         return self.commit(decision, server_signature(decision, signer.private), delegator)
 
     # --- helpers ------------------------------------------------------------------------------

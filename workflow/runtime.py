@@ -27,6 +27,7 @@ from .certificates import CertificateRegistry
 from .clock import Clock, utcnow
 from .cosigning import HttpWitness, WitnessClient, submit_checkpoint
 from .db import (
+    DEFAULT_WRITE_TIMEOUT,
     create_schema,
     make_engine,
     schema_session_factory,
@@ -65,6 +66,8 @@ class Settings:
     # A folder of the CA certificates (PEM or DER) that signed forms must chain to (issue 14):
     # the national root and the licensed CAs' certificates; unset, no signed form is accepted.
     ca_roots: Path | None = None
+    # Seconds a SQLite writer waits for its turn before it is told the system is busy.
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
 
     def __post_init__(self) -> None:
         # NOTE: the origin is the checkpoints' key name: refuse at start-up what the signed-note
@@ -92,6 +95,7 @@ class Settings:
             ca_roots=Path(env["EXPENSES_CA_ROOTS"]) if env.get("EXPENSES_CA_ROOTS") else None,
             witness_url=env.get("EXPENSES_WITNESS_URL") or None,
             witness_key=env.get("EXPENSES_WITNESS_KEY") or None,
+            write_timeout=float(env.get("EXPENSES_WRITE_TIMEOUT", defaults.write_timeout)),
         )
 
 
@@ -125,7 +129,11 @@ class Runtime:
                 parents=True, exist_ok=True
             )
         self._owns_engine = engine is None
-        self.engine: Engine = engine if engine is not None else make_engine(settings.database_url)
+        self.engine: Engine = (
+            engine
+            if engine is not None
+            else make_engine(settings.database_url, write_timeout=settings.write_timeout)
+        )
         self.sessions: sessionmaker[Session] = (
             session_factory(self.engine)
             if schema is None
@@ -152,7 +160,11 @@ class Runtime:
         if self._read_sessions is None:
             if self.engine.dialect.name == "sqlite":
                 self._read_sessions = session_factory(
-                    make_engine(self.settings.database_url, read_only=True)
+                    make_engine(
+                        self.settings.database_url,
+                        read_only=True,
+                        write_timeout=self.settings.write_timeout,
+                    )
                 )
             else:
                 self._read_sessions = self.sessions

@@ -13,7 +13,7 @@ from workflow.mailer import failed_mails
 from workflow.models import CaCertificate, User
 from workflow.notify import queue_code_mail
 
-from ..context import db, directory, me, roles_required, runtime
+from ..context import db, directory, me, reads_first, roles_required, runtime
 from ..errors import attempt
 from . import bp
 from .forms import CodeForm, ConfirmForm, RolesForm, UserForm
@@ -22,6 +22,7 @@ MAX_CERTIFICATE = 64 * 1024
 
 
 @bp.route("/users", methods=["GET", "POST"])
+@reads_first
 @roles_required("admin")
 def users() -> str | Response:
     """Accounts with their roles and keys; create an account."""

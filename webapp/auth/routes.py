@@ -174,15 +174,17 @@ def logout() -> Response:
 
 
 @bp.route("/password", methods=["GET", "POST"])
+@reads_first
 @login_required
 def password() -> str | Response:
     """Change your password; your other sessions end."""
     form = PasswordForm()
     user = me()
     if form.validate_on_submit():
+        checked = user.password_hash  # the new hash runs before the write lock (read_first)
         if not directory().check_password(user, form.current.data):
             flash(_("Wrong password."), "error")
-        elif attempt(lambda: directory().set_password(user, form.new.data)):
+        elif attempt(lambda: directory().set_password(user, form.new.data, checked_hash=checked)):
             session["epoch"] = user.session_epoch  # this session goes on
             flash(_("Password changed. Your other sessions have been signed out."), "success")
             return redirect(url_for("requests.home"))
@@ -204,6 +206,7 @@ def language() -> Response:
 
 
 @bp.route("/signing-key", methods=["GET", "POST"])
+@reads_first
 @login_required
 def signing_key() -> str | Response:
     """Register a passkey (the normal way); or, without a passkey device, a server-held key:
@@ -238,6 +241,7 @@ def _user_handle(user: User) -> bytes:
 
 
 @bp.post("/signing-key/passkey/options")
+@reads_first
 @login_required
 def passkey_options() -> tuple[Response, int] | Response:
     """Options for navigator.credentials.create(): a fresh random challenge (single use)."""
@@ -273,6 +277,7 @@ def _b64decode(text: str) -> bytes:
 
 
 @bp.post("/signing-key/passkey")
+@reads_first
 @login_required
 def passkey_register() -> tuple[Response, int] | Response:
     """Enter the new passkey in the log (with the admin's code, or signed off by the current
@@ -339,6 +344,7 @@ def _rotation(user: User, current: SigningKey, new: RegisteredPasskey) -> dict[s
 
 
 @bp.post("/signing-key/passkey/rotate")
+@reads_first
 @login_required
 def passkey_rotate() -> tuple[Response, int] | Response:
     """The current passkey's signature over `key.rotate`: the new passkey (kept since the
@@ -389,6 +395,7 @@ def passkey_confirmation() -> tuple[Response, int] | Response:
 
 
 @bp.post("/signing-key/passkey/confirm")
+@reads_first
 @login_required
 def passkey_confirm() -> tuple[Response, int] | Response:
     """The new passkey's first signature (proof of possession): a `key.confirm` event."""

@@ -21,7 +21,16 @@ from workflow.signatures import PASSKEY, SignatureRefused
 
 from .. import passkey
 from ..choices import choices
-from ..context import acting_roles, db, directory, login_required, me, runtime, service
+from ..context import (
+    acting_roles,
+    db,
+    directory,
+    login_required,
+    me,
+    reads_first,
+    runtime,
+    service,
+)
 from ..errors import message_for
 from ..templating import role_label
 from . import bp
@@ -93,6 +102,7 @@ def page() -> tuple[str, int]:
 
 
 @bp.post("/mandates")
+@reads_first
 @login_required
 def grant() -> Response | tuple[str, int]:
     """Grant a mandate signed with the server-held key (people without a passkey)."""
@@ -118,6 +128,7 @@ def grant() -> Response | tuple[str, int]:
 
 
 @bp.post("/mandates/<int:seq>/revoke")
+@reads_first
 @login_required
 def revoke(seq: int) -> Response | tuple[str, int]:
     """End a mandate early, signed with the server-held key."""
@@ -195,6 +206,7 @@ def revoke_decision(seq: int) -> Response | tuple[Response, int]:
 
 
 @bp.post("/mandates/sign")
+@reads_first
 @login_required
 def sign() -> Response | tuple[Response, int]:
     """Record a grant or a revocation the passkey signed; a refusal writes nothing."""

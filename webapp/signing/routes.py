@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from expense_audit.errors import WorkflowError
 
-from ..context import db, login_required, me, runtime, visible_request
+from ..context import db, login_required, me, reads_first, runtime, visible_request
 from ..errors import message_for
 from ..requests.routes import form_bytes
 from ..uploads import path_for
@@ -49,6 +49,7 @@ def challenge(nonce: str) -> Response | tuple[Response, int]:
 
 
 @bp.post("/certificate/<nonce>")
+@reads_first
 @login_required
 def prove(nonce: str) -> Response | tuple[Response, int]:
     """The token's signature over the challenge: the certificate enters the log (JSON)."""
@@ -85,6 +86,7 @@ def waiting() -> Response:
 
 
 @bp.post("/requests/<reqno:number>/signed-form")
+@reads_first
 @login_required
 def upload(number: str) -> Response | tuple[Response, int]:
     """Accept the form signed with the person's registered CA certificate (PAdES)."""
