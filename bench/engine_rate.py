@@ -7,7 +7,7 @@ The raw append and the chain run in alternating blocks (--rounds) so that the ma
 weighs on both alike; the time each holds the write lock is printed beside them; with
 --workers N both run again in N processes at once.
 
---postgres starts a throw-away cluster with scripts/pg.sh and measures PostgreSQL as well.
+--postgres starts a throw-away cluster with scripts/pg.sh (fsync on) and measures PostgreSQL as well.
 Keys use a low scrypt cost here so the engine is measured, not the key derivation; the cost of one
 unlock at the production cost is printed separately.
 """
@@ -321,6 +321,7 @@ def main() -> None:
                 **os.environ,
                 "PG_TEST_PORT": os.environ.get("PG_TEST_PORT", "54339"),
                 "PG_TEST_DIR": os.environ.get("PG_TEST_DIR", "/tmp/expenses-pg-bench"),
+                "PG_FSYNC": "on",  # production durability (synchronous_commit is on by default)
             }
             started = subprocess.run(
                 ["bash", str(PROJECT_ROOT / "scripts" / "pg.sh"), "start"],
