@@ -1,0 +1,92 @@
+"""Attacks on the step worked out in a snapshot before the write lock (ApprovalService.commit):
+state a step depends on that changes without an event, a passkey counter spent outside a step,
+and two steps that race on one request or one budget line. Each must be refused (and write
+nothing) exactly where the check under the lock refused it, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from expense_audit.verify import verify_bundle
+from expense_audit.webauthn import b64url_decode
+from workflow.bundle import export_bundle
+
+from .factories import SECRET, School
+from .softauthn import SoftAuthenticator
+from .test_web_mandates import KT, mandates
+from .test_web_passkeys import _confirm, _phone, _register
+from .web import AuthActions, Browser, text
+
+
+def _sign_with_counter(
+    browser: Browser, phone: SoftAuthenticator, number: str, trigger: str, sign_count: int
+) -> Any:
+    prepared = browser.post_json(f"/requests/{number}/decision", {"trigger": trigger})
+    assert prepared.status_code == 200, text(prepared)
+    payload = prepared.get_json()
+    credential = phone.get(b64url_decode(payload["publicKey"]["challenge"]), sign_count=sign_count)
+    return browser.post_json(
+        f"/requests/{number}/sign", {"decision": payload["decision"], "credential": credential}
+    )
+
+
+def _log_verifies(school: School, folder: Path) -> None:
+    with school.runtime.transaction() as session:
+        export_bundle(
+            session,
+            folder / "b.zip",
+            institution=school.runtime.institution,
+            now=school.runtime.now(),
+        )
+    report = verify_bundle(folder / "b.zip")
+    assert report.valid, report.problems
+
+
+def test_a_counter_spent_confirming_the_passkey_is_refused_on_a_later_step(
+    app: Flask, auth: AuthActions, school: School, tmp_path: Path
+) -> None:
+    """hanh's phone confirms her new passkey at counter 41; a copy of the authenticator that
+    stayed at counter 7 then signs a submit. The counter went back (a cloned key): refused,
+    nothing written, and the log still verifies (the verifier judges counters across every
+    event the key signed, the confirmation included)."""
+    hanh, phone = auth.session("hanh"), _phone()
+    pending = _register(hanh, phone, old_secret=SECRET)
+    phone.sign_count = 40
+    _confirm(hanh, phone, pending)
+    number = school.draft(owner="hanh")
+    before = school.snapshot(number)
+    signed = _sign_with_counter(hanh, phone, number, "submit", sign_count=7)
+    assert signed.status_code == 422, text(signed)
+    assert signed.get_json()["code"] == "signature_refused"
+    assert school.snapshot(number) == before
+    assert school.request(number) is None
+    _log_verifies(school, tmp_path)
+
+
+def test_a_counter_spent_granting_a_mandate_is_refused_on_a_later_step(
+    app: Flask, auth: AuthActions, school: School, tmp_path: Path
+) -> None:
+    """Toàn grants a mandate with his passkey at counter 31; a copy of the authenticator at
+    counter 12 then approves a request: refused, nothing written, the log still verifies."""
+    number = school.to_state("forwarded")
+    toan, phone = auth.session("toan"), _phone()
+    _confirm(toan, phone, _register(toan, phone, old_secret=SECRET))
+    body = {**KT, "csrf_token": toan.token}
+    prepared = toan.post_json("/mandates/decision", body)
+    assert prepared.status_code == 200, text(prepared)
+    payload = prepared.get_json()
+    credential = phone.get(b64url_decode(payload["publicKey"]["challenge"]), sign_count=31)
+    granted = toan.post_json(
+        "/mandates/sign", {"decision": payload["decision"], "credential": credential}
+    )
+    assert granted.status_code == 200 and mandates(school), text(granted)
+    before = school.snapshot(number)
+    signed = _sign_with_counter(toan, phone, number, "approve", sign_count=12)
+    assert signed.status_code == 422, text(signed)
+    assert signed.get_json()["code"] == "signature_refused"
+    assert school.snapshot(number) == before
+    _log_verifies(school, tmp_path)
