@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import Flask
 
+from expense_audit.errors import WorkflowError
 from expense_audit.verify import verify_bundle
 from expense_audit.webauthn import b64url_decode
 from workflow.bundle import export_bundle
@@ -19,6 +20,7 @@ from .factories import SECRET, School
 from .softauthn import SoftAuthenticator
 from .test_web_mandates import KT, mandates
 from .test_web_passkeys import _confirm, _phone, _register
+from .test_write_lock import WAIT, _in_thread, _until, _waiting_writers
 from .web import AuthActions, Browser, text
 
 
@@ -90,3 +92,38 @@ def test_a_counter_spent_granting_a_mandate_is_refused_on_a_later_step(
     assert signed.get_json()["code"] == "signature_refused"
     assert school.snapshot(number) == before
     _log_verifies(school, tmp_path)
+
+
+def test_a_draft_edit_still_open_when_its_submission_takes_the_lock_is_not_lost(
+    school: School,
+) -> None:
+    """hanh saves a new amount in one tab (her edit has read the draft as editable and written
+    it, not yet committed) while the other tab's submission, worked out in a snapshot before,
+    takes the write lock. The edit appends no event; the submission must not bind the old
+    amount and leave the draft saying another, "saved" after the request was sent: it waits
+    for the edit and is refused, the draft keeps the new amount. (SQLite: the edit holds the
+    write lock. PostgreSQL: it holds the draft's row, which the submission must read locked.)"""
+    runtime = school.runtime
+    number = school.draft("hanh")
+    edit = runtime.sessions()
+    try:
+        service = runtime.service(edit)
+        owner = service.directory.get_user("hanh")
+        assert owner is not None
+        service.update_draft(number, owner, amount="1.500.000")
+        waiting = _waiting_writers(runtime)
+        thread, result = _in_thread(lambda: school.act(number, "submit", "hanh"))
+        _until(lambda: not thread.is_alive() or _waiting_writers(runtime) > waiting)
+        edit.commit()
+    finally:
+        edit.close()
+    thread.join(WAIT * 2)
+    assert not thread.is_alive()
+    with runtime.transaction() as session:
+        draft = runtime.service(session).current(number).draft
+        assert draft is not None and draft.amount_vnd == 1_500_000
+    row = school.request(number)
+    if row is not None:  # submitted: then with the amount the draft says, never the old one
+        assert row.amount_vnd == 1_500_000, "submitted 1.800.000; the draft says 1.500.000"
+    else:
+        assert isinstance(result.get("error"), WorkflowError), result
