@@ -11,12 +11,13 @@ from typing import Any
 
 from flask import Flask
 
-from expense_audit.errors import WorkflowError
+from expense_audit.errors import GuardRefused, WorkflowError
 from expense_audit.verify import verify_bundle
 from expense_audit.webauthn import b64url_decode
 from workflow.bundle import export_bundle
+from workflow.db import read_first
 
-from .factories import SECRET, School
+from .factories import QUOTE, QUOTE2, SECRET, School
 from .softauthn import SoftAuthenticator
 from .test_web_mandates import KT, mandates
 from .test_web_passkeys import _confirm, _phone, _register
@@ -127,3 +128,47 @@ def test_a_draft_edit_still_open_when_its_submission_takes_the_lock_is_not_lost(
         assert row.amount_vnd == 1_500_000, "submitted 1.800.000; the draft says 1.500.000"
     else:
         assert isinstance(result.get("error"), WorkflowError), result
+
+
+def test_two_approvals_checked_in_snapshots_before_either_commits_do_not_overrun_the_line(
+    school: School,
+) -> None:
+    """Two requests on the library line, 10 million each, 18 million a year: each alone
+    fits. The principal approves both in two tabs, each checked (allocation guard included)
+    before the other was written. The second one's head has moved under the lock, so it is
+    checked again with the first's commitment (the budget totals' row moved by an increment)
+    and refused: the line is not overrun."""
+    runtime = school.runtime
+    first, second = (
+        school.to_state(
+            "forwarded",
+            line="SW-LIB",
+            amount="10.000.000",
+            budget_year=2025,
+            attachments=[QUOTE, QUOTE2],
+        )
+        for _ in range(2)
+    )
+    tabs = [runtime.sessions(), runtime.sessions()]
+    try:
+        services = []
+        for tab, number in zip(tabs, (first, second), strict=True):
+            read_first(tab)
+            service = runtime.service(tab)
+            toan = service.directory.get_user("toan")
+            assert toan is not None
+            service.prepare(number, "approve", toan)  # both snapshots begin here
+            services.append((service, toan))
+        for (service, toan), tab, number in zip(services, tabs, (first, second), strict=True):
+            try:
+                service.act(number, "approve", toan, SECRET)
+                tab.commit()
+            except GuardRefused as refusal:
+                tab.rollback()
+                assert number == second
+                assert refusal.rule in ("within_norm", "within_allocation")
+    finally:
+        for tab in tabs:
+            tab.close()
+    assert school.request(first).state == "approved"  # type: ignore[union-attr]
+    assert school.request(second).state == "forwarded"  # type: ignore[union-attr]
