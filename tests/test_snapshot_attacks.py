@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import event
 
 from expense_audit.errors import GuardRefused, WorkflowError
 from expense_audit.verify import verify_bundle
 from expense_audit.webauthn import b64url_decode
 from workflow.bundle import export_bundle
 from workflow.db import read_first
+from workflow.models import Request
 
 from .factories import QUOTE, QUOTE2, SECRET, School
 from .softauthn import SoftAuthenticator
@@ -172,3 +174,45 @@ def test_two_approvals_checked_in_snapshots_before_either_commits_do_not_overrun
             tab.close()
     assert school.request(first).state == "approved"  # type: ignore[union-attr]
     assert school.request(second).state == "forwarded"  # type: ignore[union-attr]
+
+
+def test_a_step_written_after_a_moved_head_reads_no_other_request_again_under_the_lock(
+    school: School,
+) -> None:
+    """A session that has loaded other requests (a queue, a batch) signs one whose head moved
+    meanwhile (full path: everything expired and read again). Once the event is written,
+    forgetting what it wrote must not load every expired request row again under the lock;
+    the step's own row, asked for afterwards, shows the new state."""
+    runtime = school.runtime
+    others = [school.to_state("submitted") for _ in range(3)]
+    mine, theirs = school.draft("hanh"), school.draft("nga")
+    statements: list[str] = []
+    session = runtime.sessions()
+    try:
+        read_first(session)
+        loaded = [session.get(Request, number) for number in others]
+        assert all(row is not None for row in loaded)
+        hanh = runtime.directory(session).get_user("hanh")
+        assert hanh is not None
+        service = runtime.service(session)
+        service.prepare(mine, "submit", hanh)
+        school.act(theirs, "submit", "nga")  # the head moves: the full path
+        listen = session.get_bind()
+
+        def record(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements.append(statement)
+
+        event.listen(listen, "before_cursor_execute", record)
+        try:
+            service.act(mine, "submit", hanh, SECRET)
+        finally:
+            event.remove(listen, "before_cursor_execute", record)
+        after_insert = statements[
+            next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO audit_events")) :
+        ]
+        assert not [s for s in after_insert if "FROM requests" in s], after_insert
+        row = session.get(Request, mine)
+        assert row is not None and row.state == "submitted"
+        session.commit()
+    finally:
+        session.close()

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from expense_audit.projection import PROJECTION_FIELDS, Projection
@@ -157,11 +157,10 @@ def _store_projection(
 
 def forget_written(session: Session, step: StepWrites) -> None:
     """Expire the ORM objects of rows written here, so the session reads them again if asked."""
-    number = step.after["number"]
+    written = {(Request, (step.after["number"],)), (SigningKey, (step.key_id,))}
+    # NOTE: judged by identity keys, not attributes: reading an attribute of an object already
+    # expired (the full path expires everything) would load its row again, under the lock.
     for instance in list(session.identity_map.values()):
-        if (
-            isinstance(instance, (LogHead, BudgetTotal))
-            or (isinstance(instance, Request) and instance.number == number)
-            or (isinstance(instance, SigningKey) and instance.key_id == step.key_id)
-        ):
+        key = inspect(instance).identity_key
+        if key is not None and (key[0] in (LogHead, BudgetTotal) or key[:2] in written):
             session.expire(instance)
