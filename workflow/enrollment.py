@@ -45,7 +45,7 @@ from .keys import (
 )
 from .models import EnrollmentCode, SigningFailure, SigningKey, User
 from .passkeys import RegisteredPasskey
-from .signatures import PASSKEY, SERVER_HELD, accept_counter, b64url, verify_signature
+from .signatures import PASSKEY, SERVER_HELD, b64url, keep_counter, verify_signature
 
 CODE_LIFETIME = timedelta(hours=72)
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or from paper
@@ -362,7 +362,7 @@ class Keyring:
         verified = verify_signature(old, expected, signature)
         if _write_now(self.session):
             old = self.signing_key(user)
-        accept_counter(old, verified, signature)
+        keep_counter(old, verified, signature)
         rotation = append_decision(
             self.session, decision=expected, signature=signature, ts=self.clock()
         )
@@ -433,7 +433,7 @@ class Keyring:
             _check_own(user, key)
             if key.confirmed_seq is not None:
                 return key.confirmed_seq
-        accept_counter(key, verified, signature)
+        keep_counter(key, verified, signature)
         event = append_decision(
             self.session, decision=expected, signature=signature, ts=self.clock()
         )

@@ -39,7 +39,7 @@ from .db import begin_write, reading_first
 from .directory import Directory
 from .enrollment import same_except_issued
 from .models import AuditEvent, MandateRow, SigningKey, User
-from .signatures import accept_counter, verify_signature
+from .signatures import keep_counter, verify_signature
 
 # Titles of the roles on papers and mails ("KT. HIỆU TRƯỞNG / PHÓ HIỆU TRƯỞNG Nguyễn Văn Long").
 ROLE_TITLES: Mapping[str, Mapping[str, str]] = {
@@ -241,7 +241,7 @@ class Mandates:
         # its count of wrong secrets again.
         if verified is None:
             verified = verify_signature(key, checked, signature)
-        accept_counter(key, verified, signature)
+        keep_counter(key, verified, signature)
         if key.failed_attempts:
             key.failed_attempts = 0
         # 5. Append, and keep the index of mandates.

@@ -54,9 +54,7 @@ def check_signature(
     key: SigningKey, decision: Mapping[str, Any], signature: Mapping[str, Any]
 ) -> None:
     """Verify ``signature`` over ``decision`` with ``key``; a passkey's counter must go up."""
-    count = accept_counter(key, verify_signature(key, decision, signature), signature)
-    if count is not None:
-        key.sign_count = count
+    keep_counter(key, verify_signature(key, decision, signature), signature)
 
 
 def verify_signature(
@@ -103,6 +101,18 @@ def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, A
             reason="sign_count",
         )
     return verified.sign_count
+
+
+def keep_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> None:
+    """accept_counter() for a key read through the ORM, the counter kept on it for the next.
+
+    NOTE: every passkey use raises the counter the verifier holds the next one to (a key's
+    confirmation and a mandate's grant too, not only steps): one not kept here lets a cloned
+    authenticator's lower counter through, into an event the verifier flags.
+    """
+    count = accept_counter(key, checked, signature)
+    if count is not None:
+        key.sign_count = count
 
 
 def b64url(data: bytes) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from expense_audit.projection import PROJECTION_FIELDS, Projection
@@ -69,7 +69,10 @@ class StepWrites:
 # on SQLite), and these run at every step.
 _SEEN_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
 _LOCKED_HEAD = _SEEN_HEAD.with_for_update()
-_DRAFT = select(DRAFTS).where(DRAFTS.c.number == bindparam("number"))
+# NOTE: locked: an edit of the draft appends no event, and on PostgreSQL it holds the draft's row
+# (not the head) until it commits; read unlocked, a submission would bind the content before
+# the edit and the edit would then be saved into a request already sent.
+_LOCKED_DRAFT = select(DRAFTS).where(DRAFTS.c.number == bindparam("number")).with_for_update()
 _KNOWN_DEFINITIONS = select(DEFINITIONS.c.sha256).where(
     DEFINITIONS.c.sha256.in_(bindparam("hashes", expanding=True))
 )
@@ -94,8 +97,9 @@ def locked_head_row(session: Session) -> Any:
 
 
 def draft_row(session: Session, number: str) -> Any:
-    """A draft's row as it is now (Core: no ORM object to go stale), or None."""
-    return session.connection().execute(_DRAFT, {"number": number}).first()
+    """A draft's row as it is now, locked for this transaction (Core: no ORM object to go
+    stale), or None."""
+    return session.connection().execute(_LOCKED_DRAFT, {"number": number}).first()
 
 
 def unrecorded_definitions(session: Session, hashes: Sequence[str]) -> list[str]:
@@ -153,11 +157,10 @@ def _store_projection(
 
 def forget_written(session: Session, step: StepWrites) -> None:
     """Expire the ORM objects of rows written here, so the session reads them again if asked."""
-    number = step.after["number"]
+    written = {(Request, (step.after["number"],)), (SigningKey, (step.key_id,))}
+    # NOTE: judged by identity keys, not attributes: reading an attribute of an object already
+    # expired (the full path expires everything) would load its row again, under the lock.
     for instance in list(session.identity_map.values()):
-        if (
-            isinstance(instance, (LogHead, BudgetTotal))
-            or (isinstance(instance, Request) and instance.number == number)
-            or (isinstance(instance, SigningKey) and instance.key_id == step.key_id)
-        ):
+        key = inspect(instance).identity_key
+        if key is not None and (key[0] in (LogHead, BudgetTotal) or key[:2] in written):
             session.expire(instance)
