@@ -293,16 +293,48 @@ def test_district_inspector_sees_granted_schools_only(app: Flask, district: Dist
 def test_district_view_of_an_ungranted_school_is_not_found(app: Flask) -> None:
     from werkzeug.exceptions import NotFound
 
-    from webapp.district import SESSION_KEY, granted_school_or_404
+    from webapp.district import EPOCH_KEY, SESSION_KEY, granted_school_or_404
 
     with app.test_request_context("/district/"):
         from flask import session
 
         session[SESSION_KEY] = "thanhtra"
+        session[EPOCH_KEY] = district_epoch(app, "thanhtra")
         assert granted_school_or_404("beta").code == "beta"
         for code in ("alpha", "nosuch"):
             with pytest.raises(NotFound):
                 granted_school_or_404(code)
+
+
+def district_epoch(app: Flask, login: str) -> int:
+    user = app.extensions["district"].get_user(login)
+    assert user is not None
+    return int(user.session_epoch)
+
+
+def test_district_cookie_replayed_after_sign_out_is_refused(app: Flask) -> None:
+    """Signing out ends the session on the server: a copy of the cookie taken before (another
+    tab, a shared computer, a thief) opens neither the school list nor the dashboard."""
+    browser = SchoolBrowser(app, "/district")
+    browser.get("/login")
+    browser.post("/login", {"login": "thanhtra", "password": INSPECTOR_PASSWORD})
+    assert browser.get("/").status_code == 200
+    name, path = app.config["SESSION_COOKIE_NAME"], app.config["SESSION_COOKIE_PATH"] or "/"
+    stolen = browser.client.get_cookie(name, path=path)
+    assert stolen is not None
+    browser.get("/")
+    assert browser.post("/logout", {}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie(name, stolen.value, path=path)
+    for page in ("/district/", "/district/dashboard", "/district/dashboard/beta"):
+        response = thief.get(page)
+        assert response.status_code in (302, 403, 404), page
+        assert "thanhtra" not in response.get_data(as_text=True), page
+    assert thief.get("/district/").headers["Location"].startswith("/district/login")
+    again = SchoolBrowser(app, "/district")  # signing in again opens a new session
+    again.get("/login")
+    again.post("/login", {"login": "thanhtra", "password": INSPECTOR_PASSWORD})
+    assert again.get("/").status_code == 200
 
 
 def test_district_session_is_not_a_school_session(app: Flask) -> None:

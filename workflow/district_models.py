@@ -45,6 +45,9 @@ class DistrictUser(DistrictBase):
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Sessions carry the epoch they were opened in; signing out moves it on, which ends every
+    # session of the account on the server (cookies are only signed, not stored).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Grant(DistrictBase):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -388,6 +388,15 @@ class District:
             if user is not None:
                 session.expunge(user)
             return user
+
+    def end_sessions(self, login: str) -> None:
+        """Sign the account out everywhere: its open sessions' epoch is no longer its own."""
+        with self.transaction() as session:
+            session.execute(
+                update(DistrictUser)
+                .where(DistrictUser.login == login)
+                .values(session_epoch=DistrictUser.session_epoch + 1)
+            )
 
     def authenticate(
         self, login: str, password: str, *, address: str, limits: Limits = _LIMITS

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Blueprint, abort, current_app, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
 
+from workflow.district_models import DistrictUser
 from workflow.tenancy import District, GrantedSchool
 
 bp = Blueprint("district", __name__, url_prefix="/district")
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_KEY = "district_login"
+EPOCH_KEY = "district_epoch"  # the account's session epoch when this session was opened
 
 
 def district() -> District:
@@ -27,10 +29,24 @@ def district() -> District:
     return found
 
 
+def current_district_user() -> DistrictUser | None:
+    """The signed-in district account, or None: the session's login, active, and the session
+    opened in the account's current epoch (signing out moves it on, so a copy of the cookie
+    replayed later finds no one)."""
+    if "district_user" not in g:
+        login = session.get(SESSION_KEY)
+        user = district().get_user(login) if isinstance(login, str) else None
+        if user is not None and session.get(EPOCH_KEY) != user.session_epoch:
+            user = None
+        g.district_user = user
+    found: DistrictUser | None = g.district_user
+    return found
+
+
 def current_district_login() -> str | None:
-    """The signed-in district account's login, or None."""
-    login = session.get(SESSION_KEY)
-    return login if isinstance(login, str) else None
+    """The signed-in district account's login, or None (see current_district_user)."""
+    user = current_district_user()
+    return user.login if user is not None else None
 
 
 def granted_school_or_404(code: str) -> GrantedSchool:
@@ -50,9 +66,9 @@ def district_login_required(view: F) -> F:
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        login = current_district_login()
-        if login is None or district().get_user(login) is None:
+        if current_district_user() is None:
             session.pop(SESSION_KEY, None)
+            session.pop(EPOCH_KEY, None)
             return redirect(url_for("district.login", next=request.path))
         return view(*args, **kwargs)
 

@@ -173,12 +173,11 @@ def create_district_app(
 
     @app.context_processor
     def district_globals() -> dict[str, Any]:
-        from . import current_district_login
+        from . import current_district_user
 
-        login = current_district_login()
         return {
             "lang": _district_locale(),
-            "district_user": district.get_user(login) if login else None,
+            "district_user": current_district_user(),
             "district_role_label": _role_label,
         }
 

@@ -33,7 +33,7 @@ class DistrictDashboardAccess:
     def granted(self) -> list[SchoolSource] | None:
         """The signed-in district account's schools; None without a district session."""
         login = current_district_login()
-        if login is None or self.district.get_user(login) is None:
+        if login is None:
             return None
         return [source_of(school) for school in self.district.granted_schools(login)]
 

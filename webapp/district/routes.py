@@ -9,7 +9,15 @@ from werkzeug.wrappers import Response
 from workflow.signin import LoginThrottled
 
 from ..auth.forms import LanguageForm, LoginForm
-from . import SESSION_KEY, bp, current_district_login, district, district_login_required
+from . import (
+    EPOCH_KEY,
+    SESSION_KEY,
+    bp,
+    current_district_login,
+    current_district_user,
+    district,
+    district_login_required,
+)
 
 
 def _safe_next(target: str | None) -> str:
@@ -35,6 +43,7 @@ def login() -> Response | str | tuple[str, int]:
             session.clear()
             session.permanent = True
             session[SESSION_KEY] = user.login
+            session[EPOCH_KEY] = user.session_epoch
             return redirect(_safe_next(request.args.get("next")))
         flash(_("Wrong login or password."), "error")
     return render_template("district/login.html", form=form)
@@ -42,7 +51,10 @@ def login() -> Response | str | tuple[str, int]:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """Sign the district account out."""
+    """Sign the district account out, here and wherever a copy of this session's cookie is."""
+    user = current_district_user()
+    if user is not None:
+        district().end_sessions(user.login)
     session.clear()
     return redirect(url_for("district.login"))
 
