@@ -259,6 +259,32 @@ def test_bulk_approval_asks_once_and_each_event_carries_the_batch(
     assert batches == {tuple(prepared["hashes"])}
 
 
+def test_a_cloned_passkey_claiming_a_batch_cannot_repeat_the_last_counter(
+    app: Flask, auth: AuthActions, school: School
+) -> None:
+    """Toàn's phone approves a batch at counter n. A copy of his passkey signs another batch at
+    the same counter n (a clone's trick to sign without raising the counter the real phone
+    would trip on): refused, nothing recorded; the real batch's own steps were all accepted."""
+    numbers = [school.to_state("forwarded"), school.to_state("forwarded", line="WEB")]
+    later = school.to_state("forwarded", line="SW-IMAS", amount="1.800.000")
+    toan, phone = _with_passkey(auth, "toan")
+    prepared = toan.post_json("/approvals/decisions", {"numbers": numbers}).get_json()
+    credential = phone.get(b64url_decode(prepared["publicKey"]["challenge"]))
+    answer = toan.post_json(
+        "/approvals/sign", {"decisions": prepared["decisions"], "credential": credential}
+    ).get_json()
+    assert answer["approved"] == numbers
+    clone = toan.post_json("/approvals/decisions", {"numbers": [later]}).get_json()
+    forged = phone.get(b64url_decode(clone["publicKey"]["challenge"]), sign_count=phone.sign_count)
+    before = school.snapshot(later)
+    refused = toan.post_json(
+        "/approvals/sign", {"decisions": clone["decisions"], "credential": forged}
+    ).get_json()
+    assert refused["approved"] == [] and [r["number"] for r in refused["refused"]] == [later]
+    assert "bộ đếm không tăng" in refused["refused"][0]["message"]
+    assert school.snapshot(later) == before
+
+
 def test_bulk_approval_reports_the_refused_ones(
     app: Flask, auth: AuthActions, school: School
 ) -> None:

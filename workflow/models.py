@@ -75,6 +75,8 @@ class SigningKey(Base):
     origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     confirmed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # sha256 of the bulk approval's challenge the last assertion signed (None: not a batch)
+    last_batch: Mapped[str | None] = mapped_column(String(64), nullable=True)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 

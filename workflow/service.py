@@ -637,9 +637,12 @@ class ApprovalService:
     ) -> StepWrites:
         """6. What the step writes: the event chained to ``head``, the projection, the key's
         counter, the mails (the caller writes it all or nothing)."""
-        sign_count = accept_counter(basis.key, verified, signature)
-        if sign_count == basis.key.sign_count:
-            sign_count = None  # unchanged (an authenticator without a counter, a batch)
+        use = accept_counter(basis.key, verified, signature)
+        if use is not None and (use.sign_count, use.batch) == (
+            basis.key.sign_count,
+            basis.key.last_batch,
+        ):
+            use = None  # unchanged (an authenticator without a counter, a batch's next step)
         current, transition = basis.current, basis.transition
         ts = format_ts(self.clock())
         body = make_log_body(
@@ -679,7 +682,7 @@ class ApprovalService:
             before=current.projection,
             after=projection,
             key_id=basis.key.key_id,
-            sign_count=sign_count,
+            counter=use,
             reset_failures=bool(basis.key.failed_attempts),
             definitions=[
                 (sha256, self.definitions.paths[sha256], self.definitions.files[sha256])

@@ -13,7 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from expense_audit.decision import verify_decision_signature
+from expense_audit.decision import batch_challenge, verify_decision_signature
 from expense_audit.errors import Refusal, WorkflowError
 from expense_audit.webauthn import Passkey, VerifiedAssertion, b64url_decode
 
@@ -73,9 +73,21 @@ def verify_signature(
     return Verified(key.key_id, verified)
 
 
-def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> int | None:
+@dataclass(frozen=True)
+class CounterUse:
+    """What a passkey's assertion leaves on its key for the next: the counter, and the batch
+    (its challenge, hex) when the assertion signed several decisions at once."""
+
+    sign_count: int
+    batch: str | None
+
+
+def accept_counter(
+    key: SigningKey, checked: Verified, signature: Mapping[str, Any]
+) -> CounterUse | None:
     """Under the write lock: the key is still the one that verified, and a passkey's counter
-    went up since its last use. Returns the counter to keep for the next (None: no passkey)."""
+    went up since its last use, or the use is the next decision of the batch the last one
+    signed. Returns what to keep on the key for the next (None: not a passkey)."""
     if key.key_id != checked.key_id:
         raise SignatureRefused(
             "Khóa ký đã thay đổi trong lúc ký. Không có gì được ghi.",
@@ -85,10 +97,15 @@ def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, A
     verified = checked.assertion
     if verified is None:
         return None
+    hashes = signature.get("batch")
+    batch = batch_challenge(hashes).hex() if hashes is not None else None
     # NOTE: a counter that does not rise points at a cloned authenticator (zero: not kept).
     # One assertion signs a whole batch, whose events are committed one by one: the same
-    # counter again is that batch's next decision (its challenge is bound to the list).
-    same_batch = signature.get("batch") is not None and verified.sign_count == key.sign_count
+    # counter again is accepted for that batch's next decision only (the verifier's rule,
+    # expense_audit.webauthn.SignCounters), not for any signature that says it is a batch.
+    same_batch = (
+        batch is not None and batch == key.last_batch and verified.sign_count == key.sign_count
+    )
     if (
         (verified.sign_count or key.sign_count)
         and verified.sign_count <= key.sign_count
@@ -100,19 +117,19 @@ def accept_counter(key: SigningKey, checked: Verified, signature: Mapping[str, A
             "Nothing was recorded.",
             reason="sign_count",
         )
-    return verified.sign_count
+    return CounterUse(verified.sign_count, batch)
 
 
 def keep_counter(key: SigningKey, checked: Verified, signature: Mapping[str, Any]) -> None:
-    """accept_counter() for a key read through the ORM, the counter kept on it for the next.
+    """accept_counter() for a key read through the ORM, what it returns kept on it for the next.
 
     NOTE: every passkey use raises the counter the verifier holds the next one to (a key's
     confirmation and a mandate's grant too, not only steps): one not kept here lets a cloned
     authenticator's lower counter through, into an event the verifier flags.
     """
-    count = accept_counter(key, checked, signature)
-    if count is not None:
-        key.sign_count = count
+    use = accept_counter(key, checked, signature)
+    if use is not None:
+        key.sign_count, key.last_batch = use.sign_count, use.batch
 
 
 def b64url(data: bytes) -> str:

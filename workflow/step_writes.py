@@ -30,6 +30,7 @@ from .models import (
     Request,
     SigningKey,
 )
+from .signatures import CounterUse
 
 EVENTS = cast(Table, AuditEvent.__table__)
 HEAD = cast(Table, LogHead.__table__)
@@ -57,7 +58,7 @@ class StepWrites:
     before: Projection | None  # the request's projection before the step (None: first event)
     after: Projection
     key_id: str
-    sign_count: int | None  # a passkey's new counter (None: unchanged)
+    counter: CounterUse | None  # a passkey's new counter and batch (None: unchanged)
     reset_failures: bool  # the key's count of wrong secrets starts again
     # sha256, path, content of the definition files the event names that the database did
     # not hold before the lock (usually none)
@@ -121,8 +122,9 @@ def write_step(session: Session, step: StepWrites) -> AuditEvent:
     _store_projection(connection, step.before, step.after)
     budget_totals.move_commitment(connection, step.before, step.after)
     values: dict[str, Any] = {"failed_attempts": 0} if step.reset_failures else {}
-    if step.sign_count is not None:
-        values["sign_count"] = step.sign_count
+    if step.counter is not None:
+        values["sign_count"] = step.counter.sign_count
+        values["last_batch"] = step.counter.batch
     if values:
         connection.execute(_UPDATE_KEY, {"row_key_id": step.key_id, **values})
     if step.mails:
