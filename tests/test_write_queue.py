@@ -137,6 +137,6 @@ def test_a_writer_left_waiting_too_long_is_told_the_system_is_busy(
     finally:
         done.set()
         blocker.join(WAIT)
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert "Hệ thống đang bận" in response.get_data(as_text=True)
     assert hanh.post("/language", {"language": "en"}).status_code == 302

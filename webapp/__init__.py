@@ -214,7 +214,7 @@ def _register_errors(app: Flask) -> None:
             return jsonify(ok=False, code="csrf", message=message), 400
         return render_template("error.html", code=400, title=titles[400](), message=message), 400
 
-    def busy() -> tuple[Any, int]:
+    def busy() -> tuple[Any, int, dict[str, str]]:
         db = g.pop("db", None)
         if db is not None:
             db.rollback()
@@ -222,17 +222,19 @@ def _register_errors(app: Flask) -> None:
         # The page itself only reads (the user's language): not in the writers' queue again.
         g.db = app.extensions["runtime"].read_sessions()
         message = _("The system is busy. Nothing was recorded: please try again in a moment.")
+        retry = {"Retry-After": "5"}  # seconds: a phone's offline queue waits this long
         if request.is_json:  # the page scripts' posts (passkey signing) read a JSON answer
-            return jsonify(ok=False, code="busy", message=message), 503
-        return render_template("error.html", code=503, title=_("Busy"), message=message), 503
+            return jsonify(ok=False, code="busy", message=message), 503, retry
+        page = render_template("error.html", code=503, title=_("Busy"), message=message)
+        return page, 503, retry
 
     @app.errorhandler(WriteBusy)
-    def write_busy(_error: WriteBusy) -> tuple[Any, int]:
+    def write_busy(_error: WriteBusy) -> tuple[Any, int, dict[str, str]]:
         """A writer waited longer than EXPENSES_WRITE_TIMEOUT for its turn (workflow.db)."""
         return busy()
 
     @app.errorhandler(OperationalError)
-    def database_locked(error: OperationalError) -> tuple[Any, int]:
+    def database_locked(error: OperationalError) -> tuple[Any, int, dict[str, str]]:
         """SQLite's own lock wait ran out ("database is locked"): busy too; anything else is
         a 500."""
         if "database is locked" not in str(error.orig):
