@@ -1,6 +1,7 @@
 """Web latency under load: gunicorn on 127.0.0.1, a bounded load generator, percentiles.
 
     python bench/web_load.py [--users 20 50] [--requests 200] [--big 100000] [--postgres]
+        [--scenarios queue_page submit_signed approve_signed submit_passkey approve_passkey]
 
 Production costs: every signing key is sealed with the default scrypt cost (EXPENSES_SCRYPT_N,
 as `flask users add` makes them) and passwords use werkzeug's real hash; --demo-keys uses the
@@ -8,9 +9,13 @@ demo's cheap keys instead (the figures of issue 12). --big 0 skips the table-siz
 
 Scenarios (each bounded by --requests and by --seconds): the review queue page, submitting a
 request (a signed step), approving one (a signed step), against the bare /healthz endpoint of
-the same app at the same concurrency. Then the queue and ledger pages with 1k and with --big
-requests in the table: the ratio shows whether their cost follows the page or the table.
-Only 127.0.0.1 is ever contacted.
+the same app at the same concurrency. The *_signed scenarios sign with the server-held key (the
+scrypt unlock runs on the server at every step); the *_passkey ones sign as a phone does: each
+virtual user is its own account, whose passkey (the tests' software authenticator) was enrolled
+through the web pages, and a step is two requests, the decision to sign and then the signed
+answer (the fingerprint in between is not timed). Then the queue and ledger pages with 1k and
+with --big requests in the table: the ratio shows whether their cost follows the page or the
+table. Only 127.0.0.1 is ever contacted.
 """
 
 from __future__ import annotations
@@ -26,17 +31,26 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from populate import populate
 
+from expense_audit.webauthn import b64url_decode
 from workflow import journeys
 from workflow.demo import DEMO_PASSWORD, DEMO_SECRET, PEOPLE, create_people
 from workflow.keys import DEFAULT_SCRYPT_N, InstitutionKey
 from workflow.runtime import PROJECT_ROOT, Runtime, Settings
 
+sys.path.insert(0, str(PROJECT_ROOT / "tests"))  # the tests' SMTP helper and soft authenticator
+from smtp_server import free_port  # noqa: E402
+from softauthn import SoftAuthenticator  # noqa: E402
+
+PASSKEY_SCENARIOS = {"submit_passkey": "submit", "approve_passkey": "approve"}
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 COOKIE = re.compile(r"session=([^;]+)")
 
@@ -51,13 +65,23 @@ class Client:
         self.token = ""
 
     def request(
-        self, method: str, path: str, form: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
+        *,
+        body_json: dict[str, Any] | None = None,
     ) -> tuple[int, str]:
         headers = {"Cookie": f"session={self.cookie}"} if self.cookie else {}
         body = None
         if form is not None:
             body = urlencode({"csrf_token": self.token, **form})
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body_json is not None:
+            # The page scripts send the page's CSRF token in a header with their JSON bodies.
+            body = json.dumps(body_json)
+            headers["Content-Type"] = "application/json"
+            headers["X-CSRFToken"] = self.token
         self.connection.request(method, path, body=body, headers=headers)
         response = self.connection.getresponse()
         text = response.read().decode("utf-8", "replace")
@@ -69,11 +93,27 @@ class Client:
             self.token = token.group(1)
         return response.status, text
 
-    def login(self, login: str) -> None:
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a JSON body as the page scripts do; the JSON answer (which must be a success)."""
+        status, text = self.request("POST", path, body_json=body)
+        assert status == 200, (path, status, text[:500])
+        answer: dict[str, Any] = json.loads(text)
+        return answer
+
+    def login(self, login: str, page: str | None = None) -> None:
+        """Sign in, then open ``page`` (whose CSRF token the next posts carry)."""
         self.request("GET", "/login")
         status, _ = self.request("POST", "/login", {"login": login, "password": DEMO_PASSWORD})
         assert status == 302, status
-        self.request("GET", "/requests/mine" if login in ("hanh", "nga") else "/")
+        self.request("GET", page or ("/requests/mine" if login in ("hanh", "nga") else "/"))
+
+
+Make = Callable[[int], tuple[str, str, dict[str, str] | None]]  # request i -> method, path, form
+
+
+def get(path: str) -> Make:
+    """The same page at every request."""
+    return lambda i: ("GET", path, None)
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -87,8 +127,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def load(
-    port: int, users: int, total: int, seconds: float, login: str | None, make_request
-) -> list[float]:  # type: ignore[no-untyped-def]
+    port: int,
+    users: int,
+    total: int,
+    seconds: float,
+    login: str | None,
+    make_request: Make,
+) -> list[float]:
     """``users`` threads share ``total`` requests; each returns (method, path, form) per call."""
     samples: list[float] = []
     lock = threading.Lock()
@@ -139,15 +184,146 @@ def production_people(runtime: Runtime) -> None:
             )
 
 
+# --- Passkeys: each virtual user is its own account with its own phone. ---------------------------
+
+
+def passkey_logins(count: int) -> dict[str, list[str]]:
+    """The bench's own proposers and approvers (one account per virtual user)."""
+    return {
+        "submit": [f"bench-p{i:02d}" for i in range(count)],
+        "approve": [f"bench-a{i:02d}" for i in range(count)],
+    }
+
+
+def passkey_people(runtime: Runtime, count: int) -> None:
+    """Create the accounts, each with a server-held key at the production cost for now: its
+    owner moves to a passkey through the web (enrol()), signed off by that key."""
+    logins = passkey_logins(count)
+    with runtime.transaction() as session:
+        directory = runtime.directory(session, scrypt_n=DEFAULT_SCRYPT_N)
+        for role, trigger in (("proposer", "submit"), ("approver", "approve")):
+            for login in logins[trigger]:
+                directory.create_user(
+                    login=login,
+                    name=f"Bench {login}",
+                    email=f"{login}@th-demo.edu.vn",
+                    roles=(role,),
+                    password=DEMO_PASSWORD,
+                    signing_secret=DEMO_SECRET,
+                )
+
+
+def passkey_drafts(
+    runtime: Runtime, users: list[int], total: int
+) -> dict[int, dict[str, list[str]]]:
+    """For each user count, ``total`` drafts dealt round-robin to that many proposers."""
+    proposers = passkey_logins(max(users))["submit"]
+    drafts: dict[int, dict[str, list[str]]] = {}
+    for count in users:
+        drafts[count] = {login: [] for login in proposers[:count]}
+        for i in range(total):
+            owner = proposers[i % count]
+            title = f"EnetViet passkey {count}-{i}"
+            number = journeys.propose(runtime, owner, **{**journeys.SMALL_REQUEST, "title": title})
+            drafts[count][owner].append(number)
+    return drafts
+
+
+def enrol(port: int, login: str, origin: str) -> SoftAuthenticator:
+    """What a phone does on the signing-key page: create a passkey, have the server-held key
+    sign it in (the old secret), then confirm it with its first signature."""
+    client = Client(port)
+    client.login(login, page="/signing-key")
+    options = client.post_json("/signing-key/passkey/options", {"password": DEMO_PASSWORD})
+    public_key = options["publicKey"]
+    phone = SoftAuthenticator(rp_id=public_key["rp"]["id"], origin=origin)
+    credential = phone.create(
+        b64url_decode(public_key["challenge"]), user_id=b64url_decode(public_key["user"]["id"])
+    )
+    pending = client.post_json(
+        "/signing-key/passkey",
+        {"password": DEMO_PASSWORD, "credential": credential, "old_secret": DEMO_SECRET},
+    )
+    confirmation = phone.get(b64url_decode(pending["publicKey"]["challenge"]))
+    client.post_json(
+        "/signing-key/passkey/confirm",
+        {"decision": pending["decision"], "credential": confirmation},
+    )
+    client.connection.close()
+    return phone
+
+
+def enrol_all(port: int, logins: list[str], origin: str) -> dict[str, SoftAuthenticator]:
+    """Enrol every account's passkey, a few at a time (each costs password hashes and an unlock)."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        phones = pool.map(lambda login: enrol(port, login, origin), logins)
+        return dict(zip(logins, phones, strict=True))
+
+
+def passkey_step(
+    client: Client, phone: SoftAuthenticator, number: str, trigger: str
+) -> tuple[float, float]:
+    """One signed step as the person lives it: the decision (with the WebAuthn options), the
+    phone's assertion (not timed: the fingerprint), the signed answer. Returns the server's
+    time for both requests and for the second alone, in seconds."""
+    start = time.perf_counter()
+    prepared = client.post_json(f"/requests/{number}/decision", {"trigger": trigger})
+    decision_time = time.perf_counter() - start
+    credential = phone.get(b64url_decode(prepared["publicKey"]["challenge"]))
+    start = time.perf_counter()
+    signed = client.post_json(
+        f"/requests/{number}/sign", {"decision": prepared["decision"], "credential": credential}
+    )
+    sign_time = time.perf_counter() - start
+    assert signed.get("ok"), signed
+    return decision_time + sign_time, sign_time
+
+
+def load_passkey(
+    port: int,
+    phones: dict[str, SoftAuthenticator],
+    trigger: str,
+    numbers: Callable[[str], Iterator[str]],
+    total: int,
+    seconds: float,
+) -> tuple[list[float], list[float]]:
+    """One thread per account in ``phones``; each signs the requests ``numbers(login)`` hands
+    it until ``total`` steps are done between them (or ``seconds`` ran out). Returns the
+    samples of the pairs and of the sign requests alone."""
+    pairs: list[float] = []
+    signs: list[float] = []
+    lock = threading.Lock()
+    budget = iter(range(total))
+    deadline = time.monotonic() + seconds
+
+    def user(login: str) -> None:
+        client = Client(port)
+        client.login(login, page="/signing-key")
+        queue = numbers(login)
+        while time.monotonic() < deadline:
+            number = next(queue, None)
+            with lock:
+                spent = next(budget, None) is None
+            if number is None or spent:
+                return
+            pair, sign = passkey_step(client, phones[login], number, trigger)
+            with lock:
+                pairs.append(pair)
+                signs.append(sign)
+
+    threads = [threading.Thread(target=user, args=(login,)) for login in phones]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return pairs, signs
+
+
 def prepare(
-    folder: Path,
-    database_url: str,
-    signed: int,
-    *,
-    demo_keys: bool,
-    submits: bool = True,
-    approvals: bool = True,
+    folder: Path, database_url: str, *, drafts: int, forwarded: int, demo_keys: bool
 ) -> tuple[Settings, list[str], list[str]]:
+    """The database with the demo people, ``drafts`` drafts of Hạnh's and ``forwarded``
+    requests waiting for the principal's approval."""
     keys = folder / "keys"
     InstitutionKey.create(keys)
     settings = replace(Settings(), database_url=database_url, keys_dir=keys)
@@ -158,19 +334,17 @@ def prepare(
             create_people(runtime, session)
     else:
         production_people(runtime)
-    drafts, forwarded = [], []
-    for i in range(signed * 2):
-        if (i % 2 and not approvals) or (not i % 2 and not submits):
-            continue
+    made_drafts, made_forwarded = [], []
+    for i in range(drafts + forwarded):
         number = journeys.propose(runtime, **{**journeys.SMALL_REQUEST, "title": f"EnetViet {i}"})
-        if i % 2:
-            for _event in journeys.walk(runtime, number, DEMO_SECRET, until="forwarded"):
-                pass
-            forwarded.append(number)
-        else:
-            drafts.append(number)
+        if i < drafts:
+            made_drafts.append(number)
+            continue
+        for _event in journeys.walk(runtime, number, DEMO_SECRET, until="forwarded"):
+            pass
+        made_forwarded.append(number)
     runtime.engine.dispose()
-    return settings, drafts, forwarded
+    return settings, made_drafts, made_forwarded
 
 
 def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -178,7 +352,9 @@ def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes
         **os.environ,
         "DATABASE_URL": settings.database_url,
         "EXPENSES_KEYS": str(settings.keys_dir),
+        "EXPENSES_BASE_URL": settings.base_url,  # passkeys: the RP ID and origin come from it
         "EXPENSES_LOGIN_TRIES_PER_MINUTE": "10000",
+        "EXPENSES_LOG_FORMAT": "json",  # one line per request with its duration in the server
     }
     binary = str(Path(sys.executable).parent / "gunicorn")
     handle = log.open("wb")
@@ -207,8 +383,47 @@ def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes
     raise RuntimeError(log.read_text())
 
 
+def server_times(log: Path, offset: int) -> dict[str, dict[str, float]]:
+    """Percentiles of the server's own duration per route, from the log lines after ``offset``
+    (what the app spent, without the wait for a gunicorn thread and the network)."""
+    durations: dict[str, list[float]] = {}
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            if not line.startswith(b"{"):
+                continue
+            record = json.loads(line)
+            if record.get("logger") == "webapp.requests":
+                route = f"{record['method']} {record['route']}"
+                durations.setdefault(route, []).append(record["duration_ms"] / 1000)
+    return {route: percentiles(samples) for route, samples in durations.items() if len(samples) > 1}
+
+
 def emit(**figure: object) -> None:
     print(json.dumps(figure), flush=True)
+
+
+def emit_against(
+    name: str,
+    users: int,
+    samples: list[float],
+    base: dict[str, float],
+    wall: float,
+    **extra: object,
+) -> None:
+    """A scenario's percentiles beside the bare endpoint's of the same users count."""
+    figures = percentiles(samples)
+    emit(
+        figure=name,
+        users=users,
+        requests=len(samples),
+        **figures,
+        ratio_p50_vs_bare=round(figures["p50_ms"] / max(base["p50_ms"], 0.01), 1),
+        ratio_p95_vs_bare=round(figures["p95_ms"] / max(base["p95_ms"], 0.01), 1),
+        per_second=round(len(samples) / max(wall, 1e-9), 1),
+        load=round(os.getloadavg()[0], 2),
+        **extra,
+    )
 
 
 def main() -> None:
@@ -217,13 +432,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--demo-keys", action="store_true", help="the demo's cheap keys")
     parser.add_argument(
-        "--scenarios", nargs="+", default=["queue_page", "submit_signed", "approve_signed"]
+        "--scenarios",
+        nargs="+",
+        default=["queue_page", "submit_signed", "approve_signed"],
+        choices=["queue_page", "submit_signed", "approve_signed", *PASSKEY_SCENARIOS],
     )
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument(
         "--postgres", action="store_true", help="a throw-away PostgreSQL cluster (scripts/pg.sh)"
     )
+    parser.add_argument("--server-log", type=Path, help="keep gunicorn's JSON log there")
     args = parser.parse_args()
     if args.postgres:
         env = {
@@ -246,9 +465,6 @@ def main() -> None:
 
 def run(args: argparse.Namespace, postgres_url: str | None) -> None:
     """Every scenario against one database: SQLite in a temporary folder, or PostgreSQL."""
-    sys.path.insert(0, str(PROJECT_ROOT / "tests"))
-    from smtp_server import free_port  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         signed = args.requests * len(args.users)
@@ -259,103 +475,161 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
             keys="demo" if args.demo_keys else f"scrypt n={DEFAULT_SCRYPT_N}",
             load=round(os.getloadavg()[0], 2),
         )
+        approvals = [s for s in ("approve_signed", "approve_passkey") if s in args.scenarios]
         settings, drafts, forwarded = prepare(
             folder,
             database_url,
-            signed,
+            drafts=signed if "submit_signed" in args.scenarios else 0,
+            forwarded=signed * len(approvals),
             demo_keys=args.demo_keys,
-            submits="submit_signed" in args.scenarios,
-            approvals="approve_signed" in args.scenarios,
         )
+        port = free_port()
+        settings = replace(settings, base_url=f"http://127.0.0.1:{port}")
         runtime = Runtime(settings)
         populate(runtime, 1_000)
+        passkeys = [s for s in PASSKEY_SCENARIOS if s in args.scenarios]
+        passkey_numbers: dict[int, dict[str, list[str]]] = {}
+        if passkeys:
+            passkey_people(runtime, max(args.users))
+            if "submit_passkey" in passkeys:
+                passkey_numbers = passkey_drafts(runtime, args.users, args.requests)
         runtime.engine.dispose()
-        port = free_port()
-        server = gunicorn(settings, port, folder / "gunicorn.log")
+        log = args.server_log or folder / "gunicorn.log"
+        server = gunicorn(settings, port, log)
         try:
             # NOTE: warm up every worker (the readiness probe answers once the first is up; the
             # first requests to a worker still importing the app took seconds).
-            load(
-                port, max(args.users), 200, args.seconds, None, lambda i: ("GET", "/healthz", None)
-            )
-            submits, approvals = iter(drafts), iter(forwarded)
+            load(port, max(args.users), 200, args.seconds, None, get("/healthz"))
+            phones: dict[str, SoftAuthenticator] = {}
+            if passkeys:
+                # NOTE: the server reads a loopback address as localhost (an IP is no RP ID).
+                logins = passkey_logins(max(args.users))
+                wanted = [login for s in passkeys for login in logins[PASSKEY_SCENARIOS[s]]]
+                phones = enrol_all(port, wanted, f"http://localhost:{port}")
+            pools = {
+                "submit_signed": iter(drafts),
+                **{
+                    name: iter(forwarded[i * signed : (i + 1) * signed])
+                    for i, name in enumerate(approvals)
+                },
+            }
             for users in args.users:
-                bare = load(
-                    port,
-                    users,
-                    args.requests,
-                    args.seconds,
-                    None,
-                    lambda i: ("GET", "/healthz", None),
-                )
-                base = percentiles(bare)
-                emit(
-                    figure="bare_healthz",
-                    users=users,
-                    requests=len(bare),
-                    **base,
-                    load=round(os.getloadavg()[0], 2),
-                )
-                scenarios = {
-                    "queue_page": ("long", lambda i: ("GET", "/review", None)),
-                    "submit_signed": (
-                        "hanh",
-                        lambda i: (
-                            "POST",
-                            f"/requests/{next(submits)}/act",
-                            {"trigger": "submit", "secret": DEMO_SECRET},
-                        ),
-                    ),
-                    "approve_signed": (
-                        "toan",
-                        lambda i: (
-                            "POST",
-                            f"/requests/{next(approvals)}/act",
-                            {"trigger": "approve", "secret": DEMO_SECRET},
-                        ),
-                    ),
-                }
-                for name, (login, make) in scenarios.items():
-                    if name not in args.scenarios:
-                        continue
-                    started = time.perf_counter()
-                    samples = load(port, users, args.requests, args.seconds, login, make)
-                    wall = time.perf_counter() - started
-                    figures = percentiles(samples)
-                    emit(
-                        figure=name,
-                        users=users,
-                        requests=len(samples),
-                        **figures,
-                        ratio_p50_vs_bare=round(figures["p50_ms"] / max(base["p50_ms"], 0.01), 1),
-                        ratio_p95_vs_bare=round(figures["p95_ms"] / max(base["p95_ms"], 0.01), 1),
-                        per_second=round(len(samples) / max(wall, 1e-9), 1),
-                        load=round(os.getloadavg()[0], 2),
-                    )
-            pages: dict[tuple[str, int], float] = {}
-            for rows in (1_000, args.big) if args.big else ():
-                if rows != 1_000:
-                    populate(Runtime(settings), rows - 1_000, start=200_000, seed=2)
-                for name, login, path in (
-                    ("queue_page", "long", "/review"),
-                    ("ledger_page", "mai", "/ledger"),
-                ):
-                    samples = load(
-                        port, 1, 40, args.seconds, login, lambda i, p=path: ("GET", p, None)
-                    )
-                    pages[(name, rows)] = percentiles(samples)["p50_ms"]
-                    emit(
-                        figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)]
-                    )
-            for name in ("queue_page", "ledger_page") if args.big else ():
-                emit(
-                    figure=f"{name}_growth",
-                    table_ratio=args.big / 1_000,
-                    p50_ratio=round(pages[(name, args.big)] / pages[(name, 1_000)], 2),
-                )
+                scenarios(args, port, users, log, pools, phones, passkey_numbers.get(users, {}))
+            table_size(args, port, settings)
         finally:
             server.terminate()
             server.wait(10)
+
+
+def scenarios(
+    args: argparse.Namespace,
+    port: int,
+    users: int,
+    log: Path,
+    pools: dict[str, Iterator[str]],
+    phones: dict[str, SoftAuthenticator],
+    drafts: dict[str, list[str]],
+) -> None:
+    """The bare endpoint, then each chosen scenario, at ``users`` concurrent users."""
+    bare = load(port, users, args.requests, args.seconds, None, get("/healthz"))
+    base = percentiles(bare)
+    emit(
+        figure="bare_healthz",
+        users=users,
+        requests=len(bare),
+        **base,
+        load=round(os.getloadavg()[0], 2),
+    )
+    forms: dict[str, tuple[str, Make]] = {
+        "queue_page": ("long", get("/review")),
+        "submit_signed": (
+            "hanh",
+            lambda i: (
+                "POST",
+                f"/requests/{next(pools['submit_signed'])}/act",
+                {"trigger": "submit", "secret": DEMO_SECRET},
+            ),
+        ),
+        "approve_signed": (
+            "toan",
+            lambda i: (
+                "POST",
+                f"/requests/{next(pools['approve_signed'])}/act",
+                {"trigger": "approve", "secret": DEMO_SECRET},
+            ),
+        ),
+    }
+    for name in args.scenarios:
+        offset = log.stat().st_size
+        started = time.perf_counter()
+        if name in forms:
+            login, make = forms[name]
+            samples = load(port, users, args.requests, args.seconds, login, make)
+            emit_against(name, users, samples, base, time.perf_counter() - started)
+        else:
+            pairs, signs = passkey_run(args, port, users, name, pools, phones, drafts)
+            wall = time.perf_counter() - started
+            emit_against(name, users, pairs, base, wall, part="decision + sign")
+            emit_against(name, users, signs, base, wall, part="sign alone")
+        emit(figure="server_time", scenario=name, users=users, routes=server_times(log, offset))
+
+
+def passkey_run(
+    args: argparse.Namespace,
+    port: int,
+    users: int,
+    name: str,
+    pools: dict[str, Iterator[str]],
+    phones: dict[str, SoftAuthenticator],
+    drafts: dict[str, list[str]],
+) -> tuple[list[float], list[float]]:
+    """A passkey scenario with ``users`` accounts: proposers submit their own drafts, approvers
+    take the forwarded requests from one shared queue."""
+    trigger = PASSKEY_SCENARIOS[name]
+    logins = passkey_logins(users)[trigger]
+    shared = pools.get(name, iter(()))
+    lock = threading.Lock()
+
+    def numbers(login: str) -> Iterator[str]:
+        if trigger == "submit":
+            yield from drafts[login]
+            return
+        while True:
+            with lock:
+                number = next(shared, None)
+            if number is None:
+                return
+            yield number
+
+    return load_passkey(
+        port,
+        {login: phones[login] for login in logins},
+        trigger,
+        numbers,
+        args.requests,
+        args.seconds,
+    )
+
+
+def table_size(args: argparse.Namespace, port: int, settings: Settings) -> None:
+    """The queue and ledger pages with 1k and with --big requests in the table."""
+    pages: dict[tuple[str, int], float] = {}
+    for rows in (1_000, args.big) if args.big else ():
+        if rows != 1_000:
+            populate(Runtime(settings), rows - 1_000, start=200_000, seed=2)
+        for name, login, path in (
+            ("queue_page", "long", "/review"),
+            ("ledger_page", "mai", "/ledger"),
+        ):
+            samples = load(port, 1, 40, args.seconds, login, get(path))
+            pages[(name, rows)] = percentiles(samples)["p50_ms"]
+            emit(figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)])
+    for name in ("queue_page", "ledger_page") if args.big else ():
+        emit(
+            figure=f"{name}_growth",
+            table_ratio=args.big / 1_000,
+            p50_ratio=round(pages[(name, args.big)] / pages[(name, 1_000)], 2),
+        )
 
 
 if __name__ == "__main__":
