@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from populate import populate
 
@@ -63,6 +63,7 @@ class Client:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.cookie = ""
         self.token = ""
+        self.location = ""  # of the last redirect
 
     def request(
         self,
@@ -85,6 +86,7 @@ class Client:
         self.connection.request(method, path, body=body, headers=headers)
         response = self.connection.getresponse()
         text = response.read().decode("utf-8", "replace")
+        self.location = urlsplit(response.getheader("Location") or "").path
         cookie = COOKIE.search(response.getheader("Set-Cookie") or "")
         if cookie:
             self.cookie = cookie.group(1)
@@ -100,12 +102,18 @@ class Client:
         answer: dict[str, Any] = json.loads(text)
         return answer
 
-    def login(self, login: str, page: str | None = None) -> None:
-        """Sign in, then open ``page`` (whose CSRF token the next posts carry)."""
+    def login(self, login: str, page: str = "/") -> None:
+        """Sign in, then open ``page`` (following its redirects): the session is new, and the
+        next posts carry that page's CSRF token."""
         self.request("GET", "/login")
         status, _ = self.request("POST", "/login", {"login": login, "password": DEMO_PASSWORD})
         assert status == 302, status
-        self.request("GET", page or ("/requests/mine" if login in ("hanh", "nga") else "/"))
+        for _hop in range(3):
+            status, _ = self.request("GET", page)
+            if status != 302:
+                break
+            page = self.location
+        assert self.token, (login, page, status)
 
 
 Make = Callable[[int], tuple[str, str, dict[str, str] | None]]  # request i -> method, path, form
@@ -213,20 +221,40 @@ def passkey_people(runtime: Runtime, count: int) -> None:
                 )
 
 
-def passkey_drafts(
-    runtime: Runtime, users: list[int], total: int
-) -> dict[int, dict[str, list[str]]]:
-    """For each user count, ``total`` drafts dealt round-robin to that many proposers."""
+Work = dict[int, dict[str, list[str]]]  # users count -> account -> the requests it signs
+
+
+def deal(numbers: list[str], logins: list[str]) -> dict[str, list[str]]:
+    """The requests dealt round-robin to the accounts."""
+    return {login: numbers[i :: len(logins)] for i, login in enumerate(logins)}
+
+
+def passkey_drafts(runtime: Runtime, users: list[int], total: int) -> Work:
+    """For each user count, ``total`` drafts of that many proposers, dealt round-robin."""
     proposers = passkey_logins(max(users))["submit"]
-    drafts: dict[int, dict[str, list[str]]] = {}
+    drafts: Work = {}
     for count in users:
-        drafts[count] = {login: [] for login in proposers[:count]}
-        for i in range(total):
-            owner = proposers[i % count]
-            title = f"EnetViet passkey {count}-{i}"
-            number = journeys.propose(runtime, owner, **{**journeys.SMALL_REQUEST, "title": title})
-            drafts[count][owner].append(number)
+        owners = proposers[:count]
+        numbers = [
+            journeys.propose(
+                runtime,
+                owners[i % count],
+                **{**journeys.SMALL_REQUEST, "title": f"EnetViet passkey {count}-{i}"},
+            )
+            for i in range(total)
+        ]
+        drafts[count] = deal(numbers, owners)
     return drafts
+
+
+def passkey_approvals(forwarded: list[str], users: list[int], total: int) -> Work:
+    """For each user count, ``total`` forwarded requests dealt round-robin to that many
+    approvers (any approver may approve any of them)."""
+    approvers = passkey_logins(max(users))["approve"]
+    return {
+        count: deal(forwarded[i * total : (i + 1) * total], approvers[:count])
+        for i, count in enumerate(users)
+    }
 
 
 def enrol(port: int, login: str, origin: str) -> SoftAuthenticator:
@@ -283,35 +311,28 @@ def load_passkey(
     port: int,
     phones: dict[str, SoftAuthenticator],
     trigger: str,
-    numbers: Callable[[str], Iterator[str]],
-    total: int,
+    work: dict[str, list[str]],
     seconds: float,
 ) -> tuple[list[float], list[float]]:
-    """One thread per account in ``phones``; each signs the requests ``numbers(login)`` hands
-    it until ``total`` steps are done between them (or ``seconds`` ran out). Returns the
-    samples of the pairs and of the sign requests alone."""
+    """One thread per account of ``work``, each signing its own requests (or until ``seconds``
+    ran out). Returns the samples of the pairs and of the sign requests alone."""
     pairs: list[float] = []
     signs: list[float] = []
     lock = threading.Lock()
-    budget = iter(range(total))
     deadline = time.monotonic() + seconds
 
     def user(login: str) -> None:
         client = Client(port)
         client.login(login, page="/signing-key")
-        queue = numbers(login)
-        while time.monotonic() < deadline:
-            number = next(queue, None)
-            with lock:
-                spent = next(budget, None) is None
-            if number is None or spent:
+        for number in work[login]:
+            if time.monotonic() > deadline:
                 return
             pair, sign = passkey_step(client, phones[login], number, trigger)
             with lock:
                 pairs.append(pair)
                 signs.append(sign)
 
-    threads = [threading.Thread(target=user, args=(login,)) for login in phones]
+    threads = [threading.Thread(target=user, args=(login,)) for login in work]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -488,11 +509,16 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
         runtime = Runtime(settings)
         populate(runtime, 1_000)
         passkeys = [s for s in PASSKEY_SCENARIOS if s in args.scenarios]
-        passkey_numbers: dict[int, dict[str, list[str]]] = {}
+        work: dict[str, Work] = {}
         if passkeys:
             passkey_people(runtime, max(args.users))
-            if "submit_passkey" in passkeys:
-                passkey_numbers = passkey_drafts(runtime, args.users, args.requests)
+        if "submit_passkey" in passkeys:
+            work["submit_passkey"] = passkey_drafts(runtime, args.users, args.requests)
+        if "approve_passkey" in passkeys:
+            start = approvals.index("approve_passkey") * signed
+            work["approve_passkey"] = passkey_approvals(
+                forwarded[start : start + signed], args.users, args.requests
+            )
         runtime.engine.dispose()
         log = args.server_log or folder / "gunicorn.log"
         server = gunicorn(settings, port, log)
@@ -506,15 +532,12 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
                 logins = passkey_logins(max(args.users))
                 wanted = [login for s in passkeys for login in logins[PASSKEY_SCENARIOS[s]]]
                 phones = enrol_all(port, wanted, f"http://localhost:{port}")
-            pools = {
-                "submit_signed": iter(drafts),
-                **{
-                    name: iter(forwarded[i * signed : (i + 1) * signed])
-                    for i, name in enumerate(approvals)
-                },
-            }
+            pools = {"submit_signed": iter(drafts)}
+            if "approve_signed" in approvals:
+                start = approvals.index("approve_signed") * signed
+                pools["approve_signed"] = iter(forwarded[start : start + signed])
             for users in args.users:
-                scenarios(args, port, users, log, pools, phones, passkey_numbers.get(users, {}))
+                scenarios(args, port, users, log, pools, phones, work)
             table_size(args, port, settings)
         finally:
             server.terminate()
@@ -528,7 +551,7 @@ def scenarios(
     log: Path,
     pools: dict[str, Iterator[str]],
     phones: dict[str, SoftAuthenticator],
-    drafts: dict[str, list[str]],
+    work: dict[str, Work],
 ) -> None:
     """The bare endpoint, then each chosen scenario, at ``users`` concurrent users."""
     bare = load(port, users, args.requests, args.seconds, None, get("/healthz"))
@@ -567,48 +590,12 @@ def scenarios(
             samples = load(port, users, args.requests, args.seconds, login, make)
             emit_against(name, users, samples, base, time.perf_counter() - started)
         else:
-            pairs, signs = passkey_run(args, port, users, name, pools, phones, drafts)
+            trigger = PASSKEY_SCENARIOS[name]
+            pairs, signs = load_passkey(port, phones, trigger, work[name][users], args.seconds)
             wall = time.perf_counter() - started
             emit_against(name, users, pairs, base, wall, part="decision + sign")
             emit_against(name, users, signs, base, wall, part="sign alone")
         emit(figure="server_time", scenario=name, users=users, routes=server_times(log, offset))
-
-
-def passkey_run(
-    args: argparse.Namespace,
-    port: int,
-    users: int,
-    name: str,
-    pools: dict[str, Iterator[str]],
-    phones: dict[str, SoftAuthenticator],
-    drafts: dict[str, list[str]],
-) -> tuple[list[float], list[float]]:
-    """A passkey scenario with ``users`` accounts: proposers submit their own drafts, approvers
-    take the forwarded requests from one shared queue."""
-    trigger = PASSKEY_SCENARIOS[name]
-    logins = passkey_logins(users)[trigger]
-    shared = pools.get(name, iter(()))
-    lock = threading.Lock()
-
-    def numbers(login: str) -> Iterator[str]:
-        if trigger == "submit":
-            yield from drafts[login]
-            return
-        while True:
-            with lock:
-                number = next(shared, None)
-            if number is None:
-                return
-            yield number
-
-    return load_passkey(
-        port,
-        {login: phones[login] for login in logins},
-        trigger,
-        numbers,
-        args.requests,
-        args.seconds,
-    )
 
 
 def table_size(args: argparse.Namespace, port: int, settings: Settings) -> None:
