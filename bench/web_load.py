@@ -64,6 +64,7 @@ class Client:
         self.cookie = ""
         self.token = ""
         self.location = ""  # of the last redirect
+        self.user = ""  # who signed in
 
     def request(
         self,
@@ -108,6 +109,7 @@ class Client:
         self.request("GET", "/login")
         status, _ = self.request("POST", "/login", {"login": login, "password": DEMO_PASSWORD})
         assert status == 302, status
+        self.user = login
         for _hop in range(3):
             status, _ = self.request("GET", page)
             if status != 302:
@@ -134,6 +136,39 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+def together(
+    count: int, sign_in: Callable[[int], Client], work: Callable[[Client, float], None]
+) -> float:
+    """``count`` threads: each signs in, all wait until every one has, then each works until
+    its work is done or the deadline passed. Returns the seconds the working part took.
+
+    NOTE: signing in hashes the password at its production cost; done while others are
+    measured, it would take threads and cores from the timed requests.
+    """
+    clock: dict[str, float] = {}
+
+    def start_clock() -> None:  # run by the last thread to arrive, before any goes on
+        clock["start"] = time.monotonic()
+
+    barrier = threading.Barrier(count, action=start_clock)
+
+    def thread(index: int) -> None:
+        try:
+            client = sign_in(index)
+        except BaseException:
+            barrier.abort()  # the others stop waiting (BrokenBarrierError)
+            raise
+        barrier.wait()
+        work(client, clock["start"])
+
+    threads = [threading.Thread(target=thread, args=(i,)) for i in range(count)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+    return time.monotonic() - clock.get("start", time.monotonic())
+
+
 def load(
     port: int,
     users: int,
@@ -141,26 +176,29 @@ def load(
     seconds: float,
     login: str | None,
     make_request: Make,
-) -> list[float]:
-    """``users`` threads share ``total`` requests; each returns (method, path, form) per call."""
+) -> tuple[list[float], float]:
+    """``users`` threads share ``total`` requests; each returns (method, path, form) per call.
+    Returns the samples and the seconds they took."""
     samples: list[float] = []
     lock = threading.Lock()
     counter = iter(range(total))
-    deadline = time.monotonic() + seconds
 
-    def user() -> None:
+    def sign_in(_index: int) -> Client:
         client = Client(port)
         if login:
             client.login(login)
-        while time.monotonic() < deadline:
+        return client
+
+    def work(client: Client, start: float) -> None:
+        while time.monotonic() < start + seconds:
             with lock:
                 index = next(counter, None)
             if index is None:
                 return
             method, path, form = make_request(index)
-            start = time.perf_counter()
+            begin = time.perf_counter()
             status, text = client.request(method, path, form)
-            elapsed = time.perf_counter() - start
+            elapsed = time.perf_counter() - begin
             assert status in (200, 302), (
                 path,
                 status,
@@ -169,12 +207,8 @@ def load(
             with lock:
                 samples.append(elapsed)
 
-    threads = [threading.Thread(target=user) for _ in range(users)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return samples
+    wall = together(users, sign_in, work)
+    return samples, wall
 
 
 def production_people(runtime: Runtime) -> None:
@@ -313,31 +347,32 @@ def load_passkey(
     trigger: str,
     work: dict[str, list[str]],
     seconds: float,
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], float]:
     """One thread per account of ``work``, each signing its own requests (or until ``seconds``
-    ran out). Returns the samples of the pairs and of the sign requests alone."""
+    ran out). Returns the samples of the pairs, of the sign requests alone, and the seconds
+    they took."""
     pairs: list[float] = []
     signs: list[float] = []
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    logins = list(work)
 
-    def user(login: str) -> None:
+    def sign_in(index: int) -> Client:
         client = Client(port)
-        client.login(login, page="/signing-key")
+        client.login(logins[index], page="/signing-key")
+        return client
+
+    def steps(client: Client, start: float) -> None:
+        login = client.user
         for number in work[login]:
-            if time.monotonic() > deadline:
+            if time.monotonic() > start + seconds:
                 return
             pair, sign = passkey_step(client, phones[login], number, trigger)
             with lock:
                 pairs.append(pair)
                 signs.append(sign)
 
-    threads = [threading.Thread(target=user, args=(login,)) for login in work]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return pairs, signs
+    wall = together(len(logins), sign_in, steps)
+    return pairs, signs, wall
 
 
 def prepare(
@@ -368,7 +403,10 @@ def prepare(
     return settings, made_drafts, made_forwarded
 
 
-def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+def gunicorn(
+    settings: Settings, port: int, log: Path, profile: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The app in gunicorn (with --profile: behind werkzeug's profiler, bench/profiled_wsgi.py)."""
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url,
@@ -377,6 +415,9 @@ def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes
         "EXPENSES_LOGIN_TRIES_PER_MINUTE": "10000",
         "EXPENSES_LOG_FORMAT": "json",  # one line per request with its duration in the server
     }
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        env["BENCH_PROFILE_DIR"] = str(profile)
     binary = str(Path(sys.executable).parent / "gunicorn")
     handle = log.open("wb")
     server = subprocess.Popen(
@@ -388,7 +429,7 @@ def gunicorn(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes
             "4",
             "-b",
             f"127.0.0.1:{port}",
-            "wsgi:app",
+            *(["--pythonpath", "bench", "profiled_wsgi:app"] if profile else ["wsgi:app"]),
         ],
         cwd=PROJECT_ROOT,
         env=env,
@@ -464,6 +505,9 @@ def main() -> None:
         "--postgres", action="store_true", help="a throw-away PostgreSQL cluster (scripts/pg.sh)"
     )
     parser.add_argument("--server-log", type=Path, help="keep gunicorn's JSON log there")
+    parser.add_argument(
+        "--profile", type=Path, help="a cProfile file per request there (bench/profiled_wsgi.py)"
+    )
     args = parser.parse_args()
     if args.postgres:
         env = {
@@ -521,7 +565,7 @@ def run(args: argparse.Namespace, postgres_url: str | None) -> None:
             )
         runtime.engine.dispose()
         log = args.server_log or folder / "gunicorn.log"
-        server = gunicorn(settings, port, log)
+        server = gunicorn(settings, port, log, args.profile)
         try:
             # NOTE: warm up every worker (the readiness probe answers once the first is up; the
             # first requests to a worker still importing the app took seconds).
@@ -554,7 +598,7 @@ def scenarios(
     work: dict[str, Work],
 ) -> None:
     """The bare endpoint, then each chosen scenario, at ``users`` concurrent users."""
-    bare = load(port, users, args.requests, args.seconds, None, get("/healthz"))
+    bare, _wall = load(port, users, args.requests, args.seconds, None, get("/healthz"))
     base = percentiles(bare)
     emit(
         figure="bare_healthz",
@@ -584,15 +628,15 @@ def scenarios(
     }
     for name in args.scenarios:
         offset = log.stat().st_size
-        started = time.perf_counter()
         if name in forms:
             login, make = forms[name]
-            samples = load(port, users, args.requests, args.seconds, login, make)
-            emit_against(name, users, samples, base, time.perf_counter() - started)
+            samples, wall = load(port, users, args.requests, args.seconds, login, make)
+            emit_against(name, users, samples, base, wall)
         else:
             trigger = PASSKEY_SCENARIOS[name]
-            pairs, signs = load_passkey(port, phones, trigger, work[name][users], args.seconds)
-            wall = time.perf_counter() - started
+            pairs, signs, wall = load_passkey(
+                port, phones, trigger, work[name][users], args.seconds
+            )
             emit_against(name, users, pairs, base, wall, part="decision + sign")
             emit_against(name, users, signs, base, wall, part="sign alone")
         emit(figure="server_time", scenario=name, users=users, routes=server_times(log, offset))
@@ -608,7 +652,7 @@ def table_size(args: argparse.Namespace, port: int, settings: Settings) -> None:
             ("queue_page", "long", "/review"),
             ("ledger_page", "mai", "/ledger"),
         ):
-            samples = load(port, 1, 40, args.seconds, login, get(path))
+            samples, _wall = load(port, 1, 40, args.seconds, login, get(path))
             pages[(name, rows)] = percentiles(samples)["p50_ms"]
             emit(figure=f"{name}_by_table_size", table_rows=rows, p50_ms=pages[(name, rows)])
     for name in ("queue_page", "ledger_page") if args.big else ():
