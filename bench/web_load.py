@@ -159,6 +159,9 @@ def together(
             barrier.abort()  # the others stop waiting (BrokenBarrierError)
             raise
         barrier.wait()
+        # NOTE: gunicorn closes a connection idle for 2 s (keep-alive), as this one may have
+        # been while the others signed in: start on a fresh one (the session cookie stays).
+        client.connection.close()
         work(client, clock["start"])
 
     threads = [threading.Thread(target=thread, args=(i,)) for i in range(count)]
