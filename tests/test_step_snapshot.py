@@ -5,12 +5,18 @@ key or mandate is an event), the draft a submission binds (not an event) and the
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask import Flask
+from sqlalchemy import event, select
 
 from expense_audit.errors import WorkflowError
 from workflow.db import read_first
 from workflow.errors import AccountLocked
+from workflow.livecheck import verify_live
+from workflow.models import OutboxMail
+from workflow.runtime import Runtime
 
 from .factories import SECRET, School
 from .test_write_lock import WAIT, _in_thread, unlock_held_for
@@ -123,3 +129,55 @@ def test_a_step_after_an_unrelated_one_is_checked_again_and_recorded(school: Sch
     assert prepared.decision["request"] == mine
     row = school.request(mine)
     assert row is not None and row.state == "submitted" and row.last_seq == event.seq
+
+
+def test_another_persons_step_on_another_line_does_not_make_a_step_check_again_under_the_lock(
+    school: School,
+) -> None:
+    """Under load some step is appended between almost every step's read and its lock. One by
+    another person, on a request of another budget line, changes nothing this step depends on:
+    the step is written as worked out, after it in the chain (its mails numbered after it too),
+    without reading and checking everything again while every other writer waits."""
+    mine, theirs = school.draft("hanh"), school.draft("nga", line="WEB", amount="2.400.000")
+    runtime = school.runtime
+    statements: list[str] = []
+    session = runtime.sessions()
+    try:
+        read_first(session)
+        hanh = runtime.directory(session).get_user("hanh")
+        assert hanh is not None
+        service = runtime.service(session)
+        service.prepare(mine, "submit", hanh)  # the snapshot begins here
+        other = school.act(theirs, "submit", "nga")
+
+        def record(_c: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements.append(statement)
+
+        event.listen(runtime.engine, "before_cursor_execute", record)
+        try:
+            written = service.act(mine, "submit", hanh, SECRET)
+        finally:
+            event.remove(runtime.engine, "before_cursor_execute", record)
+        session.commit()
+    finally:
+        session.close()
+    insert = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO audit_events"))
+    locked = max(i for i, s in enumerate(statements[:insert]) if "FROM log_head" in s)
+    under_lock = statements[locked:insert]
+    for table in ("users", "signing_keys", "requests ", "mandates", "budget_totals"):
+        assert not [s for s in under_lock if f"FROM {table}" in s], (table, under_lock)
+    assert written.seq == other.seq + 1 and written.prev == other.hash
+    with runtime.transaction() as check:
+        mails = check.scalars(select(OutboxMail).where(OutboxMail.request == mine)).all()
+        assert mails and {m.event_seq for m in mails} == {written.seq}
+        assert all(f".{written.seq}." in m.message_id for m in mails)
+    row = school.request(mine)
+    assert row is not None and row.state == "submitted" and row.last_seq == written.seq
+    assert verify_live_ok(runtime)
+
+
+def verify_live_ok(runtime: Runtime) -> bool:
+    """The whole log and its projections check out (the verifier's live check)."""
+    with runtime.transaction() as session:
+        report = verify_live(session, institution=runtime.institution, now=runtime.now())
+    return bool(report.valid)

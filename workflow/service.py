@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -77,7 +77,7 @@ from .enrollment import same_except_issued
 from .errors import AccountLocked, ConcurrentChange, RequestNotFound, WrongSecret
 from .mandates import Mandates, signature_line
 from .models import AuditEvent, Counter, DefinitionFile, Draft, Request, SigningKey, User
-from .notify import event_mails
+from .notify import event_mails, message_id
 from .policy import can_edit
 from .signatures import Verified, accept_counter, verify_signature
 from .step_writes import (
@@ -86,6 +86,7 @@ from .step_writes import (
     Head,
     StepWrites,
     draft_row,
+    events_since,
     seen_head,
     unrecorded_definitions,
     write_step,
@@ -591,9 +592,16 @@ class ApprovalService:
             step = self._plan(checked, signature, actor, basis, verified, seen)
             begin_write(self.session, keep_read=True)
             head = locked_head(self.session)
-            if head == seen and self._still_as_planned(checked, basis):
+            # Steps of other people on requests of other budget lines may have been appended
+            # meanwhile: they change nothing this step depends on, only its place in the chain.
+            if (
+                head == seen or self._only_unrelated_since(seen, checked)
+            ) and self._still_as_planned(checked, basis):
+                if head != seen:
+                    step = self._chained(step, checked, signature, basis, head)
                 return write_step(self.session, step)
-            # Someone appended meanwhile: read everything again under the lock and check again.
+            # Something this step depends on may have changed: read everything again under the
+            # lock and check again.
             self.session.expire_all()
             self._book_memo = None
         else:
@@ -626,24 +634,52 @@ class ApprovalService:
             return row is not None and draft_content(row) == draft_content(current.draft)
         return True
 
-    def _plan(
+    def _only_unrelated_since(self, seen: Head, checked: Mapping[str, Any]) -> bool:
+        """Under the lock: every event appended since ``seen`` is another person's step on
+        another request of another budget line (no change of people, keys, mandates, this
+        request, this signer's counter or this line's totals)."""
+        line = (checked["data"] or {}).get("content", {}).get("line")
+        for event in events_since(self.session, seen.seq):
+            if (
+                event.request is None
+                or event.request == checked["request"]
+                or event.actor == checked["actor"]
+                or event.line is None
+                or event.line == line
+            ):
+                return False
+        return True
+
+    def _chained(
+        self,
+        step: StepWrites,
+        checked: Mapping[str, Any],
+        signature: Mapping[str, Any],
+        basis: _Basis,
+        head: Head,
+    ) -> StepWrites:
+        """``step`` moved to the end of the chain at ``head`` (its event, its projection's
+        last step, its mails' event number); nothing is read."""
+        event, projection = self._event_at(checked, signature, basis, head)
+        seq = str(event["seq"])
+        mails = [
+            {
+                **mail,
+                "event_seq": event["seq"],
+                "message_id": message_id(str(checked["origin"]), "event", seq, mail["recipient"]),
+            }
+            for mail in step.mails
+        ]
+        return replace(step, head=head, event=event, after=projection, mails=mails)
+
+    def _event_at(
         self,
         checked: Mapping[str, Any],
         signature: Mapping[str, Any],
-        actor: User,
         basis: _Basis,
-        verified: Verified,
         head: Head,
-    ) -> StepWrites:
-        """6. What the step writes: the event chained to ``head``, the projection, the key's
-        counter, the mails (the caller writes it all or nothing)."""
-        use = accept_counter(basis.key, verified, signature)
-        if use is not None and (use.sign_count, use.batch) == (
-            basis.key.sign_count,
-            basis.key.last_batch,
-        ):
-            use = None  # unchanged (an authenticator without a counter, a batch's next step)
-        current, transition = basis.current, basis.transition
+    ) -> tuple[dict[str, Any], Projection]:
+        """The audit_events row of the decision chained after ``head``, and the projection."""
         ts = format_ts(self.clock())
         body = make_log_body(
             seq=head.seq + 1, prev=head.hash, ts=ts, decision=checked, signature=signature
@@ -662,13 +698,35 @@ class ApprovalService:
             "body": body_bytes,
             "sig": b"",
         }
-        projection = apply_event(current.projection, event_view(body), digest, transition.effects)
+        projection = apply_event(
+            basis.current.projection, event_view(body), digest, basis.transition.effects
+        )
+        return event, projection
+
+    def _plan(
+        self,
+        checked: Mapping[str, Any],
+        signature: Mapping[str, Any],
+        actor: User,
+        basis: _Basis,
+        verified: Verified,
+        head: Head,
+    ) -> StepWrites:
+        """6. What the step writes: the event chained to ``head``, the projection, the key's
+        counter, the mails (the caller writes it all or nothing)."""
+        use = accept_counter(basis.key, verified, signature)
+        if use is not None and (use.sign_count, use.batch) == (
+            basis.key.sign_count,
+            basis.key.last_batch,
+        ):
+            use = None  # unchanged (an authenticator without a counter, a batch's next step)
+        event, projection = self._event_at(checked, signature, basis, head)
         named = [str(checked["definition"]), *([checked["budget"]] if checked["budget"] else [])]
         mails = event_mails(
             self.session,
             origin=str(checked["origin"]),
             event_seq=head.seq + 1,
-            transition=transition,
+            transition=basis.transition,
             projection=projection,
             actor=actor.login,
             actor_name=self._signed_as(checked, actor) or actor.name,
@@ -679,7 +737,7 @@ class ApprovalService:
         return StepWrites(
             head=head,
             event=event,
-            before=current.projection,
+            before=basis.current.projection,
             after=projection,
             key_id=basis.key.key_id,
             counter=use,

@@ -70,6 +70,11 @@ class StepWrites:
 # on SQLite), and these run at every step.
 _SEEN_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)
 _LOCKED_HEAD = _SEEN_HEAD.with_for_update()
+_EVENTS_SINCE = (
+    select(EVENTS.c.request, EVENTS.c.actor, REQUESTS.c.line)
+    .outerjoin(REQUESTS, REQUESTS.c.number == EVENTS.c.request)
+    .where(EVENTS.c.seq > bindparam("seq"))
+)
 # NOTE: locked: an edit of the draft appends no event, and on PostgreSQL it holds the draft's row
 # (not the head) until it commits; read unlocked, a submission would bind the content before
 # the edit and the edit would then be saved into a request already sent.
@@ -95,6 +100,12 @@ def seen_head(session: Session) -> Head:
 def locked_head_row(session: Session) -> Any:
     """The head's row, locked for this transaction (None before the log's genesis)."""
     return session.connection().execute(_LOCKED_HEAD).first()
+
+
+def events_since(session: Session, seq: int) -> Sequence[Any]:
+    """The events after ``seq``: request, actor and the request's budget line (under the lock:
+    those appended since a step's snapshot, usually a few)."""
+    return list(session.connection().execute(_EVENTS_SINCE, {"seq": seq}))
 
 
 def draft_row(session: Session, number: str) -> Any:
