@@ -62,11 +62,17 @@ def move_commitment(
             )
 
 
+def line_totals(session: Session, line: str) -> list[tuple[Any, ...]]:
+    """One line's totals as rows (school year, line, budget year, amount), in a fixed order: two
+    reads compare equal when nothing moved on the line in between."""
+    rows = session.connection().execute(_LINE_TOTALS, {"line": line})
+    return sorted(tuple(row) for row in rows)
+
+
 def book_for_line(session: Session, line: str) -> BudgetBook:
     """What the norm and allocation guards need about one line, across plans and years."""
     book = BudgetBook()
-    rows = session.connection().execute(_LINE_TOTALS, {"line": line})
-    for school_year, code, budget_year, amount_vnd in rows:
+    for school_year, code, budget_year, amount_vnd in line_totals(session, line):
         book.add_total(school_year, code, budget_year, amount_vnd)
     return book
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -590,12 +590,14 @@ class ApprovalService:
             basis = basis or self._basis(checked, actor, self.current(checked["request"]))
             verified = verify_signature(basis.key, checked, signature)
             step = self._plan(checked, signature, actor, basis, verified, seen)
+            totals = budget_totals.line_totals(self.session, _line_of(checked))
             begin_write(self.session, keep_read=True)
             head = locked_head(self.session)
-            # Steps of other people on requests of other budget lines may have been appended
-            # meanwhile: they change nothing this step depends on, only its place in the chain.
+            # Steps of other people on other requests may have been appended meanwhile: if the
+            # budget line's totals are still those the guards judged, they change nothing this
+            # step depends on, only its place in the chain.
             if (
-                head == seen or self._only_unrelated_since(seen, checked)
+                head == seen or self._only_unrelated_since(seen, checked, totals)
             ) and self._still_as_planned(checked, basis):
                 if head != seen:
                     step = self._chained(step, checked, signature, basis, head)
@@ -634,21 +636,23 @@ class ApprovalService:
             return row is not None and draft_content(row) == draft_content(current.draft)
         return True
 
-    def _only_unrelated_since(self, seen: Head, checked: Mapping[str, Any]) -> bool:
+    def _only_unrelated_since(
+        self, seen: Head, checked: Mapping[str, Any], totals: Sequence[tuple[Any, ...]]
+    ) -> bool:
         """Under the lock: every event appended since ``seen`` is another person's step on
-        another request of another budget line (no change of people, keys, mandates, this
-        request, this signer's counter or this line's totals)."""
-        line = (checked["data"] or {}).get("content", {}).get("line")
+        another request (no change of people, keys, mandates, this request or this signer's
+        counter), and this budget line's totals are still ``totals``, what the guards saw."""
+        line = _line_of(checked)
+        same_line = False
         for event in events_since(self.session, seen.seq):
             if (
                 event.request is None
                 or event.request == checked["request"]
                 or event.actor == checked["actor"]
-                or event.line is None
-                or event.line == line
             ):
                 return False
-        return True
+            same_line = same_line or event.line is None or event.line == line
+        return not same_line or budget_totals.line_totals(self.session, line) == totals
 
     def _chained(
         self,
@@ -992,6 +996,11 @@ class ApprovalService:
             action=last.action,
             at=last.ts,
         )
+
+
+def _line_of(decision: Mapping[str, Any]) -> str:
+    """The budget line a decision's request is on (its content's)."""
+    return str(((decision["data"] or {}).get("content") or {}).get("line") or "")
 
 
 def _parse_quantity(value: Any) -> int:
