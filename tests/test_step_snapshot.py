@@ -11,14 +11,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import event, select
 
-from expense_audit.errors import WorkflowError
+from expense_audit.errors import GuardRefused, WorkflowError
 from workflow.db import read_first
+from workflow.enrollment import SETUP
 from workflow.errors import AccountLocked
 from workflow.livecheck import verify_live
 from workflow.models import OutboxMail
 from workflow.runtime import Runtime
 
-from .factories import SECRET, School
+from .factories import QUOTE, QUOTE2, SECRET, School
 from .test_write_lock import WAIT, _in_thread, unlock_held_for
 from .web import AuthActions
 
@@ -195,3 +196,52 @@ def verify_live_ok(runtime: Runtime) -> bool:
     with runtime.transaction() as session:
         report = verify_live(session, institution=runtime.institution, now=runtime.now())
     return bool(report.valid)
+
+
+def test_two_approvers_on_one_line_do_not_overrun_it_though_neither_step_is_read_again(
+    school: School,
+) -> None:
+    """The library line allows 18 million a year. Two requests of 10 million each wait for
+    approval; Toàn approves one while Vinh, a second approver, approves the other, each
+    checked before the other was written. Toàn's approval commits its 10 million: when Vinh's
+    step takes the lock, the line's totals have moved, its guards are judged again on them and
+    it is refused; the line is not overrun and nothing of Vinh's step is written."""
+    runtime = school.runtime
+    with runtime.transaction() as session:
+        runtime.directory(session).create_user(
+            login="vinh",
+            name="Lê Quang Vinh",
+            email="vinh@th-demo.edu.vn",
+            roles=["approver"],
+            password="vinh-mat-khau-dai",
+            signing_secret=SECRET,
+            by=SETUP,
+        )
+    first, second = (
+        school.to_state(
+            "forwarded",
+            line="SW-LIB",
+            amount="10.000.000",
+            budget_year=2025,
+            attachments=[QUOTE, QUOTE2],
+        )
+        for _ in range(2)
+    )
+    session = runtime.sessions()
+    try:
+        read_first(session)
+        vinh = runtime.directory(session).get_user("vinh")
+        assert vinh is not None
+        service = runtime.service(session)
+        service.prepare(second, "approve", vinh)  # Vinh's snapshot begins here
+        school.act(first, "approve", "toan")
+        before = school.snapshot(second)
+        with pytest.raises(GuardRefused) as refused:
+            service.act(second, "approve", vinh, SECRET)
+        session.rollback()
+    finally:
+        session.close()
+    assert refused.value.rule in ("within_norm", "within_allocation")
+    assert school.snapshot(second) == before
+    assert school.request(first).state == "approved"  # type: ignore[union-attr]
+    assert school.request(second).state == "forwarded"  # type: ignore[union-attr]

@@ -71,8 +71,13 @@ def line_totals(session: Session, line: str) -> list[tuple[Any, ...]]:
 
 def book_for_line(session: Session, line: str) -> BudgetBook:
     """What the norm and allocation guards need about one line, across plans and years."""
+    return book_of(line_totals(session, line))
+
+
+def book_of(rows: Iterable[tuple[Any, ...]]) -> BudgetBook:
+    """The book of a line's totals as line_totals() reads them."""
     book = BudgetBook()
-    for school_year, code, budget_year, amount_vnd in line_totals(session, line):
+    for school_year, code, budget_year, amount_vnd in rows:
         book.add_total(school_year, code, budget_year, amount_vnd)
     return book
 

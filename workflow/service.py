@@ -597,7 +597,7 @@ class ApprovalService:
             # budget line's totals are still those the guards judged, they change nothing this
             # step depends on, only its place in the chain.
             if (
-                head == seen or self._only_unrelated_since(seen, checked, totals)
+                head == seen or self._unrelated_since(seen, checked, actor, basis, totals)
             ) and self._still_as_planned(checked, basis):
                 if head != seen:
                     step = self._chained(step, checked, signature, basis, head)
@@ -636,12 +636,19 @@ class ApprovalService:
             return row is not None and draft_content(row) == draft_content(current.draft)
         return True
 
-    def _only_unrelated_since(
-        self, seen: Head, checked: Mapping[str, Any], totals: Sequence[tuple[Any, ...]]
+    def _unrelated_since(
+        self,
+        seen: Head,
+        checked: Mapping[str, Any],
+        actor: User,
+        basis: _Basis,
+        totals: Sequence[tuple[Any, ...]],
     ) -> bool:
         """Under the lock: every event appended since ``seen`` is another person's step on
         another request (no change of people, keys, mandates, this request or this signer's
-        counter), and this budget line's totals are still ``totals``, what the guards saw."""
+        counter). Their only effect on this step can then be on its budget line's totals: if
+        these moved, the guards are judged again on them (a refusal is raised as the full
+        check would), nothing else being read. False: everything must be read again."""
         line = _line_of(checked)
         same_line = False
         for event in events_since(self.session, seen.seq):
@@ -652,7 +659,22 @@ class ApprovalService:
             ):
                 return False
             same_line = same_line or event.line is None or event.line == line
-        return not same_line or budget_totals.line_totals(self.session, line) == totals
+        if not same_line:
+            return True
+        now = budget_totals.line_totals(self.session, line)
+        if now != totals:
+            self._book_memo = {line: budget_totals.book_of(now)}
+            payment = (checked["data"] or {}).get("payment")
+            expected, _transition = self._decide(
+                basis.current,
+                checked["action"],
+                actor,
+                checked["comment"],
+                payment,
+                basis.key.key_id,
+            )
+            same_except_issued(checked, expected)
+        return True
 
     def _chained(
         self,
