@@ -5,6 +5,7 @@ key or mandate is an event), the draft a submission binds (not an event) and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,12 +25,15 @@ from .test_write_lock import WAIT, _in_thread, unlock_held_for
 from .web import AuthActions
 
 
-def test_a_draft_edited_while_its_submission_unlocks_is_not_submitted_unseen(
-    app: Flask, auth: AuthActions, school: School, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """hanh submits in one tab and changes the title in another while the key unlocks. Editing a
-    draft appends no event, so the head has not moved; the submission, which signed the old
-    title, is still refused under the lock and writes nothing."""
+def _submit_while_unlocking(
+    auth: AuthActions,
+    school: School,
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[str], None],
+) -> tuple[str, Any, tuple[Any, ...]]:
+    """hanh submits a new draft from her phone; ``meanwhile`` runs while her key unlocks. Returns
+    the request's number, the web answer and the snapshot of request, log and outbox taken
+    after ``meanwhile`` (what the submission must leave as it found)."""
     number = school.draft("hanh")
     tab = auth.session("hanh")
     tab.get(f"/requests/{number}")
@@ -38,15 +42,30 @@ def test_a_draft_edited_while_its_submission_unlocks_is_not_submitted_unseen(
             lambda: tab.post(f"/requests/{number}/act", {"trigger": "submit", "secret": SECRET})
         )
         assert held["entered"].wait(WAIT)
+        meanwhile(number)
+        before = school.snapshot(number)
+        held["go"].set()
+        thread.join(WAIT * 2)
+    assert "error" not in result, result
+    return number, result["value"], before
+
+
+def test_a_draft_edited_while_its_submission_unlocks_is_not_submitted_unseen(
+    app: Flask, auth: AuthActions, school: School, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hanh submits in one tab and changes the title in another while the key unlocks. Editing a
+    draft appends no event, so the head has not moved; the submission, which signed the old
+    title, is still refused under the lock and writes nothing."""
+
+    def edit(number: str) -> None:
         with school.runtime.transaction() as session:
             service = school.runtime.service(session)
             owner = service.directory.get_user("hanh")
             assert owner is not None
             service.update_draft(number, owner, title="Gia hạn phần mềm tài sản (sửa)")
-        before = school.snapshot(number)
-        held["go"].set()
-        thread.join(WAIT * 2)
-    page = result["value"].get_data(as_text=True)
+
+    number, answer, before = _submit_while_unlocking(auth, school, monkeypatch, edit)
+    page = answer.get_data(as_text=True)
     assert "Nội dung được ký khác với bước này. Không có gì được ghi." in page
     assert school.snapshot(number) == before
     assert school.request(number) is None  # still a draft: nothing was submitted
@@ -59,23 +78,15 @@ def test_an_account_locked_while_its_step_unlocks_signs_nothing(
     app: Flask, auth: AuthActions, school: School, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The admin locks hanh's account while her submission's key unlocks: refused under the lock."""
-    number = school.draft("hanh")
-    tab = auth.session("hanh")
-    tab.get(f"/requests/{number}")
-    with unlock_held_for("hanh", monkeypatch) as held:
-        thread, result = _in_thread(
-            lambda: tab.post(f"/requests/{number}/act", {"trigger": "submit", "secret": SECRET})
-        )
-        assert held["entered"].wait(WAIT)
+
+    def lock_account(_number: str) -> None:
         with school.runtime.transaction() as session:
             directory = school.runtime.directory(session)
             hanh, admin = directory.get_user("hanh"), directory.get_user("admin")
             assert hanh is not None and admin is not None
             directory.set_active(hanh, False, by=admin)
-        before = school.snapshot(number)
-        held["go"].set()
-        thread.join(WAIT * 2)
-    assert "error" not in result, result
+
+    number, _answer, before = _submit_while_unlocking(auth, school, monkeypatch, lock_account)
     assert school.snapshot(number) == before
     assert school.request(number) is None
 

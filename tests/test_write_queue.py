@@ -11,10 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -24,23 +23,8 @@ from workflow.db import WriteBusy, WriteQueue
 from workflow.runtime import Runtime
 
 from .conftest import SteppingClock
+from .test_write_lock import WAIT, _in_thread
 from .web import AuthActions
-
-WAIT = 20  # seconds a test waits for another thread before it gives up (and fails)
-
-
-def _in_thread(action: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = action()
-        except BaseException as error:  # reported by the test, not lost in the thread
-            result["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result
 
 
 def _queued(queue: WriteQueue, count: int) -> None:
