@@ -42,12 +42,15 @@ def _quote_photo(path: Path) -> Image.Image:
 
 
 def _kept(page: Any, path: str) -> None:
-    """Wait until the service worker keeps ``path`` for offline use."""
+    """Wait until the service worker keeps ``path`` for offline use and controls the page (it
+    claims its pages once active: until then, a page opened without signal is not its to
+    answer, on a phone as here)."""
     page.wait_for_function(
         "p => caches.open('pages-v1').then(c => c.match(new URL(p, location.href).href))"
         ".then(Boolean)",
         arg=path,
     )
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
 
 
 def test_a_draft_typed_with_no_signal_survives_a_reload_and_reaches_the_school(
