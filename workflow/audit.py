@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from expense_audit.canonical import GENESIS_PREV, canonical_json, event_hash, signing_message
 from expense_audit.checkpoint import Checkpoint, sign_checkpoint
-from expense_audit.decision import log_body_bytes, make_log_body
+from expense_audit.decision import make_log_body
 from expense_audit.merkle import leaf_hash, root_from_leaf_hashes
 
 from .errors import LogNotInitialised
@@ -128,32 +128,41 @@ def append_decision(
     ts: datetime,
     head: LogHead | None = None,
 ) -> AuditEvent:
-    """Append a v2 event: a decision the person signed on their device, wrapped by the log.
-
-    The body carries the signature, so the row's ``sig`` is empty and the Merkle leaf input is
-    the hash alone (event_leaf of an empty signature).
-    """
+    """Append a v2 event: a decision the person signed on their device, wrapped by the log."""
     head = head or lock_head(session)
-    body = make_log_body(
-        seq=head.seq + 1, prev=head.hash, ts=format_ts(ts), decision=decision, signature=signature
+    values, _body = decision_row(
+        decision, signature, seq=head.seq + 1, prev=head.hash, ts=format_ts(ts)
     )
-    body_bytes = log_body_bytes(body)
-    row = AuditEvent(
-        seq=head.seq + 1,
-        hash=event_hash(body_bytes),
-        prev=head.hash,
-        request=decision["request"],
-        action=decision["action"],
-        actor=decision["actor"],
-        key_id=decision["key"],
-        ts=format_ts(ts),
-        body=body_bytes,
-        sig=b"",
-    )
+    row = AuditEvent(**values)
     session.add(row)
     head.seq, head.hash = row.seq, row.hash
     session.flush()
     return row
+
+
+def decision_row(
+    decision: Mapping[str, Any], signature: Mapping[str, Any], *, seq: int, prev: str, ts: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The audit_events row of a v2 event at ``seq`` after ``prev``, and its log body.
+
+    The body carries the signature, so the row's ``sig`` is empty and the Merkle leaf input is
+    the hash alone (event_leaf of an empty signature).
+    """
+    body = make_log_body(seq=seq, prev=prev, ts=ts, decision=decision, signature=signature)
+    body_bytes = canonical_json(body)  # make_log_body checked it: its JCS as log_body_bytes
+    row = {
+        "seq": seq,
+        "hash": event_hash(body_bytes),
+        "prev": prev,
+        "request": decision["request"],
+        "action": decision["action"],
+        "actor": decision["actor"],
+        "key_id": decision["key"],
+        "ts": ts,
+        "body": body_bytes,
+        "sig": b"",
+    }
+    return row, body
 
 
 def event_view(body: Mapping[str, Any]) -> dict[str, Any]:

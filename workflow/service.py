@@ -12,8 +12,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
-from expense_audit.canonical import canonical_json, event_hash
-from expense_audit.decision import check_decision, make_decision, make_log_body, server_signature
+from expense_audit.decision import check_decision, make_decision, server_signature
 from expense_audit.definitions import (
     DEFAULT_WORKFLOW,
     BudgetCatalogue,
@@ -69,7 +68,7 @@ from expense_audit.projection import (
 )
 
 from . import budget_totals
-from .audit import event_view, format_ts, locked_head
+from .audit import decision_row, event_view, format_ts, locked_head
 from .clock import Clock, local_time, utcnow
 from .db import begin_write, reading_first
 from .directory import Directory
@@ -706,26 +705,11 @@ class ApprovalService:
         head: Head,
     ) -> tuple[dict[str, Any], Projection]:
         """The audit_events row of the decision chained after ``head``, and the projection."""
-        ts = format_ts(self.clock())
-        body = make_log_body(
-            seq=head.seq + 1, prev=head.hash, ts=ts, decision=checked, signature=signature
+        event, body = decision_row(
+            checked, signature, seq=head.seq + 1, prev=head.hash, ts=format_ts(self.clock())
         )
-        body_bytes = canonical_json(body)
-        digest = event_hash(body_bytes)
-        event = {
-            "seq": head.seq + 1,
-            "hash": digest,
-            "prev": head.hash,
-            "request": checked["request"],
-            "action": checked["action"],
-            "actor": checked["actor"],
-            "key_id": checked["key"],
-            "ts": ts,
-            "body": body_bytes,
-            "sig": b"",
-        }
         projection = apply_event(
-            basis.current.projection, event_view(body), digest, basis.transition.effects
+            basis.current.projection, event_view(body), event["hash"], basis.transition.effects
         )
         return event, projection
 
