@@ -20,12 +20,15 @@ _TOTALS = cast(Table, BudgetTotal.__table__)
 _LINE_TOTALS = select(
     _TOTALS.c.school_year, _TOTALS.c.line, _TOTALS.c.budget_year, _TOTALS.c.amount_vnd
 ).where(_TOTALS.c.line == bindparam("line"))
-_MOVE = update(_TOTALS).where(
-    _TOTALS.c.school_year == bindparam("key_school_year"),
-    _TOTALS.c.line == bindparam("key_line"),
-    _TOTALS.c.budget_year == bindparam("key_budget_year"),
+_MOVE = (
+    update(_TOTALS)
+    .where(
+        _TOTALS.c.school_year == bindparam("key_school_year"),
+        _TOTALS.c.line == bindparam("key_line"),
+        _TOTALS.c.budget_year == bindparam("key_budget_year"),
+    )
+    .values(amount_vnd=_TOTALS.c.amount_vnd + bindparam("amount"))
 )
-_MOVE = _MOVE.values(amount_vnd=_TOTALS.c.amount_vnd + bindparam("amount"))
 _INSERT = insert(_TOTALS)
 
 

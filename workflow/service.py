@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from expense_audit.budget import BudgetBook
@@ -162,8 +162,8 @@ def _check_issued(issued: str, now: datetime) -> None:
         )
 
 
-def projection_of(row: Request) -> Projection:
-    """A request row as a projection dict (the form replay produces)."""
+def projection_of(row: Request | Row[Any]) -> Projection:
+    """A request row (ORM or Core) as a projection dict (the form replay produces)."""
     return {name: getattr(row, name) for name in PROJECTION_FIELDS}
 
 
@@ -380,8 +380,9 @@ class ApprovalService:
         )
         draft = self.session.scalars(_LOCKED_DRAFT if lock else _DRAFT, {"number": number}).first()
         if row is not None:
-            projection: Projection = {name: row._mapping[name] for name in PROJECTION_FIELDS}
-            return Current(number, row.state, row.owner, projection, draft, row.last_event_hash)
+            return Current(
+                number, row.state, row.owner, projection_of(row), draft, row.last_event_hash
+            )
         if draft is not None:
             return Current(number, self.workflow.initial, draft.owner, None, draft)
         raise RequestNotFound(
@@ -623,8 +624,9 @@ class ApprovalService:
         return _Basis(current, key, transition, self.clock())
 
     def _still_as_planned(self, checked: Mapping[str, Any], basis: _Basis) -> bool:
-        """Under the lock, with the head unchanged: what is not in the log is unchanged too (the
-        draft a submission binds, the day the guards and mandates were judged on)."""
+        """Under the lock, with nothing in the log changed that the step depends on: what is not
+        in the log is unchanged too (the draft a submission binds, the day the guards and
+        mandates were judged on)."""
         now = self.clock()
         _check_issued(checked["issued"], now)
         if local_date(now) != local_date(basis.at) or now.date() != basis.at.date():
