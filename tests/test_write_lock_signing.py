@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -99,10 +100,13 @@ def test_a_revocation_of_a_mandate_revoked_meanwhile_writes_nothing(
 
 
 @contextmanager
-def assertion_check_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The next passkey assertion check of a mandate stops half-way until the test lets it go."""
+def signature_check_held(
+    monkeypatch: pytest.MonkeyPatch, module: ModuleType
+) -> Iterator[dict[str, Any]]:
+    """The next signature check (a passkey assertion) that ``module`` makes stops half-way until
+    the test lets it go: workflow.mandates for a mandate, workflow.enrollment for a key change."""
     state: dict[str, Any] = {"entered": threading.Event(), "go": threading.Event()}
-    original = mandates_module.verify_signature
+    original = module.verify_signature
 
     def verify(key: SigningKey, decision: Any, signature: Any) -> Any:
         if not state["entered"].is_set():
@@ -110,7 +114,7 @@ def assertion_check_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, 
             state["released"] = state["go"].wait(WAIT)
         return original(key, decision, signature)
 
-    monkeypatch.setattr(mandates_module, "verify_signature", verify)
+    monkeypatch.setattr(module, "verify_signature", verify)
     yield state
 
 
@@ -131,7 +135,7 @@ def test_a_passkey_signed_grant_whose_key_was_revoked_during_the_check_writes_no
     assert prepared.status_code == 200, text(prepared)
     body = prepared.get_json()
     credential = phone.get(b64url_decode(body["publicKey"]["challenge"]))
-    with assertion_check_held(monkeypatch) as held:
+    with signature_check_held(monkeypatch, mandates_module) as held:
         thread, result = _in_thread(
             lambda: toan.post_json(
                 "/mandates/sign", {"decision": body["decision"], "credential": credential}
@@ -154,22 +158,6 @@ def test_a_passkey_signed_grant_whose_key_was_revoked_during_the_check_writes_no
     assert school.request(quick).state == "submitted"  # type: ignore[union-attr]
 
 
-@contextmanager
-def key_check_held(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The next signature check of a key change (passkey assertion) stops half-way."""
-    state: dict[str, Any] = {"entered": threading.Event(), "go": threading.Event()}
-    original = enrollment.verify_signature
-
-    def verify(key: SigningKey, decision: Any, signature: Any) -> Any:
-        if not state["entered"].is_set():
-            state["entered"].set()
-            state["released"] = state["go"].wait(WAIT)
-        return original(key, decision, signature)
-
-    monkeypatch.setattr(enrollment, "verify_signature", verify)
-    yield state
-
-
 def test_a_hand_over_signed_by_a_passkey_revoked_during_the_check_writes_nothing(
     app: Flask, auth: AuthActions, school: School, monkeypatch: Any
 ) -> None:
@@ -183,7 +171,7 @@ def test_a_hand_over_signed_by_a_passkey_revoked_during_the_check_writes_nothing
     admin.get("/admin/users")
     handover = _register(hanh, _phone(EDDSA))["rotate"]
     signed = old_phone.get(b64url_decode(handover["publicKey"]["challenge"]))
-    with key_check_held(monkeypatch) as held:
+    with signature_check_held(monkeypatch, enrollment) as held:
         thread, result = _in_thread(
             lambda: hanh.post_json(
                 "/signing-key/passkey/rotate",
