@@ -10,9 +10,11 @@ from typing import Any
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from expense_audit.verify import Report
 from workflow import journeys
 from workflow.demo import DEMO_SECRET, create_people
 from workflow.district_report import SchoolSource, recorded_verification
+from workflow.livecheck import verify_live
 from workflow.models import AuditEvent, OutboxMail, Request, User
 from workflow.runtime import Runtime
 
@@ -89,6 +91,13 @@ class School:
             comment = "Thiếu báo giá thứ hai." if trigger in ("return", "reject") else None
             self.act(number, trigger, login, comment=comment)
         return number
+
+    def verification(self) -> Report:
+        """The live check of the whole log: its bundle verified, and every table against it."""
+        with self.runtime.transaction() as session:
+            return verify_live(
+                session, institution=self.runtime.institution, now=self.runtime.now()
+            )
 
     def mails(self) -> list[OutboxMail]:
         """The outbox, without the "new signing key" mails of the school's set-up."""

@@ -18,7 +18,6 @@ from expense_audit.errors import GuardRefused, WorkflowError
 from workflow.db import read_first
 from workflow.enrollment import SETUP
 from workflow.errors import AccountLocked
-from workflow.livecheck import verify_live
 from workflow.models import OutboxMail, User
 from workflow.runtime import Runtime
 from workflow.service import ApprovalService
@@ -198,14 +197,8 @@ def test_another_persons_step_does_not_make_a_step_check_again_under_the_lock(
         assert all(f".{written.seq}." in m.message_id for m in mails)
     row = school.request(mine)
     assert row is not None and row.state == "submitted" and row.last_seq == written.seq
-    assert verify_live_ok(runtime)
-
-
-def verify_live_ok(runtime: Runtime) -> bool:
-    """The whole log and its projections check out (the verifier's live check)."""
-    with runtime.transaction() as session:
-        report = verify_live(session, institution=runtime.institution, now=runtime.now())
-    return bool(report.valid)
+    report = school.verification()
+    assert report.valid, report.problems
 
 
 def test_two_approvers_on_one_line_do_not_overrun_it_though_neither_step_is_read_again(
