@@ -25,6 +25,11 @@ class Base(DeclarativeBase):
     pass
 
 
+def role_list(roles: str) -> list[str]:
+    """The roles of an account as its ``roles`` column keeps them (comma-separated)."""
+    return [r for r in roles.split(",") if r]
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -46,7 +51,7 @@ class User(Base):
 
     @property
     def role_list(self) -> list[str]:
-        return [r for r in self.roles.split(",") if r]
+        return role_list(self.roles)
 
     def has_role(self, role: str) -> bool:
         return role in self.role_list

@@ -16,7 +16,7 @@ from expense_audit.definitions import StateDef, TransitionDef, WorkflowDefinitio
 
 from .clock import utcnow
 from .mail_text import render, render_checkpoint, render_digest, render_key_mail
-from .models import OutboxMail, ReminderSent, Request, SigningKey, User
+from .models import OutboxMail, ReminderSent, Request, SigningKey, User, role_list
 
 RECIPIENT_ROLES = {
     "reviewers": "reviewer",
@@ -57,7 +57,7 @@ def resolve_recipients(
             row.email,
             row.language,
             bool(row.digest),
-            tuple(r for r in row.roles.split(",") if r),
+            tuple(role_list(row.roles)),
         )
         for row in session.connection().execute(_ACTIVE_USERS)
     }
